@@ -1,0 +1,132 @@
+"""Gradient attacks in [0, 1] pixel space: FGSM, BIM and PGD under Linf or L2.
+
+The model is put in eval mode (and its parameters frozen) for the attack, then restored.
+Every random draw comes from the ``generator`` passed in, so the same seed gives the same
+adversarial examples.  ``early_stop=True`` drops examples from the step loop once they are
+misclassified (untargeted) or hit the target (targeted): a robust-accuracy evaluation gives the
+same answer, and each later step costs only the examples still standing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from advfeatures.utils import frozen
+
+_EPS = 1e-12
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).clamp_min(_EPS).view(-1, *([1] * (t.dim() - 1)))
+
+
+def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project ``delta`` onto the ``norm`` ball of radius ``eps``."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    if norm == "l2":
+        n = _flat_norm(delta)
+        return delta * torch.clamp(eps / n, max=1.0)
+    raise ValueError(f"unknown norm {norm!r}; use 'linf' or 'l2'")
+
+
+def random_start(
+    x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A uniform draw from the Linf ball, or from the L2 ball (uniform in volume)."""
+    if norm == "linf":
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (2 * u - 1) * eps
+    d = x[0].numel()
+    g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    r = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+    return g / _flat_norm(g) * (r * eps).view(-1, *([1] * (x.dim() - 1)))
+
+
+def _step(grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
+    if norm == "linf":
+        return alpha * grad.sign()
+    return alpha * grad / _flat_norm(grad)
+
+
+def _success(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    pred = logits.argmax(1)
+    return pred == y if targeted else pred != y
+
+
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str = "linf",
+    random_init: bool = True,
+    targeted: bool = False,
+    early_stop: bool = False,
+    generator: torch.Generator | None = None,
+    loss_fn=None,
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Projected gradient descent (Madry et al. 2018) on the cross-entropy loss.
+
+    Untargeted: ascend CE(model(x'), y).  Targeted (``y`` holds the targets): descend it.
+    ``loss_fn(logits, y)`` replaces the summed cross-entropy (e.g. TRADES' KL); ``start`` replaces
+    the random start with a given point.  Returns x' with ||x' - x|| <= eps in ``norm`` and x' in [0, 1].  With ``eps == 0`` or
+    ``steps == 0`` returns ``x`` unchanged.
+    """
+    x = x.detach()
+    if eps <= 0 or steps <= 0:
+        return x.clone()
+    loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="sum"))
+    sign = -1.0 if targeted else 1.0
+    with frozen(model):
+        if start is not None:
+            x_adv = (x + project(start.detach() - x, eps, norm)).clamp(0, 1)
+        else:
+            delta = random_start(x, eps, norm, generator) if random_init else torch.zeros_like(x)
+            x_adv = (x + delta).clamp(0, 1)
+        active = torch.arange(x.shape[0], device=x.device)
+        for _ in range(steps):
+            xa = x_adv[active].requires_grad_(True)
+            logits = model(xa)
+            loss = loss_fn(logits, y[active])
+            (grad,) = torch.autograd.grad(loss, xa)
+            with torch.no_grad():
+                x0 = x[active]
+                xa = xa.detach() + sign * _step(grad, alpha, norm)
+                xa = (x0 + project(xa - x0, eps, norm)).clamp(0, 1)
+                if early_stop:
+                    # an example already successful at this iterate keeps it and leaves the loop
+                    keep = ~_success(logits.detach(), y[active], targeted)
+                    x_adv[active[keep]] = xa[keep]
+                    active = active[keep]
+                    if active.numel() == 0:
+                        break
+                else:
+                    x_adv[active] = xa
+    return x_adv.detach()
+
+
+def fgsm(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, targeted: bool = False
+) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015): one Linf step of size eps."""
+    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, norm="linf", random_init=False, targeted=targeted)
+
+
+def bim(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    targeted: bool = False,
+) -> torch.Tensor:
+    """Basic iterative method (Kurakin et al. 2017): PGD-Linf without random start."""
+    return pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm="linf", random_init=False, targeted=targeted)

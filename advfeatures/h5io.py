@@ -1,0 +1,122 @@
+"""The one place that reads and writes HDF5 intermediates.
+
+Every file carries the attrs ``schema_version``, ``kind`` (what it holds), ``producer``
+(rule or function), ``advfeatures_version`` and ``params`` (JSON of the config slice
+and seed that made it).  Writes go to a temporary file in the same folder and are renamed
+into place, so a killed job never leaves a file that looks complete.
+
+Layouts by ``kind`` (N samples, C channels, H x W images, K classes):
+
+``dataset``      x_train [N,C,H,W] uint8 or float32 in [0,1]; y_train [N] int64;
+                 x_test, y_test likewise; attrs ``classes`` (JSON list), ``name``,
+                 ``mean``/``std`` (per channel, from the training split).
+``synthetic``    x [N,C,H,W] float32 in [0,1]; y [N] int64 (the label trained on);
+                 source_index [N] int64 (row in x_train); y_source [N] int64.
+``attack``       x_adv [N,C,H,W] float32; index [N] int64 (rows of x_test); y [N];
+                 pred_clean [N]; pred_adv [N]; linf [N], l2 [N] float32 norms of x_adv - x.
+``bottleneck``   sigma, sigma_z [N,Cz] float32; mask_robust [N,Cz] bool; pred_full,
+                 pred_robust, pred_nonrobust [N] int64; y [N]; index [N].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from advfeatures import __version__
+from advfeatures.utils import AdvFeaturesError
+
+SCHEMA_VERSION = 1
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return value.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    return np.asarray(value)
+
+
+def write_h5(
+    path: str | os.PathLike,
+    arrays: Mapping[str, Any],
+    *,
+    kind: str,
+    producer: str,
+    params: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    compression: str | None = None,
+) -> Path:
+    """Write ``arrays`` and provenance atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, value in arrays.items():
+                f.create_dataset(name, data=_to_numpy(value), compression=compression)
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["kind"] = kind
+            f.attrs["producer"] = producer
+            f.attrs["advfeatures_version"] = __version__
+            f.attrs["params"] = json.dumps(params or {}, sort_keys=True, default=str)
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = json.dumps(value, default=str) if isinstance(value, dict | list) else value
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_h5(
+    path: str | os.PathLike, keys: Iterable[str] | None = None, *, kind: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read ``keys`` (all when None) and attrs; a missing, corrupt or wrong file is one clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise AdvFeaturesError(f"{path}: file not found; run the rule that makes it (snakemake {path})")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: f.attrs[k] for k in f.attrs}
+            if kind is not None and attrs.get("kind") != kind:
+                raise AdvFeaturesError(
+                    f"{path}: holds kind={attrs.get('kind')!r}, expected {kind!r}; delete it and rerun"
+                )
+            names = list(f.keys()) if keys is None else list(keys)
+            missing = [k for k in names if k not in f]
+            if missing:
+                raise AdvFeaturesError(f"{path}: missing dataset(s) {missing}; delete it and rerun")
+            data = {k: f[k][()] for k in names}
+    except AdvFeaturesError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise AdvFeaturesError(
+            f"{path}: unreadable or corrupt HDF5 ({exc.__class__.__name__}: {exc}); delete it and rerun"
+        ) from None
+    if "params" in attrs:
+        attrs["params"] = json.loads(attrs["params"])
+    return data, attrs
+
+
+def read_attr_json(attrs: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    value = attrs.get(key, default)
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

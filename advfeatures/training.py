@@ -1,0 +1,390 @@
+"""Standard and adversarial training (PGD-AT Linf/L2, TRADES, MART) with checkpoints and resume.
+
+One entry point, :func:`train`, takes the whole training config slice (see ``TrainConfig``).
+Adversarial examples are generated with the model in eval mode (as the robustness library
+does); the update runs in train mode.  Randomness (shuffling, augmentation, random starts) is
+drawn from generators seeded per epoch from the config seed, so a job killed after epoch k and
+resumed from its checkpoint ends with exactly the metrics of an uninterrupted run (CPU).
+
+Resume state lives in ``state_dir`` (not a Snakemake output, so Snakemake never deletes it):
+``last.pt`` after every epoch and ``epoch_{k}.pt`` at the configured epochs.  It is ignored
+when the config it was made with differs from the current one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from advfeatures.attacks import pgd
+from advfeatures.data import Dataset, eval_subset
+from advfeatures.models import SplitModel, build_model
+from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode, make_generator
+
+log = logging.getLogger("advfeatures")
+
+METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
+METRIC_FIELDS = (
+    "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",
+)
+
+
+@dataclass
+class AttackConfig:
+    norm: str = "linf"
+    eps: float = 0.3
+    alpha: float = 0.01
+    steps: int = 10
+    random_start: bool = True
+
+
+@dataclass
+class TrainConfig:
+    method: str = "standard"
+    arch: str = "lenet5"
+    arch_options: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: dict = field(default_factory=lambda: {"type": "constant"})
+    augmentation: str = "none"
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    beta: float = 6.0
+    checkpoint_epochs: list = field(default_factory=list)
+    eval_subset: int = 500
+    eval_attack: AttackConfig = field(default_factory=AttackConfig)
+    eval_batch_size: int = 500
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        for key in ("attack", "eval_attack"):
+            if isinstance(d.get(key), dict):
+                d[key] = AttackConfig(**d[key])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise AdvFeaturesError(f"unknown training option(s) {sorted(unknown)}")
+        cfg = cls(**d)
+        if cfg.method not in METHODS:
+            raise AdvFeaturesError(f"unknown training method {cfg.method!r}; choose one of {METHODS}")
+        return cfg
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the trajectory (device-independent)."""
+        d = json.loads(json.dumps(self.__dict__, default=lambda o: o.__dict__))
+        for key in ("checkpoint_epochs", "device", "eval_batch_size"):
+            d.pop(key, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        )
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise AdvFeaturesError(f"unknown optimizer {cfg.optimizer!r} (training.optimizer); use sgd or adam")
+
+
+def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for 0-based ``epoch`` (stepped once per epoch, never per batch)."""
+    s = cfg.schedule or {"type": "constant"}
+    kind = s.get("type", "constant")
+    if kind == "constant":
+        return cfg.lr
+    if kind == "multistep":
+        n = sum(1 for m in s.get("milestones", []) if epoch >= m)
+        return cfg.lr * s.get("gamma", 0.1) ** n
+    if kind == "step":
+        return cfg.lr * s.get("gamma", 0.1) ** (epoch // s["step_size"])
+    if kind == "cosine":
+        import math
+
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    raise AdvFeaturesError(f"unknown LR schedule {kind!r} (training.schedule.type)")
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """``crop``: random crop with 4-pixel zero padding; ``crop_flip``: and horizontal flip."""
+    if kind == "none":
+        return x
+    if kind not in ("crop", "crop_flip"):
+        raise AdvFeaturesError(f"unknown augmentation {kind!r}; use none, crop or crop_flip")
+    b, c, h, w = x.shape
+    pad = F.pad(x, (4, 4, 4, 4))
+    dx = torch.randint(0, 9, (b,), generator=generator, device=x.device)
+    dy = torch.randint(0, 9, (b,), generator=generator, device=x.device)
+    rows = (dy.view(b, 1) + torch.arange(h, device=x.device).view(1, h)).view(b, 1, h, 1)
+    cols = (dx.view(b, 1) + torch.arange(w, device=x.device).view(1, w)).view(b, 1, 1, w)
+    out = pad.gather(2, rows.expand(b, c, h, w + 8)).gather(3, cols.expand(b, c, h, w))
+    if kind == "crop_flip":
+        flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+        out = torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
+    return out
+
+
+def adversarial_examples(model, x, y, a: AttackConfig, generator) -> torch.Tensor:
+    return pgd(
+        model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps, norm=a.norm,
+        random_init=a.random_start, generator=generator,
+    )
+
+
+def trades_examples(model, x, a: AttackConfig, generator) -> torch.Tensor:
+    """TRADES inner maximisation: ascend KL(f(x) || f(x')) from x + 0.001 N(0, 1), eval mode."""
+    with eval_mode(model), torch.no_grad():
+        p_clean = F.softmax(model(x), dim=1)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+    def kl_loss(logits, _target):
+        return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")
+
+    return pgd(
+        model, x, p_clean.argmax(1), eps=a.eps, alpha=a.alpha, steps=a.steps, norm=a.norm,
+        random_init=False, loss_fn=kl_loss, start=(x + 0.001 * noise).clamp(0, 1),
+    )
+
+
+def method_loss(cfg: TrainConfig, model, x, y, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (loss, logits used for train accuracy) for one batch under ``cfg.method``."""
+    m = cfg.method
+    if m == "standard":
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+    if m in ("pgd_linf", "pgd_l2"):
+        x_adv = adversarial_examples(model, x, y, cfg.attack, generator)
+        logits = model(x_adv)
+        return F.cross_entropy(logits, y), logits
+    if m == "trades":
+        x_adv = trades_examples(model, x, cfg.attack, generator)
+        logits = model(x)
+        logits_adv = model(x_adv)
+        kl = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits, 1), reduction="batchmean")
+        return F.cross_entropy(logits, y) + cfg.beta * kl, logits_adv
+    if m == "mart":
+        x_adv = adversarial_examples(model, x, y, cfg.attack, generator)
+        logits = model(x)
+        logits_adv = model(x_adv)
+        adv_probs = F.softmax(logits_adv, 1)
+        top2 = adv_probs.topk(2, dim=1).indices
+        new_y = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])
+        loss_adv = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - adv_probs + 1e-12), new_y)
+        nat_probs = F.softmax(logits, 1)
+        true_probs = nat_probs.gather(1, y.view(-1, 1)).squeeze(1)
+        kl = F.kl_div(torch.log(adv_probs + 1e-12), nat_probs, reduction="none").sum(1)
+        loss_robust = (kl * (1.0000001 - true_probs)).mean()
+        return loss_adv + cfg.beta * loss_robust, logits_adv
+    raise AdvFeaturesError(f"unknown training method {m!r}")
+
+
+@torch.no_grad()
+def _predict(model, x, batch_size) -> torch.Tensor:
+    with eval_mode(model):
+        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def evaluate(model, x, y, a: AttackConfig, seed: int, batch_size: int = 500) -> tuple[float, float]:
+    """Clean and PGD accuracy (model in eval mode, seeded random start)."""
+    g = make_generator(seed, x.device)
+    clean = (_predict(model, x, batch_size) == y).float().mean()
+    robust = []
+    for i in range(0, len(x), batch_size):
+        xa = adversarial_examples(model, x[i : i + batch_size], y[i : i + batch_size], a, g)
+        robust.append(_predict(model, xa, batch_size) == y[i : i + batch_size])
+    return float(clean), float(torch.cat(robust).float().mean())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint saved by this module (``weights_only=True``); one-line error if bad."""
+    path = Path(path)
+    if not path.exists():
+        raise AdvFeaturesError(f"{path}: checkpoint not found; run the train rule that makes it")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise AdvFeaturesError(
+            f"{path}: unreadable or corrupt checkpoint ({exc.__class__.__name__}); delete it and rerun"
+        ) from None
+
+
+def model_from_checkpoint(path: str | Path, map_location="cpu") -> SplitModel:
+    """Rebuild the architecture recorded in a ``model.pt``/epoch checkpoint and load its weights."""
+    ck = load_checkpoint(path, map_location)
+    meta = ck["meta"]
+    model = build_model(meta["arch"], options=meta.get("arch_options") or {}, **meta["model_kwargs"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model.to(map_location)
+
+
+# ----------------------------------------------------------------------------- main loop
+
+
+def train(
+    cfg: TrainConfig,
+    data: Dataset,
+    *,
+    model_out: str | Path,
+    metrics_out: str | Path,
+    checkpoint_outs: dict[int, str | Path] | None = None,
+    state_dir: str | Path,
+    progress: Callable | None = None,
+    stop_after_epoch: int | None = None,
+) -> list[dict]:
+    """Train per ``cfg``; writes model, metrics CSV and epoch checkpoints. Returns the metrics rows.
+
+    ``stop_after_epoch`` ends the run early (as a kill would) - used by the resume test.
+    """
+    device = torch.device(cfg.device)
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_outs = {int(k): Path(v) for k, v in (checkpoint_outs or {}).items()}
+    meta = {
+        "arch": cfg.arch,
+        "arch_options": cfg.arch_options,
+        "model_kwargs": data.model_kwargs(),
+        "method": cfg.method,
+        "dataset": data.name,
+        "fingerprint": cfg.fingerprint(),
+    }
+    torch.manual_seed(cfg.seed)  # initial weights: torch's init draws from the global generator
+    model = build_model(cfg.arch, options=cfg.arch_options, **data.model_kwargs()).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg, model.parameters())
+    rows: list[dict] = []
+    start_epoch = 0
+    last = state_dir / "last.pt"
+    if last.exists():
+        st = load_checkpoint(last, device)
+        if st.get("meta", {}).get("fingerprint") == meta["fingerprint"]:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            rows = list(st["metrics"])
+            start_epoch = int(st["epoch"])
+            log.info("resuming %s from %s at epoch %d", cfg.method, last, start_epoch)
+        else:
+            log.info("ignoring %s: made with a different config", last)
+            for p in state_dir.glob("*.pt"):
+                p.unlink()
+
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    ev_idx = eval_subset(data.y_test, cfg.eval_subset, derive_seed(cfg.seed, "eval_subset"))
+    x_ev, y_ev = data.x_test[ev_idx].to(device), data.y_test[ev_idx].to(device)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if cfg.precision == "bf16"
+        else torch.autocast(device_type=device.type, enabled=False)
+    )
+    n = len(x_train)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        lr = lr_at_epoch(cfg, epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        g = make_generator(derive_seed(cfg.seed, "epoch", epoch), device)
+        perm = torch.randperm(n, generator=g, device=device)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        for b, start in enumerate(range(0, n, cfg.batch_size)):
+            idx = perm[start : start + cfg.batch_size]
+            x = augment(x_train[idx], cfg.augmentation, g)
+            y = y_train[idx]
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss, logits = method_loss(cfg, model, x, y, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ld = loss.detach().float()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld), torch.tensor(b, device=device), first_bad)
+            loss_sum += ld * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        if int(first_bad) >= 0:
+            raise AdvFeaturesError(
+                f"non-finite training loss at epoch {epoch + 1}, batch {int(first_bad) + 1} "
+                f"(method {cfg.method}, lr {lr:g}); lower training.lr or check the data"
+            )
+        clean, robust = evaluate(model, x_ev, y_ev, cfg.eval_attack, derive_seed(cfg.seed, "eval"), cfg.eval_batch_size)
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": float(loss_sum) / n,
+            "train_acc": float(correct) / n,
+            "test_clean_acc": clean,
+            "test_pgd_acc": robust,
+            "epoch_seconds": round(time.perf_counter() - t0, 3),
+        }
+        rows.append(row)
+        log.info(
+            "%s epoch %d/%d lr %.4g loss %.4f train acc %.4f | test clean %.4f pgd %.4f (%.1fs)",
+            cfg.method, epoch + 1, cfg.epochs, lr, row["train_loss"], row["train_acc"], clean, robust,
+            row["epoch_seconds"],
+        )
+        if progress:
+            progress(epoch + 1)
+        payload = {"model": model.state_dict(), "meta": {**meta, "epoch": epoch + 1}}
+        if (epoch + 1) in checkpoint_outs:
+            save_checkpoint(state_dir / f"epoch_{epoch + 1}.pt", payload)
+        save_checkpoint(
+            last, {**payload, "optimizer": opt.state_dict(), "metrics": rows, "epoch": epoch + 1}
+        )
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            return rows
+
+    for e, out in checkpoint_outs.items():
+        src = state_dir / f"epoch_{e}.pt"
+        if not src.exists():
+            raise AdvFeaturesError(f"{src}: epoch checkpoint missing; delete {state_dir} and rerun")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out)
+    save_checkpoint(Path(model_out), {"model": model.state_dict(), "meta": {**meta, "epoch": cfg.epochs}})
+    write_metrics(metrics_out, rows)
+    return rows
+
+
+def write_metrics(path: str | Path, rows: list[dict]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)

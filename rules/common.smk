@@ -1,0 +1,174 @@
+# Shared helpers for every rule file: paths, config slices, library inputs, resources.
+#
+# Conventions (see docs/design.md):
+# - No rule builds a path by hand: use the path helpers below.
+# - Every config value a job uses reaches it through `params:` (a config slice), never through
+#   `snakemake.config` in the script, so that changing it reruns exactly the jobs that use it.
+# - Every rule lists the library modules it imports with `lib(...)` as inputs, because Snakemake
+#   does not track imported modules: editing a module reruns the jobs that import it and their
+#   descendants, nothing else.
+# - Stage files append what `rule all` must build to TARGETS.
+
+import copy
+from pathlib import Path
+
+PKG = Path(workflow.basedir) / "advfeatures"
+
+DATASET = config["dataset"]["name"]
+ARCH = config["arch"]["name"]
+SEED = int(config["seed"])
+TARGETS = []
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_\-]+",
+    arch=r"[A-Za-z0-9_\-]+",
+    method=r"[A-Za-z0-9_]+",
+    epoch=r"\d+",
+
+
+# ----------------------------------------------------------------------------- library inputs
+
+
+def lib(*modules):
+    """Source files of advfeatures modules (``"attacks"`` = every file of the package).
+
+    Always includes the modules every job imports (utils, h5io, __init__).
+    """
+    files = {PKG / "__init__.py", PKG / "utils.py", PKG / "h5io.py"}
+    for m in modules:
+        p = PKG.joinpath(*m.split("."))
+        if p.is_dir():
+            files.update(p.rglob("*.py"))
+        elif p.with_suffix(".py").exists():
+            files.add(p.with_suffix(".py"))
+        else:
+            raise ValueError(f"rules: lib() names unknown module advfeatures.{m}")
+    return sorted(str(f.relative_to(workflow.basedir)) for f in files)
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def data_h5(dataset="{dataset}"):
+    return f"data/{dataset}.h5"
+
+
+def run_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"results/{dataset}/{arch}/{method}"
+
+
+def model_pt(method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{run_dir(method, dataset, arch)}/model.pt"
+
+
+def metrics_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{run_dir(method, dataset, arch)}/metrics.csv"
+
+
+def checkpoint_pt(epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{run_dir(method, dataset, arch)}/checkpoints/epoch_{epoch}.pt"
+
+
+def resume_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
+    """Where a training job keeps its resume state (not an output: survives a killed job)."""
+    return f"results/.resume/{dataset}/{arch}/{method}"
+
+
+def attack_h5(attack="{attack}", method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{run_dir(method, dataset, arch)}/attacks/{attack}.h5"
+
+
+def synthetic_h5(kind="{kind}", dataset="{dataset}", arch="{arch}"):
+    return f"results/{dataset}/{arch}/synthetic/{kind}.h5"
+
+
+def synthetic_run_dir(kind="{kind}", dataset="{dataset}", arch="{arch}", train_arch="{train_arch}"):
+    return f"results/{dataset}/{arch}/synthetic/{kind}/{train_arch}"
+
+
+def bottleneck_h5(input="{input}", beta="{beta}", method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{run_dir(method, dataset, arch)}/bottleneck/{input}_beta{beta}.h5"
+
+
+def mi_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{run_dir(method, dataset, arch)}/mutual_info"
+
+
+def table(name, ext="csv"):
+    return f"results/tables/{name}.{ext}"
+
+
+def figure(name):
+    return f"results/figures/{name}.png"
+
+
+def claims_csv(name):
+    return f"results/claims/{name}.csv"
+
+
+def log_file(rule, tag=""):
+    return f"results/logs/{rule}/{tag}.log" if tag else f"results/logs/{rule}.log"
+
+
+def bench_file(rule, tag=""):
+    return f"results/benchmarks/{rule}/{tag}.tsv" if tag else f"results/benchmarks/{rule}.tsv"
+
+
+# ----------------------------------------------------------------------------- config slices
+
+
+def deep_merge(base, override):
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def runtime_params():
+    """Device and numeric settings every compute job receives."""
+    return {
+        "device": config["device"],
+        "precision": config["precision"],
+        "channels_last": config["channels_last"],
+    }
+
+
+def arch_options(arch):
+    return (config["arch"].get("options") or {}).get(arch, {})
+
+
+def dataset_params():
+    return {k: v for k, v in config["dataset"].items()} | {"seed": SEED}
+
+
+def train_params(method, arch=None):
+    """The full training slice for one method: training.common deep-merged with its override."""
+    t = config["training"]
+    if method not in t["methods"]:
+        raise ValueError(f"training method {method!r} is not under config key training.methods")
+    cfg = deep_merge(t["common"], t["methods"][method] or {})
+    cfg["method"] = method
+    return cfg
+
+
+def train_methods():
+    return list(config["training"]["methods"])
+
+
+def checkpoint_epochs():
+    return sorted(set(int(e) for e in config["training"]["common"]["checkpoint_epochs"]))
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+def gpus():
+    """GPUs a compute job asks for: 1 on the paper presets (resources.gpus), 0 here."""
+    return int(config["resources"]["gpus"])
+
+
+def compute_resources(kind):
+    """mem_mb / runtime (minutes) per stage kind, from config key resources.<kind>."""
+    r = config["resources"].get(kind, {})
+    return {"mem_mb": int(r.get("mem_mb", 4000)), "runtime": int(r.get("runtime", 60))}

@@ -1,0 +1,18 @@
+rule prepare_data:
+    """Build data/{dataset}.h5 from the configured source (offline default: mnist5k)."""
+    input:
+        lib=lib("data"),
+    output:
+        data_h5(),
+    params:
+        dataset=dataset_params(),
+    log:
+        log_file("prepare_data", "{dataset}"),
+    benchmark:
+        bench_file("prepare_data", "{dataset}")
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../workflow_scripts/prepare_data.py"

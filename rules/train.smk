@@ -1,0 +1,28 @@
+rule train:
+    """Standard or adversarial training of one method: model.pt, metrics.csv, epoch checkpoints."""
+    input:
+        data=data_h5(),
+        lib=lib("training", "attacks.pgd", "models", "data"),
+    output:
+        model=model_pt(),
+        metrics=metrics_csv(),
+        checkpoints=expand(checkpoint_pt(), epoch=checkpoint_epochs(), allow_missing=True),
+    params:
+        train=lambda wc: train_params(wc.method),
+        arch_options=lambda wc: arch_options(wc.arch),
+        runtime=runtime_params(),
+        seed=SEED,
+        resume_dir=lambda wc: resume_dir(wc.method, wc.dataset, wc.arch),
+    log:
+        log_file("train", "{dataset}_{arch}_{method}"),
+    benchmark:
+        bench_file("train", "{dataset}_{arch}_{method}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus(),
+        **compute_resources("train"),
+    script:
+        "../workflow_scripts/train.py"
+
+
+TARGETS += expand(metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods())
