@@ -15,6 +15,11 @@ validate(config, "schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/synthesis.smk"
+include: "rules/bottleneck.smk"
+include: "rules/attacks.smk"
+include: "rules/mutual_info.smk"
+include: "rules/report.smk"
 
 
 rule all:

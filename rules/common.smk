@@ -10,6 +10,7 @@
 # - Stage files append what `rule all` must build to TARGETS.
 
 import copy
+import os
 from pathlib import Path
 
 PKG = Path(workflow.basedir) / "advfeatures"
@@ -44,7 +45,9 @@ def lib(*modules):
             files.add(p.with_suffix(".py"))
         else:
             raise ValueError(f"rules: lib() names unknown module advfeatures.{m}")
-    return sorted(str(f.relative_to(workflow.basedir)) for f in files)
+    # relative to the working directory, so `--directory elsewhere` works and moving the
+    # checkout does not change the input list
+    return sorted(os.path.relpath(f) for f in files)
 
 
 # ----------------------------------------------------------------------------- paths

@@ -1,0 +1,115 @@
+"""Tables, figures and machine-checkable claims, shared by every study.
+
+Per-study modules (``reporting.ilyas``, ``reporting.bottleneck``, ``reporting.attacks``,
+``reporting.mutual_info``) build their tables from the stage outputs with the helpers here:
+
+- :func:`write_table` writes ``name.csv`` and a Markdown twin ``name.md``.
+- :class:`Claim` / :func:`write_claims`: one row per claim with the measured value, the
+  threshold, the comparison and whether it holds; ``results/claims.csv`` gathers them.
+- :func:`save_figure` writes a PNG atomically with a fixed DPI (non-interactive backend).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+CLAIM_COLUMNS = ("study", "claim", "measured", "comparison", "threshold", "holds", "note")
+
+
+def _atomic_path(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.stem}.tmp{path.suffix}")
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    """A GitHub Markdown table (no tabulate dependency); NaN shows as an empty cell."""
+
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else format(v, floatfmt)
+        return "" if v is None else str(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike | None = None,
+                *, title: str | None = None, note: str | None = None, floatfmt: str = ".2f") -> None:
+    """Write ``df`` as CSV and (when ``md_path``) as Markdown with an optional title and note."""
+    csv_path = Path(csv_path)
+    tmp = _atomic_path(csv_path)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, csv_path)
+    if md_path is not None:
+        md_path = Path(md_path)
+        text = (f"### {title}\n\n" if title else "") + to_markdown(df, floatfmt)
+        if note:
+            text += f"\n{note}\n"
+        tmp = _atomic_path(md_path)
+        tmp.write_text(text)
+        os.replace(tmp, md_path)
+
+
+@dataclass
+class Claim:
+    study: str
+    claim: str
+    measured: float
+    comparison: str  # one of ">", ">=", "<", "<="
+    threshold: float
+    note: str = ""
+
+    @property
+    def holds(self) -> bool:
+        m, t = self.measured, self.threshold
+        if m is None or (isinstance(m, float) and math.isnan(m)):
+            return False
+        return {">": m > t, ">=": m >= t, "<": m < t, "<=": m <= t}[self.comparison]
+
+    def row(self) -> dict:
+        d = asdict(self)
+        d["holds"] = "yes" if self.holds else "no"
+        return {k: d[k] for k in CLAIM_COLUMNS}
+
+
+def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:
+    df = pd.DataFrame([c.row() for c in claims], columns=list(CLAIM_COLUMNS))
+    path = Path(path)
+    tmp = _atomic_path(path)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return df
+
+
+def gather_claims(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> pd.DataFrame:
+    """Concatenate per-stage claim files into ``results/claims.csv``."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    out = Path(out)
+    tmp = _atomic_path(out)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    return df
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = _atomic_path(path)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def matplotlib_headless() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")

@@ -1,0 +1,1 @@
+# rules of the synthesis stage (owned by its issue); see rules/common.smk for path helpers
