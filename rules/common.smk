@@ -13,6 +13,8 @@ import copy
 import os
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 PKG = Path(workflow.basedir) / "advfeatures"
 
 DATASET = config["dataset"]["name"]
@@ -90,12 +92,38 @@ def synthetic_run_dir(kind="{kind}", dataset="{dataset}", arch="{arch}", train_a
     return f"results/{dataset}/{arch}/synthetic/{kind}/{train_arch}"
 
 
+def synthetic_resume_dir(
+    kind="{kind}", dataset="{dataset}", arch="{arch}", train_arch=None
+):
+    """Resume state of synthesize (finished chunks) or, with train_arch, of train_synthetic."""
+    base = f"results/.resume/{dataset}/{arch}/synthetic/{kind}"
+    return f"{base}/{train_arch}" if train_arch else base
+
+
+def ilyas_eval_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
+    """Clean/robust accuracy of a model trained on D under the synthesis stage's attacks."""
+    return f"{run_dir(method, dataset, arch)}/ilyas_eval.csv"
+
+
 def bottleneck_h5(input="{input}", beta="{beta}", method="{method}", dataset="{dataset}", arch="{arch}"):
     return f"{run_dir(method, dataset, arch)}/bottleneck/{input}_beta{beta}.h5"
 
 
 def mi_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
     return f"{run_dir(method, dataset, arch)}/mutual_info"
+
+
+def mi_epoch_csv(epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{mi_dir(method, dataset, arch)}/epoch_{epoch}.csv"
+
+
+def mi_distortions_part_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
+    return f"{mi_dir(method, dataset, arch)}/distortions.csv"
+
+
+def mi_csv(dataset="{dataset}", arch="{arch}", name="mutual_info"):
+    """Merged MI tables: name mutual_info (per epoch) or mutual_info_distortions."""
+    return f"results/{dataset}/{arch}/{name}.csv"
 
 
 def table(name, ext="csv"):
@@ -148,19 +176,42 @@ def dataset_params():
 def train_params(method, arch=None):
     """The full training slice for one method: training.common deep-merged with its override."""
     t = config["training"]
-    if method not in t["methods"]:
-        raise ValueError(f"training method {method!r} is not under config key training.methods")
+    if t["methods"].get(method, False) is False:
+        raise ValueError(
+            f"training method {method!r} is not enabled under config key training.methods"
+        )
     cfg = deep_merge(t["common"], t["methods"][method] or {})
     cfg["method"] = method
     return cfg
 
 
 def train_methods():
-    return list(config["training"]["methods"])
+    """Methods to train: keys of training.methods except those set to false (by an overlay)."""
+    return [m for m, v in config["training"]["methods"].items() if v is not False]
 
 
 def checkpoint_epochs():
     return sorted(set(int(e) for e in config["training"]["common"]["checkpoint_epochs"]))
+
+
+def check_training_config():
+    """Cross-key checks the schema cannot express, run at parse time (before any job)."""
+    for m in train_methods():
+        t = train_params(m)
+        if sorted(set(int(e) for e in t["checkpoint_epochs"])) != checkpoint_epochs():
+            raise WorkflowError(
+                f"invalid config: key training.methods.{m}.checkpoint_epochs: must equal "
+                "training.common.checkpoint_epochs (set it there)"
+            )
+        if checkpoint_epochs() and max(checkpoint_epochs()) > t["epochs"]:
+            raise WorkflowError(
+                "invalid config: key training.common.checkpoint_epochs: epoch "
+                f"{max(checkpoint_epochs())} is beyond the {t['epochs']} epochs of "
+                f"training method {m}; lower it or raise epochs"
+            )
+
+
+check_training_config()
 
 
 # ----------------------------------------------------------------------------- resources

@@ -1,1 +1,138 @@
-# rules of the mutual_info stage (owned by its issue); see rules/common.smk for path helpers
+# rules of the mutual_info stage (Zhang et al.); see rules/common.smk for path helpers
+#
+# estimate_mi:     one CSV per (model, saved epoch): clean and PGD inputs, 5 probe layers, estimators
+# mi_distortions:  final model: saturation and patch shuffling after the attack, per level
+# merge_mi:        results/{dataset}/{arch}/mutual_info.csv and mutual_info_distortions.csv
+# report_mi:       information planes, MI against epoch, distortions figure, tables and claims
+
+
+MI = config["mutual_info"]
+
+
+def mi_methods():
+    bad = [m for m in MI["methods"] if m not in train_methods()]
+    if bad:
+        raise ValueError(
+            f"config mutual_info.methods names {bad}, not enabled under training.methods; "
+            "enable them there or drop them here"
+        )
+    return list(MI["methods"])
+
+
+def mi_params(distortions=False):
+    """Estimator and input settings; the attack resolved (null -> training.common.attack)."""
+    p = {k: MI[k] for k in ("n_samples", "batch_size", "estimators", "kde", "binning")}
+    p["max_block_mib"] = MI.get("max_block_mib", 256)
+    p["attack"] = MI["attack"] or config["training"]["common"]["attack"]
+    if distortions:
+        p["distortions"] = MI["distortions"]
+    return p
+
+
+rule estimate_mi:
+    """I(X;T), I(T;Y) of the probe layers of one epoch checkpoint, on clean and PGD inputs."""
+    input:
+        model=checkpoint_pt(),
+        data=data_h5(),
+        lib=lib("mutual_info", "attacks.pgd", "training", "models", "data"),
+    output:
+        mi_epoch_csv(),
+    log:
+        log_file("estimate_mi", "{dataset}_{arch}_{method}_epoch{epoch}"),
+    benchmark:
+        bench_file("estimate_mi", "{dataset}_{arch}_{method}_epoch{epoch}")
+    threads: config["threads"]
+    resources:
+        **compute_resources("mutual_info"),
+        gpu=gpus(),
+    params:
+        mi=mi_params(),
+        seed=SEED,
+        runtime=runtime_params(),
+    script:
+        "../workflow_scripts/estimate_mi.py"
+
+
+rule mi_distortions:
+    """Accuracy, loss and MI of the final model under saturation and patch shuffling."""
+    input:
+        model=model_pt(),
+        data=data_h5(),
+        lib=lib(
+            "mutual_info", "distortions", "attacks.pgd", "training", "models", "data"
+        ),
+    output:
+        mi_distortions_part_csv(),
+    log:
+        log_file("mi_distortions", "{dataset}_{arch}_{method}"),
+    benchmark:
+        bench_file("mi_distortions", "{dataset}_{arch}_{method}")
+    threads: config["threads"]
+    resources:
+        **compute_resources("mutual_info"),
+        gpu=gpus(),
+    params:
+        mi=mi_params(distortions=True),
+        seed=SEED,
+        runtime=runtime_params(),
+    script:
+        "../workflow_scripts/mi_distortions.py"
+
+
+rule merge_mi:
+    """One tidy CSV per study part from the per-job CSVs."""
+    input:
+        epochs=expand(
+            mi_epoch_csv(),
+            method=mi_methods(),
+            epoch=checkpoint_epochs(),
+            allow_missing=True,
+        ),
+        distortions=expand(
+            mi_distortions_part_csv(), method=mi_methods(), allow_missing=True
+        ),
+    output:
+        epochs=mi_csv(),
+        distortions=mi_csv(name="mutual_info_distortions"),
+    log:
+        log_file("merge_mi", "{dataset}_{arch}"),
+    benchmark:
+        bench_file("merge_mi", "{dataset}_{arch}")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/mi_merge.py"
+
+
+rule report_mi:
+    """Figures (information planes, MI against epoch, distortions), tables and claims."""
+    input:
+        epochs=mi_csv(DATASET, ARCH),
+        distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
+        lib=lib("reporting.__init__", "reporting.mutual_info"),
+    output:
+        plane=figure("mi_information_plane"),
+        vs_epoch=figure("mi_vs_epoch"),
+        distortions=figure("mi_distortions"),
+        claims=claims_csv("mutual_info"),
+        final=table("mutual_info_final"),
+        final_md=table("mutual_info_final", "md"),
+        dist=table("mutual_info_distortions"),
+        dist_md=table("mutual_info_distortions", "md"),
+    log:
+        log_file("report_mi"),
+    benchmark:
+        bench_file("report_mi")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        methods=mi_methods(),
+    script:
+        "../workflow_scripts/mi_report.py"
+
+
+TARGETS += rules.report_mi.output

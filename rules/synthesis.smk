@@ -1,1 +1,206 @@
-# rules of the synthesis stage (owned by its issue); see rules/common.smk for path helpers
+# Robust and non-robust datasets (Ilyas et al. 2019; issue 3): synthesize the four sets, train a
+# fresh model on each, evaluate on the original test set, transfer across architectures, report.
+# Paths come from rules/common.smk; the science lives in advfeatures.synthesis.
+
+SYN = config["synthesis"]
+SYN_KINDS = list(SYN["kinds"])
+SYN_SOURCE = {"d_r": SYN["robust_method"], "d_nr": "standard", "d_rand": "standard", "d_det": "standard"}
+SYN_REFERENCE = ["standard", SYN["robust_method"]]
+
+for _m in SYN_REFERENCE:
+    if _m not in train_methods():
+        raise ValueError(
+            f"config: synthesis needs training method {_m!r} (standard, synthesis.robust_method); "
+            f"enable it under training.methods"
+        )
+if SYN["transfer"]["attack"] not in SYN["eval"]["attacks"]:
+    raise ValueError(
+        f"config: synthesis.transfer.attack {SYN['transfer']['attack']!r} is not a key of synthesis.eval.attacks"
+    )
+
+
+wildcard_constraints:
+    kind="|".join(["d_r", "d_nr", "d_rand", "d_det"]),
+    train_arch=r"[A-Za-z0-9_\-]+",
+
+
+def synthesis_params(kind):
+    """Only what changes this kind's images (inversion for d_r/d_nr, targeted for d_rand/d_det)."""
+    part = "inversion" if kind in ("d_r", "d_nr") else "targeted"
+    return {"batch_size": SYN["batch_size"], part: SYN[part], "source_method": SYN_SOURCE[kind]}
+
+
+def synthetic_train_arch(name):
+    """The architecture and options behind a train_arch name (arch.name or synthesis.transfer)."""
+    specs = SYN["transfer"]["architectures"]
+    if name in specs:
+        arch = specs[name]["arch"]
+        return {"arch": arch, "options": deep_merge(arch_options(arch), specs[name].get("options") or {})}
+    if name == ARCH:
+        return {"arch": ARCH, "options": arch_options(ARCH)}
+    raise ValueError(f"unknown train_arch {name!r}: not arch.name nor under synthesis.transfer.architectures")
+
+
+def synthetic_train_params(kind):
+    t = deep_merge(config["training"]["common"], SYN["train"])
+    t = deep_merge(t, (SYN.get("train_per_kind") or {}).get(kind) or {})
+    t["method"] = "standard"
+    return t
+
+
+def synthetic_eval_params():
+    return {**SYN["eval"], "transfer_attack": SYN["transfer"]["attack"]}
+
+
+def transfer_archs():
+    return [ARCH] + [a for a in SYN["transfer"]["architectures"] if a != ARCH]
+
+
+rule synthesize:
+    """One synthetic training set (d_r, d_nr, d_rand or d_det) from the whole training split."""
+    input:
+        data=data_h5(),
+        model=lambda wc: model_pt(SYN_SOURCE[wc.kind], wc.dataset, wc.arch),
+        lib=lib("synthesis", "attacks.__init__", "attacks.pgd", "training", "models", "data"),
+    output:
+        synthetic_h5(),
+    params:
+        synthesis=lambda wc: synthesis_params(wc.kind),
+        runtime=runtime_params(),
+        seed=SEED,
+        resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
+    log:
+        log_file("synthesize", "{dataset}_{arch}_{kind}"),
+    benchmark:
+        bench_file("synthesize", "{dataset}_{arch}_{kind}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus(),
+        **compute_resources("synthesis"),
+    script:
+        "../workflow_scripts/synthesize.py"
+
+
+rule train_synthetic:
+    """Standard training of a fresh model on one synthetic set; evaluation on the original test set."""
+    input:
+        data=data_h5(),
+        synthetic=synthetic_h5(),
+        source=model_pt("standard"),
+        lib=lib("synthesis", "attacks.__init__", "attacks.pgd", "training", "models", "data", "reporting.__init__"),
+    output:
+        model=f"{synthetic_run_dir()}/model.pt",
+        metrics=f"{synthetic_run_dir()}/metrics.csv",
+        eval=f"{synthetic_run_dir()}/eval.csv",
+    params:
+        train=lambda wc: synthetic_train_params(wc.kind),
+        model=lambda wc: synthetic_train_arch(wc.train_arch),
+        eval=synthetic_eval_params(),
+        runtime=runtime_params(),
+        seed=SEED,
+        resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch, wc.train_arch),
+    log:
+        log_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}"),
+    benchmark:
+        bench_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus(),
+        **compute_resources("synthesis"),
+    script:
+        "../workflow_scripts/train_synthetic.py"
+
+
+rule ilyas_eval_reference:
+    """The standard and robust models trained on D, evaluated with the same attacks as the sets."""
+    input:
+        data=data_h5(),
+        model=model_pt(),
+        source=model_pt("standard"),
+        lib=lib("synthesis", "attacks.__init__", "attacks.pgd", "training", "models", "data", "reporting.__init__"),
+    output:
+        ilyas_eval_csv(),
+    params:
+        eval=synthetic_eval_params(),
+        runtime=runtime_params(),
+        seed=SEED,
+    log:
+        log_file("ilyas_eval_reference", "{dataset}_{arch}_{method}"),
+    benchmark:
+        bench_file("ilyas_eval_reference", "{dataset}_{arch}_{method}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus(),
+        **compute_resources("synthesis"),
+    script:
+        "../workflow_scripts/ilyas_eval.py"
+
+
+rule ilyas_report:
+    """Table of the four sets beside D (and published numbers), sample figure, claims."""
+    input:
+        data=data_h5(DATASET),
+        synthetic=expand(synthetic_h5(), kind=SYN_KINDS, dataset=DATASET, arch=ARCH),
+        evals=expand(f"{synthetic_run_dir()}/eval.csv", kind=SYN_KINDS, dataset=DATASET, arch=ARCH, train_arch=ARCH),
+        reference=expand(ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH),
+        lib=lib("reporting.__init__", "reporting.ilyas", "data"),
+    output:
+        table=table("ilyas_datasets"),
+        table_md=table("ilyas_datasets", "md"),
+        samples=figure("ilyas_samples"),
+        claims=claims_csv("ilyas"),
+    params:
+        dataset=DATASET,
+        arch=ARCH,
+        robust_method=SYN["robust_method"],
+        eval=SYN["eval"],
+        seed=SEED,
+    log:
+        log_file("ilyas_report"),
+    benchmark:
+        bench_file("ilyas_report")
+    threads: 1
+    resources:
+        **compute_resources("report"),
+    script:
+        "../workflow_scripts/ilyas_report.py"
+
+
+rule ilyas_transfer:
+    """Paper Fig. 3: accuracy of each architecture trained on one set vs transfer of attacks to it."""
+    input:
+        evals=expand(
+            f"{synthetic_run_dir()}/eval.csv",
+            kind=SYN["transfer"]["kind"],
+            dataset=DATASET,
+            arch=ARCH,
+            train_arch=transfer_archs(),
+        ),
+        lib=lib("reporting.__init__", "reporting.ilyas"),
+    output:
+        table=table("ilyas_transfer"),
+        table_md=table("ilyas_transfer", "md"),
+        figure=figure("ilyas_transfer"),
+    params:
+        kind=SYN["transfer"]["kind"],
+        attack=SYN["transfer"]["attack"],
+    log:
+        log_file("ilyas_transfer"),
+    benchmark:
+        bench_file("ilyas_transfer")
+    threads: 1
+    resources:
+        **compute_resources("report"),
+    script:
+        "../workflow_scripts/ilyas_transfer.py"
+
+
+TARGETS += [
+    table("ilyas_datasets"),
+    table("ilyas_datasets", "md"),
+    figure("ilyas_samples"),
+    claims_csv("ilyas"),
+    table("ilyas_transfer"),
+    table("ilyas_transfer", "md"),
+    figure("ilyas_transfer"),
+]

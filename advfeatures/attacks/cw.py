@@ -1,0 +1,113 @@
+"""Carlini-Wagner L2 attack and the change of variables it shares with NRF.
+
+The C&W margin is ``Z_y - max_{i != y} Z_i``: the true class is masked with ``-inf`` before
+the max.  The reference code (and torchattacks 3.5.1) computes ``max((1 - onehot) * Z)``,
+which returns 0 instead of the largest other logit whenever all other logits are negative;
+we do not copy that bug (see ``cw_margin`` and its test).
+
+Change of variables (Carlini & Wagner 2017): ``x' = lo + (hi - lo) * (tanh(w) + 1) / 2``.
+Unbounded (the reference): ``lo = 0, hi = 1``, i.e. ``x' = (tanh(w) + 1) / 2``.  Bounded to an
+Linf ball of radius ``eps``: ``lo = max(0, x - eps)``, ``hi = min(1, x + eps)``, so every iterate
+lies in the ball and in [0, 1] without a clipping step that would zero the gradient.  ``w`` starts
+at ``x' = x`` (arguments of atanh are clamped to +-(1 - 1e-6), as in Carlini's code, so pixels
+at exactly 0 or 1 get a finite ``w``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from advfeatures.utils import frozen
+
+_ATANH_CLAMP = 1.0 - 1e-6
+
+
+def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example ``Z_y - max_{i != y} Z_i`` (positive while the model is still right)."""
+    real = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    onehot = F.one_hot(y, logits.shape[1]).bool()
+    other = logits.masked_fill(onehot, float("-inf")).amax(1)
+    return real - other
+
+
+def box(x: torch.Tensor, eps: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel bounds [lo, hi] of the feasible set: [0, 1], or its intersection with the Linf ball."""
+    if eps is None:
+        return torch.zeros_like(x), torch.ones_like(x)
+    return (x - eps).clamp_min(0.0), (x + eps).clamp_max(1.0)
+
+
+def to_tanh_space(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    u = (x - lo) / (hi - lo).clamp_min(1e-12) * 2 - 1
+    return torch.atanh(u.clamp(-_ATANH_CLAMP, _ATANH_CLAMP))
+
+
+def from_tanh_space(w: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    return lo + (hi - lo) * (torch.tanh(w) + 1) / 2
+
+
+def sq_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).flatten(1).pow(2).sum(1)
+
+
+def cw_l2(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    c: float = 0.1,
+    kappa: float = 0.0,
+    lr: float = 0.1,
+    steps: int = 200,
+    eps: float | None = None,
+    search_steps: int = 0,
+    abort_early: bool = True,
+) -> torch.Tensor:
+    """C&W-L2 (untargeted): Adam on ``w`` minimising ``||x' - x||_2^2 + c * max(margin, -kappa)``.
+
+    Returns, per example, the successful iterate with the smallest L2 distance (``x`` itself
+    where no iterate fooled the model).  ``eps`` bounds the attack to an Linf ball (None: the
+    reference's unbounded attack).  ``search_steps > 0`` adds Carlini's binary search over ``c``
+    per example (start ``c``; success halves towards the last failure, failure multiplies by 10
+    until a success brackets it).  ``abort_early`` stops a search round when the total cost has
+    not decreased over the last ``steps // 10`` steps (as torchattacks and Carlini's code do).
+    """
+    x = x.detach()
+    best = x.clone()
+    best_l2 = torch.full((x.shape[0],), float("inf"), device=x.device)
+    if steps <= 0 or (eps is not None and eps <= 0):
+        return best
+    lo, hi = box(x, eps)
+    cs = torch.full((x.shape[0],), float(c), device=x.device)
+    c_lo = torch.zeros_like(cs)
+    c_hi = torch.full_like(cs, float("inf"))
+    with frozen(model):
+        for _ in range(max(1, search_steps)):
+            w = to_tanh_space(x, lo, hi).requires_grad_(True)
+            opt = torch.optim.Adam([w], lr=lr)
+            found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+            prev = float("inf")
+            for step in range(steps):
+                xa = from_tanh_space(w, lo, hi)
+                logits = model(xa)
+                l2 = sq_l2(xa, x)
+                cost = (l2 + cs * cw_margin(logits, y).clamp_min(-kappa)).sum()
+                opt.zero_grad()
+                cost.backward()
+                opt.step()
+                with torch.no_grad():
+                    ok = logits.argmax(1) != y
+                    better = ok & (l2 < best_l2)
+                    best_l2 = torch.where(better, l2, best_l2)
+                    best[better] = xa[better].detach()
+                    found |= ok
+                if abort_early and step % max(steps // 10, 1) == 0:
+                    if cost.item() > prev:
+                        break
+                    prev = cost.item()
+            if search_steps > 0:
+                c_hi = torch.where(found, torch.minimum(c_hi, cs), c_hi)
+                c_lo = torch.where(found, c_lo, torch.maximum(c_lo, cs))
+                cs = torch.where(torch.isinf(c_hi), cs * 10, (c_lo + c_hi) / 2)
+    return best.detach()

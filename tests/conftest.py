@@ -1,0 +1,163 @@
+"""Shared fixtures: a tiny synthetic dataset for unit tests, and helpers that drive Snakemake
+through its command line on a copy of the repository (the integration tests never touch the
+real checkout, its data/ or results/)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advfeatures.data import Dataset
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "tiny.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# what a copy of the repository leaves behind: environments, outputs, caches, VCS
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv", ".git", ".snakemake", "data", "results", "__pycache__", "*.egg-info", ".pytest_cache",
+    ".ruff_cache",
+)
+
+
+# ----------------------------------------------------------------------------- unit-test data
+
+
+def make_tiny_dataset(n_train=120, n_test=40, classes=4, size=28, seed=0) -> Dataset:
+    """A learnable toy dataset: each class lights a different quadrant, plus noise."""
+    g = np.random.default_rng(seed)
+
+    def split(n):
+        y = np.arange(n) % classes
+        g.shuffle(y)
+        x = g.uniform(0, 0.3, size=(n, 1, size, size))
+        h = size // 2
+        for i, c in enumerate(y):
+            r, col = divmod(int(c), 2)
+            x[i, 0, r * h : (r + 1) * h, col * h : (col + 1) * h] += 0.6
+        return torch.from_numpy(x.clip(0, 1)).float(), torch.from_numpy(y).long()
+
+    x_tr, y_tr = split(n_train)
+    x_te, y_te = split(n_test)
+    return Dataset(
+        name="tiny", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
+        classes=[str(c) for c in range(classes)],
+        mean=[float(x_tr.mean())], std=[float(x_tr.std())],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> Dataset:
+    return make_tiny_dataset()
+
+
+# ----------------------------------------------------------------------------- snakemake driver
+
+
+class Snake:
+    """Runs ``snakemake`` from a repository copy (``repo``) in a working directory (``wd``).
+
+    Every call passes the tiny overlay plus ``extra_configs``; the copy's package comes first
+    on PYTHONPATH so an edited module is the one the jobs import.
+    """
+
+    def __init__(self, repo: Path, wd: Path, extra_configs=(), tiny: bool = True):
+        self.repo, self.wd = Path(repo), Path(wd)
+        self.extra_configs = [str(c) for c in extra_configs]
+        self.tiny = tiny  # pass tests/tiny.yaml first (off: only the given config files)
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(self.repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        return env
+
+    def args(self, *args, configs=()) -> list[str]:
+        cfgs = [str(self.repo / "tests" / "tiny.yaml")] if self.tiny else []
+        cfgs += [*self.extra_configs, *map(str, configs)]
+        return [
+            SNAKEMAKE, "--snakefile", str(self.repo / "Snakefile"), "--directory", str(self.wd),
+            *(["--configfile", *cfgs] if cfgs else []), *args,
+        ]
+
+    def run(self, *args, configs=(), check=True, timeout=600) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            self.args(*args, configs=configs), capture_output=True, text=True, env=self.env(),
+            cwd=self.repo, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def popen(self, *args, configs=(), log_path: Path | None = None) -> subprocess.Popen:
+        """Start snakemake in its own process group (so a test can SIGKILL the whole group)."""
+        out = open(log_path, "w") if log_path else subprocess.DEVNULL
+        return subprocess.Popen(
+            self.args(*args, configs=configs), stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+            cwd=self.repo, start_new_session=True,
+        )
+
+    def summary(self, *targets, configs=()) -> dict[str, tuple[str, str]]:
+        """``--summary`` as {output file: (rule, plan)}; plan is 'update pending' or 'no update'."""
+        proc = self.run("--summary", *targets, configs=configs)
+        rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+        assert rows and rows[0][0] == "output_file", proc.stdout[-2000:]
+        head = rows[0]
+        i_rule, i_plan = head.index("rule"), head.index("plan")
+        return {r[0]: (r[i_rule], r[i_plan]) for r in rows[1:]}
+
+    def pending(self, *targets, configs=()) -> set[str]:
+        """Output files a plain run would (re)make."""
+        return {f for f, (_, plan) in self.summary(*targets, configs=configs).items() if plan != "no update"}
+
+    def pending_rules(self, *targets, configs=()) -> set[str]:
+        """Rules with at least one job a plain run would execute (from ``-n``'s job stats)."""
+        proc = self.run("-n", *targets, configs=configs)
+        if "Nothing to be done" in proc.stdout + proc.stderr:
+            return set()
+        rules, in_stats = set(), False
+        for line in proc.stdout.splitlines():
+            if line.startswith("Job stats:"):
+                in_stats = True
+            elif in_stats:
+                parts = line.split()
+                if not parts:
+                    break
+                if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+                    rules.add(parts[0])
+        assert in_stats, f"no job stats in dry run output:\n{proc.stdout[-2000:]}"
+        return rules
+
+    def rule_descendants(self, rules: set[str], configs=()) -> set[str]:
+        """``rules`` and every rule downstream of them in ``--rulegraph``."""
+        dot = self.run("--rulegraph", "--forceall", configs=configs).stdout
+        import re
+
+        names = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, flags=re.M))
+        edges = re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)
+        assert names, dot[-2000:]
+        out, frontier = set(rules), set(rules)
+        while frontier:
+            nxt = {names[b] for a, b in edges if names[a] in frontier} - out
+            out |= nxt
+            frontier = nxt
+        return out
+
+
+def copy_repo(dest: Path) -> Path:
+    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def repo_copy(tmp_path_factory) -> Path:
+    """A copy of the checkout (without .venv, data, results, .snakemake) that tests may edit."""
+    return copy_repo(tmp_path_factory.mktemp("repo") / "advfeatures")

@@ -1,0 +1,130 @@
+"""Bad configs are rejected by ``snakemake -n`` before any job runs, naming the key.
+
+Each case is an overlay (deep-merged over config.yaml + tests/tiny.yaml, as a user's
+--configfile would be) or, for missing keys, a full config with the key deleted
+(``--replace-workflow-config``).  Snakemake's own message names only the value; the Snakefile
+re-raises it as ``invalid config: key <dotted path>: <reason>``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, Snake
+
+BAD = [
+    # (id, overlay, key named in the message, words the reason must contain)
+    ("seed-negative", {"seed": -1}, "seed", "minimum"),
+    ("seed-string", {"seed": "zero"}, "seed", "not of type"),
+    ("seed-float", {"seed": 1.5}, "seed", "not of type"),
+    ("device-unknown", {"device": "tpu"}, "device", "not one of"),
+    ("precision-unknown", {"precision": "fp16"}, "precision", "not one of"),
+    ("threads-zero", {"threads": 0}, "threads", "minimum"),
+    ("channels_last-string", {"channels_last": "yes"}, "channels_last", "not of type"),
+    ("gpus-negative", {"resources": {"gpus": -1}}, "resources.gpus", "minimum"),
+    ("mem-string", {"resources": {"train": {"mem_mb": "lots"}}}, "resources.train.mem_mb", "not of type"),
+    ("resources-unknown-stage", {"resources": {"trian": {"mem_mb": 10}}}, "resources", "'trian' was unexpected"),
+    ("dataset-unknown", {"dataset": {"name": "imagenet"}}, "dataset.name", "not one of"),
+    ("subset-zero", {"dataset": {"subset_train": 0}}, "dataset.subset_train", "minimum"),
+    ("dataset-unknown-key", {"dataset": {"colour": True}}, "dataset", "'colour' was unexpected"),
+    ("arch-unknown", {"arch": {"name": "resnet1000"}}, "arch.name", "not one of"),
+    ("wrn-depth-range", {"arch": {"options": {"wrn": {"depth": 4}}}}, "arch.options.wrn.depth", "minimum"),
+    ("wrn-unknown-key", {"arch": {"options": {"wrn": {"width": 4}}}}, "arch.options.wrn", "'width' was unexpected"),
+    ("epochs-zero", {"training": {"common": {"epochs": 0}}}, "training.common.epochs", "minimum"),
+    ("epochs-string", {"training": {"common": {"epochs": "ten"}}}, "training.common.epochs", "not of type"),
+    ("lr-zero", {"training": {"common": {"lr": 0}}}, "training.common.lr", "minimum"),
+    ("momentum-range", {"training": {"common": {"momentum": 1.5}}}, "training.common.momentum", "maximum"),
+    ("optimizer-unknown", {"training": {"common": {"optimizer": "rmsprop"}}}, "training.common.optimizer", "not one of"),
+    ("schedule-unknown", {"training": {"common": {"schedule": {"type": "exp"}}}}, "training.common.schedule.type", "not one of"),
+    ("augmentation-unknown", {"training": {"common": {"augmentation": "mixup"}}}, "training.common.augmentation", "not one of"),
+    ("eps-negative", {"training": {"common": {"attack": {"eps": -0.1}}}}, "training.common.attack.eps", "minimum"),
+    ("eps-non-numeric", {"training": {"common": {"attack": {"eps": "8/255"}}}}, "training.common.attack.eps", "not of type"),
+    ("norm-unknown", {"training": {"common": {"attack": {"norm": "l1"}}}}, "training.common.attack.norm", "not one of"),
+    ("steps-float", {"training": {"common": {"eval_attack": {"steps": 2.5}}}}, "training.common.eval_attack.steps", "not of type"),
+    ("attack-unknown-key", {"training": {"common": {"attack": {"epsilon": 0.3}}}}, "training.common.attack", "'epsilon' was unexpected"),
+    ("checkpoint-epoch-zero", {"training": {"common": {"checkpoint_epochs": [0]}}}, "training.common.checkpoint_epochs.0", "minimum"),
+    ("method-unknown", {"training": {"methods": {"fgsm_at": {}}}}, "training.methods", "'fgsm_at' was unexpected"),
+    ("method-eps-negative", {"training": {"methods": {"pgd_linf": {"attack": {"norm": "linf", "eps": -1, "alpha": 0.1, "steps": 1}}}}}, "training.methods.pgd_linf.attack.eps", "minimum"),
+    ("method-beta-negative", {"training": {"methods": {"trades": {"beta": -1}}}}, "training.methods.trades.beta", "minimum"),
+    ("method-lr-string", {"training": {"methods": {"pgd_linf": {"lr": "fast"}}}}, "training.methods.pgd_linf.lr", "not of type"),
+    ("method-unknown-key", {"training": {"methods": {"pgd_linf": {"epohcs": 3}}}}, "training.methods.pgd_linf", "'epohcs' was unexpected"),
+    ("method-true", {"training": {"methods": {"mart": True}}}, "training.methods.mart", "not valid"),
+    ("top-level-typo", {"trainig": {}}, "<top level>", "'trainig' was unexpected"),
+    # cross-key checks the schema cannot express (rules/common.smk)
+    ("checkpoint-beyond-epochs", {"training": {"common": {"checkpoint_epochs": [1, 5]}}}, "training.common.checkpoint_epochs", "beyond"),
+    ("method-own-checkpoints", {"training": {"methods": {"pgd_linf": {"checkpoint_epochs": [2]}}}}, "training.methods.pgd_linf.checkpoint_epochs", "must equal"),
+]
+
+MISSING = [
+    # (id, path of the deleted key, key named in the message, the missing property)
+    ("no-seed", ("seed",), "<top level>", "'seed' is a required property"),
+    ("no-dataset-name", ("dataset", "name"), "dataset", "'name' is a required property"),
+    ("no-epochs", ("training", "common", "epochs"), "training.common", "'epochs' is a required property"),
+    ("no-eps", ("training", "common", "attack", "eps"), "training.common.attack", "'eps' is a required property"),
+    ("no-methods", ("training", "methods"), "training", "'methods' is a required property"),
+]
+
+
+@pytest.fixture(scope="module")
+def snake(tmp_path_factory):
+    return Snake(ROOT, tmp_path_factory.mktemp("schema_wd"))
+
+
+def assert_rejected(snake: Snake, cfg: Path, key: str, words: str, replace=False):
+    args = ["-n", "--cores", "1"] + (["--replace-workflow-config"] if replace else [])
+    proc = snake.run(*args, configs=[cfg], check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    line = next((ln for ln in out.splitlines() if ln.startswith("invalid config: key ")), None)
+    assert line, out[-2000:]
+    assert line.startswith(f"invalid config: key {key}: "), line
+    assert words in line, line
+    assert "Building DAG" not in out and not (snake.wd / "data").exists() and not (snake.wd / "results").exists()
+
+
+@pytest.mark.parametrize("overlay, key, words", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_config_rejected_naming_key(snake, tmp_path, overlay, key, words):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(overlay))
+    assert_rejected(snake, cfg, key, words)
+
+
+def full_config() -> dict:
+    """config.yaml with tests/tiny.yaml merged over it (what the overlays above start from)."""
+
+    def merge(a, b):
+        out = copy.deepcopy(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    return merge(base, yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text()))
+
+
+@pytest.mark.parametrize("path, key, words", [c[1:] for c in MISSING], ids=[c[0] for c in MISSING])
+def test_missing_key_rejected(snake, tmp_path, path, key, words):
+    cfg = full_config()
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    del node[path[-1]]
+    f = tmp_path / "full.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    # only this file (no tiny.yaml) and not merged over config.yaml, so the key is really absent
+    assert_rejected(Snake(ROOT, snake.wd, tiny=False), f, key, words, replace=True)
+
+
+@pytest.mark.parametrize(
+    "configs",
+    [[], ["config.yaml"]] + [[str(p.relative_to(ROOT))] for p in sorted((ROOT / "presets").glob("*.yaml"))],
+    ids=lambda c: c[0] if c else "tiny",
+)
+def test_good_configs_pass_dry_run(snake, configs):
+    """tests/tiny.yaml, the default config and every preset plan their whole DAG."""
+    proc = snake.run("-n", "--cores", "1", "--quiet", "all", configs=[ROOT / c for c in configs], check=False)
+    out = proc.stdout + proc.stderr
+    assert "invalid config" not in out and proc.returncode == 0, out[-3000:]

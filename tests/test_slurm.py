@@ -1,0 +1,295 @@
+"""SLURM integration test: a real one-node cluster on this machine runs a slice of the pipeline.
+
+Starts munged, slurmctld and slurmd with tests/slurm/cluster.sh (root; Debian's slurm-wlm and
+munge, installed by `.ci/run` or `tests/slurm/cluster.sh install`), runs the slice SLICE through
+profiles/slurm and checks that its outputs equal a local run of the same slice; then cancels a
+running training job with scancel, checks that the workflow reports the failure, and that a rerun
+resumes the job from its saved state and ends with the same results as an uninterrupted run.
+The daemons it started are stopped at the end.
+
+About two minutes on two cores: run with `make test-slurm` (kept out of `make test`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+TINY = REPO / "tests" / "slurm" / "tiny.yaml"
+PROFILE = REPO / "profiles" / "slurm"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+DATASET, ARCH, METHOD = "mnist5k", "lenet5", "standard"
+RUN = f"results/{DATASET}/{ARCH}/{METHOD}"
+TRAIN_LOG = f"results/logs/train/{DATASET}_{ARCH}_{METHOD}.log"
+RESUME_STATE = f"results/.resume/{DATASET}/{ARCH}/{METHOD}/last.pt"
+
+# The slice of the DAG run locally and through SLURM: rule -> files compared between the two runs
+# (the first file is the target asked for).  Extend it as the stages land, e.g.
+#   "attack": [f"{RUN}/attacks/fgsm.h5"],
+#   "tables": ["results/tables/<name>.csv"],
+SLICE: dict[str, list[str]] = {
+    "prepare_data": [f"data/{DATASET}.h5"],
+    "train": [f"{RUN}/metrics.csv", f"{RUN}/model.pt", f"{RUN}/checkpoints/epoch_8.pt"],
+}
+# rules that ask for a GPU when resources.gpus > 0 (tests/slurm/tiny.yaml sets 1)
+GPU_RULES = {"train", "synthesize", "train_synthetic", "attack", "distill", "estimate_mi"}
+
+# Test-only tuning: poll SLURM every second (the profile's 20 s suits real clusters; the plugin
+# adds 10 s per poll round in which no job finished).
+FAST = [
+    "--slurm-init-seconds-before-status-checks", "1",
+    "--seconds-between-status-checks", "1",
+    "--latency-wait", "5",
+]  # fmt: skip
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_([A-Za-z0-9_]+)/")
+
+
+def _env() -> dict[str, str]:
+    """Environment for snakemake: this checkout's package, no outer SLURM job or user profile."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "SBATCH_", "ADVF_SLURM_")) and k != "SNAKEMAKE_PROFILE"
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _snakemake_args(workdir: Path, *extra: str) -> list[str]:
+    return [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(TINY), *extra]
+
+
+def _targets() -> list[str]:
+    return [files[0] for files in SLICE.values()]
+
+
+def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _slurm(workdir: Path, *extra: str) -> list[str]:
+    return _snakemake_args(workdir, "--profile", str(PROFILE), *FAST, *extra)
+
+
+def _scontrol_job(jobid: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", jobid], capture_output=True, text=True, check=True
+    ).stdout
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def assert_same_output(a: Path, b: Path) -> None:
+    """Same content: CSV values (timing columns aside), HDF5 arrays and attrs, checkpoint tensors."""
+    assert a.exists() and b.exists(), (a, b)
+    if a.suffix == ".csv":
+        da, db = pd.read_csv(a), pd.read_csv(b)
+        timing = [c for c in da.columns if c.endswith("_seconds")]
+        pd.testing.assert_frame_equal(da.drop(columns=timing), db.drop(columns=timing))
+    elif a.suffix == ".h5":
+        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            assert dict(fa.attrs) == dict(fb.attrs)
+            names_a, names_b = [], []
+            fa.visit(names_a.append)
+            fb.visit(names_b.append)
+            assert names_a == names_b
+            for name in names_a:
+                if isinstance(fa[name], h5py.Dataset):
+                    np.testing.assert_array_equal(fa[name][()], fb[name][()], err_msg=name)
+    elif a.suffix == ".pt":
+        sa = torch.load(a, map_location="cpu", weights_only=True)
+        sb = torch.load(b, map_location="cpu", weights_only=True)
+        assert sa["meta"] == sb["meta"]
+        assert sa["model"].keys() == sb["model"].keys()
+        for k in sa["model"]:
+            assert torch.equal(sa["model"][k], sb["model"][k]), k
+    else:
+        assert a.read_bytes() == b.read_bytes()
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A running one-node cluster; stops the daemons it started afterwards."""
+    check = subprocess.run([str(CLUSTER), "check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.skip(f"SLURM packages cannot be used here: {check.stderr.strip()}")
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmd needs root; run `make test-slurm` as root (as CI does)")
+    state = tmp_path_factory.mktemp("slurm_state")
+    start = subprocess.run(
+        [str(CLUSTER), "start", str(state)], capture_output=True, text=True, timeout=120
+    )
+    if start.returncode != 0:
+        subprocess.run([str(CLUSTER), "stop", str(state)], capture_output=True, timeout=120)
+        pytest.fail(f"could not start the test cluster: {start.stderr.strip()}")
+    try:
+        yield state
+    finally:
+        stop = subprocess.run(
+            [str(CLUSTER), "stop", str(state)], capture_output=True, text=True, timeout=120
+        )
+        assert stop.returncode == 0, stop.stderr
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The slice run locally (no SLURM): the reference outputs."""
+    wd = tmp_path_factory.mktemp("local")
+    res = _run(_snakemake_args(wd, "--cores", "1", *_targets()))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return wd
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def _dry_run_resources(*configs: str, env: dict[str, str]) -> dict[str, str]:
+    """rule -> its `resources:` line in a dry run through the profile (no SLURM needed)."""
+    args = [*SNAKEMAKE, SLICE["train"][0], "-n", "--directory", env["_WD"]]
+    args += ["--profile", str(PROFILE), "--configfile", *configs]
+    res = subprocess.run(
+        args,
+        cwd=REPO, env={k: v for k, v in env.items() if k != "_WD"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    return dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", out, re.M))
+
+
+def test_profile_maps_partitions_accounts_and_gpus(tmp_path):
+    """Partition/account come from ADVF_SLURM_* variables; GPU stages ask for gpu only when
+    resources.gpus > 0 and go to the GPU partition; CPU stages stay on the CPU partition."""
+    env = _env() | {
+        "ADVF_SLURM_PARTITION": "cpuq",
+        "ADVF_SLURM_GPU_PARTITION": "gpuq",
+        "ADVF_SLURM_ACCOUNT": "proj1",
+        "_WD": str(tmp_path / "a"),
+    }
+    res = _dry_run_resources(str(TINY), env=env)  # resources.gpus: 1
+    assert "slurm_partition=cpuq" in res["prepare_data"] and "gpu=" not in res["prepare_data"]
+    assert "slurm_partition=gpuq" in res["train"] and "gpu=1" in res["train"]
+    assert all("slurm_account=proj1" in r for r in res.values())
+
+    gpus0 = tmp_path / "gpus0.yaml"
+    gpus0.write_text("resources: {gpus: 0}\n")
+    del env["ADVF_SLURM_GPU_PARTITION"], env["ADVF_SLURM_ACCOUNT"]
+    env["_WD"] = str(tmp_path / "b")
+    res = _dry_run_resources(str(TINY), str(gpus0), env=env)
+    # no GPU partition named: everything goes to ADVF_SLURM_PARTITION; gpu=0 adds no --gpus
+    assert "slurm_partition=cpuq" in res["train"] and "gpu=0" in res["train"]
+    assert all("slurm_account=," in r + "," for r in res.values())
+
+
+@pytest.mark.slurm
+def test_slice_through_slurm_matches_local_run(cluster, local_run, tmp_path):
+    t0 = time.monotonic()
+    res = _run(_slurm(tmp_path, *_targets()))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    print(f"slice through SLURM: {time.monotonic() - t0:.1f} s")
+
+    # every rule of the slice ran as its own SLURM job, GPU stages with a (fake) GPU
+    jobs = {rule: jobid for jobid, rule in SUBMITTED.findall(out)}
+    assert set(jobs) == set(SLICE), out[-5000:]
+    for rule, jobid in jobs.items():
+        info = _scontrol_job(jobid)
+        assert "JobState=COMPLETED" in info, info
+        assert ("gres:gpu:1" in info) == (rule in GPU_RULES), (rule, info)
+
+    for files in SLICE.values():
+        for f in files:
+            assert_same_output(local_run / f, tmp_path / f)
+
+    # an up-to-date workflow submits nothing
+    again = _run(_slurm(tmp_path, *_targets()))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not SUBMITTED.search(again.stdout + again.stderr)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _wait_for_running_train(workdir: Path, proc: subprocess.Popen, timeout: float = 240) -> str:
+    """SLURM job id of the running train job, once it has saved resume state for an epoch."""
+    deadline = time.monotonic() + timeout
+    state = workdir / RESUME_STATE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("snakemake ended before the train job could be cancelled")
+        if state.exists():
+            q = subprocess.run(
+                ["squeue", "-h", "--states=RUNNING", "-o", "%i|%k|%Z"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            for line in q.splitlines():
+                jobid, comment, wd = line.split("|", 2)
+                if comment.startswith("rule_train_") and Path(wd).resolve() == workdir.resolve():
+                    return jobid
+        time.sleep(0.1)
+    raise AssertionError("the train job was not seen running with resume state in time")
+
+
+@pytest.mark.slurm
+def test_scancel_is_reported_and_rerun_completes(cluster, local_run, tmp_path):
+    target = SLICE["train"][0]
+    t0 = time.monotonic()
+    # --retries 0: the cancelled job must fail the run instead of being resubmitted
+    proc = subprocess.Popen(
+        _slurm(tmp_path, "--retries", "0", target),
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        jobid = _wait_for_running_train(tmp_path, proc)
+        subprocess.run(["scancel", jobid], check=True)
+        rc = proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+    out = "".join(chunks)
+    print(f"run with scancel: {time.monotonic() - t0:.1f} s")
+
+    # the workflow reports the cancelled job and leaves no output that looks complete
+    assert rc != 0, out[-5000:]
+    assert f"SLURM-job '{jobid}' failed, SLURM status is: 'CANCELLED'" in out, out[-5000:]
+    assert "Error in rule train" in out, out[-5000:]
+    for f in SLICE["train"]:
+        assert not (tmp_path / f).exists(), f
+    saved = torch.load(tmp_path / RESUME_STATE, map_location="cpu", weights_only=True)
+    epochs = int(saved["epoch"])
+    assert 1 <= epochs < 16, epochs
+
+    # a rerun resubmits the job; training resumes from the saved epoch and ends where an
+    # uninterrupted local run ends
+    t1 = time.monotonic()
+    res = _run(_slurm(tmp_path, "--retries", "0", target))
+    out2 = res.stdout + res.stderr
+    assert res.returncode == 0, out2[-5000:]
+    print(f"rerun after scancel: {time.monotonic() - t1:.1f} s (cancelled after epoch >= {epochs})")
+    assert [r for _, r in SUBMITTED.findall(out2)] == ["train"], out2[-5000:]
+    assert re.search(r"resuming standard from \S+ at epoch (\d+)", (tmp_path / TRAIN_LOG).read_text())
+    for f in SLICE["train"]:
+        assert_same_output(local_run / f, tmp_path / f)
