@@ -1,5 +1,6 @@
 # make run  : set up .venv (idempotent) and run the whole pipeline on config.yaml
-# make test : set up .venv and run the test suite
+# make test : set up .venv and run the test suite (without the SLURM integration test)
+# make test-slurm: start a one-node SLURM cluster (root; slurm-wlm + munge) and run tests/test_slurm.py
 # make bench: run every benchmark and write benchmarks/results.md
 
 PYTHON ?= python3
@@ -22,7 +23,10 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slurm"
+
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -m slurm -s tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check advfeatures workflow_scripts tests benchmarks

@@ -4,7 +4,9 @@
 import os
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from advfeatures.config import ConfigError, validate_config
 
 min_version("9.0")
 
@@ -14,22 +16,11 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 # reject a bad config before any job runs, naming the failing key by its path
+SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
 try:
-    validate(config, "schemas/config.schema.yaml")
-except WorkflowError as exc:
-    err = exc.__context__  # the jsonschema ValidationError snakemake wrapped
-    if not hasattr(err, "absolute_path"):
-        raise
-    while err.context:  # anyOf/oneOf: report the branch that got deepest, if any did
-        weak = lambda e: e.validator in ("type", "const")
-        sub = max(err.context, key=lambda e: (len(e.absolute_path), not weak(e)))
-        if len(sub.absolute_path) == len(err.absolute_path) and weak(sub):
-            break
-        err = sub
-    key = ".".join(str(k) for k in err.absolute_path) or "<top level>"
-    raise WorkflowError(
-        f"invalid config: key {key}: {err.message} (checked by schemas/, see config.yaml)"
-    ) from None
+    validate_config(config, SCHEMA)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 
 include: "rules/common.smk"

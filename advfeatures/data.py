@@ -22,7 +22,7 @@ Sources (config key ``dataset.name``):
 ``imagefolder``
     A local copy of any dataset: ``ROOT/train/<class>/*.png|jpg|jpeg`` and
     ``ROOT/test/<class>/*``; classes are the train folder names, sorted.  All images must
-    have the same size (the first odd file is named; nothing is resized).  Colour: the dataset
+    have the same square size (the first odd file is named; nothing is resized).  Colour: the dataset
     is grayscale (1 channel) when every image is grayscale (PIL modes 1, L, LA), otherwise RGB
     (3 channels): grayscale images are replicated to 3 channels, palette images expanded,
     alpha dropped.  16-bit and float images are rejected.
@@ -375,6 +375,11 @@ def imagefolder(root: Path | None, download: bool, seed: int) -> RawDataset:
                 f"{f}: size {s[0]}x{s[1]} differs from {size[0]}x{size[1]} of {count} other images; "
                 f"imagefolder does not resize, give all images one size"
             )
+    if size[0] != size[1]:
+        raise AdvFeaturesError(
+            f"{root}: images are {size[0]}x{size[1]}; the architectures take square images "
+            f"(model argument image_size), crop or pad them to a square"
+        )
     gray = all(m in _GRAY_MODES for m in modes.values())
     target = "L" if gray else "RGB"
 

@@ -306,6 +306,7 @@ def synthesize(
             reused += 1
         chunks.append(arrays)
         bar.set_postfix(
+            refresh=False,
             rep_dist=f"{float(arrays['rep_distance'].mean()):.3f}",
             hit=f"{float((arrays['source_pred'] == arrays['y']).float().mean()):.3f}",
         )

@@ -28,8 +28,26 @@ def ib_methods(key="methods"):
     return list(IB[key])
 
 
+def ib_attacks():
+    suite = (config.get("attacks") or {}).get("suite") or {}
+    bad = [a for a in IB["attacks"] + [IB["tsne"]["attack"]] if a not in suite]
+    if bad:
+        raise ValueError(
+            f"config bottleneck.attacks / bottleneck.tsne.attack name {bad}, not under attacks.suite; "
+            "add them there or drop them here"
+        )
+    return list(IB["attacks"])
+
+
 def ib_inputs():
-    return ["clean"] + list(IB["attacks"])
+    return ["clean"] + ib_attacks()
+
+
+def ib_subset():
+    """Clean rows: bottleneck.subset, else the attack stage's subset (covers every attacked row)."""
+    if IB["subset"] is not None:
+        return IB["subset"]
+    return (config.get("attacks") or {}).get("eval_subset")
 
 
 def ib_betas():
@@ -81,8 +99,9 @@ rule distill:
         **compute_resources("bottleneck"),
         gpu=gpus(),
     params:
-        ib=lambda wc: {
-            k: IB[k] for k in ("iterations", "lr", "batch_size", "threshold", "subset")
+        ib={
+            **{k: IB[k] for k in ("iterations", "lr", "batch_size", "threshold")},
+            "subset": ib_subset(),
         },
         seed=SEED,
         runtime=runtime_params(),
@@ -118,7 +137,7 @@ rule bottleneck_tables:
         arch=ARCH,
         beta=beta_tag(IB["beta"]),
         methods=ib_methods(),
-        attacks=list(IB["attacks"]),
+        attacks=ib_attacks(),
         sweep_methods=ib_methods("sweep_methods"),
         betas=ib_betas(),
     script:

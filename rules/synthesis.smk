@@ -4,7 +4,12 @@
 
 SYN = config["synthesis"]
 SYN_KINDS = list(SYN["kinds"])
-SYN_SOURCE = {"d_r": SYN["robust_method"], "d_nr": "standard", "d_rand": "standard", "d_det": "standard"}
+SYN_SOURCE = {
+    "d_r": SYN["robust_method"],
+    "d_nr": "standard",
+    "d_rand": "standard",
+    "d_det": "standard",
+}
 SYN_REFERENCE = ["standard", SYN["robust_method"]]
 
 for _m in SYN_REFERENCE:
@@ -27,18 +32,29 @@ wildcard_constraints:
 def synthesis_params(kind):
     """Only what changes this kind's images (inversion for d_r/d_nr, targeted for d_rand/d_det)."""
     part = "inversion" if kind in ("d_r", "d_nr") else "targeted"
-    return {"batch_size": SYN["batch_size"], part: SYN[part], "source_method": SYN_SOURCE[kind]}
+    return {
+        "batch_size": SYN["batch_size"],
+        part: SYN[part],
+        "source_method": SYN_SOURCE[kind],
+    }
 
 
 def synthetic_train_arch(name):
     """The architecture and options behind a train_arch name (arch.name or synthesis.transfer)."""
-    specs = SYN["transfer"]["architectures"]
+    specs = {
+        k: v for k, v in SYN["transfer"]["architectures"].items() if v is not False
+    }
     if name in specs:
         arch = specs[name]["arch"]
-        return {"arch": arch, "options": deep_merge(arch_options(arch), specs[name].get("options") or {})}
+        return {
+            "arch": arch,
+            "options": deep_merge(arch_options(arch), specs[name].get("options") or {}),
+        }
     if name == ARCH:
         return {"arch": ARCH, "options": arch_options(ARCH)}
-    raise ValueError(f"unknown train_arch {name!r}: not arch.name nor under synthesis.transfer.architectures")
+    raise ValueError(
+        f"unknown train_arch {name!r}: not arch.name nor under synthesis.transfer.architectures"
+    )
 
 
 def synthetic_train_params(kind):
@@ -53,7 +69,9 @@ def synthetic_eval_params():
 
 
 def transfer_archs():
-    return [ARCH] + [a for a in SYN["transfer"]["architectures"] if a != ARCH]
+    """arch.name plus the synthesis.transfer.architectures entries not set to false."""
+    specs = SYN["transfer"]["architectures"]
+    return [ARCH] + [a for a, v in specs.items() if v is not False and a != ARCH]
 
 
 rule synthesize:
@@ -61,22 +79,29 @@ rule synthesize:
     input:
         data=data_h5(),
         model=lambda wc: model_pt(SYN_SOURCE[wc.kind], wc.dataset, wc.arch),
-        lib=lib("synthesis", "attacks.__init__", "attacks.pgd", "training", "models", "data"),
+        lib=lib(
+            "synthesis",
+            "attacks.__init__",
+            "attacks.pgd",
+            "training",
+            "models",
+            "data",
+        ),
     output:
         synthetic_h5(),
-    params:
-        synthesis=lambda wc: synthesis_params(wc.kind),
-        runtime=runtime_params(),
-        seed=SEED,
-        resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
     log:
         log_file("synthesize", "{dataset}_{arch}_{kind}"),
     benchmark:
         bench_file("synthesize", "{dataset}_{arch}_{kind}")
     threads: config["threads"]
     resources:
-        gpu=gpus(),
         **compute_resources("synthesis"),
+        gpu=gpus(),
+    params:
+        synthesis=lambda wc: synthesis_params(wc.kind),
+        runtime=runtime_params(),
+        seed=SEED,
+        resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -87,26 +112,36 @@ rule train_synthetic:
         data=data_h5(),
         synthetic=synthetic_h5(),
         source=model_pt("standard"),
-        lib=lib("synthesis", "attacks.__init__", "attacks.pgd", "training", "models", "data", "reporting.__init__"),
+        lib=lib(
+            "synthesis",
+            "attacks.__init__",
+            "attacks.pgd",
+            "training",
+            "models",
+            "data",
+            "reporting.__init__",
+        ),
     output:
         model=f"{synthetic_run_dir()}/model.pt",
         metrics=f"{synthetic_run_dir()}/metrics.csv",
         eval=f"{synthetic_run_dir()}/eval.csv",
-    params:
-        train=lambda wc: synthetic_train_params(wc.kind),
-        model=lambda wc: synthetic_train_arch(wc.train_arch),
-        eval=synthetic_eval_params(),
-        runtime=runtime_params(),
-        seed=SEED,
-        resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch, wc.train_arch),
     log:
         log_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}"),
     benchmark:
         bench_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}")
     threads: config["threads"]
     resources:
-        gpu=gpus(),
         **compute_resources("synthesis"),
+        gpu=gpus(),
+    params:
+        train=lambda wc: synthetic_train_params(wc.kind),
+        model=lambda wc: synthetic_train_arch(wc.train_arch),
+        eval=synthetic_eval_params(),
+        runtime=runtime_params(),
+        seed=SEED,
+        resume_dir=lambda wc: synthetic_resume_dir(
+            wc.kind, wc.dataset, wc.arch, wc.train_arch
+        ),
     script:
         "../workflow_scripts/train_synthetic.py"
 
@@ -117,21 +152,29 @@ rule ilyas_eval_reference:
         data=data_h5(),
         model=model_pt(),
         source=model_pt("standard"),
-        lib=lib("synthesis", "attacks.__init__", "attacks.pgd", "training", "models", "data", "reporting.__init__"),
+        lib=lib(
+            "synthesis",
+            "attacks.__init__",
+            "attacks.pgd",
+            "training",
+            "models",
+            "data",
+            "reporting.__init__",
+        ),
     output:
         ilyas_eval_csv(),
-    params:
-        eval=synthetic_eval_params(),
-        runtime=runtime_params(),
-        seed=SEED,
     log:
         log_file("ilyas_eval_reference", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("ilyas_eval_reference", "{dataset}_{arch}_{method}")
     threads: config["threads"]
     resources:
-        gpu=gpus(),
         **compute_resources("synthesis"),
+        gpu=gpus(),
+    params:
+        eval=synthetic_eval_params(),
+        runtime=runtime_params(),
+        seed=SEED,
     script:
         "../workflow_scripts/ilyas_eval.py"
 
@@ -141,20 +184,22 @@ rule ilyas_report:
     input:
         data=data_h5(DATASET),
         synthetic=expand(synthetic_h5(), kind=SYN_KINDS, dataset=DATASET, arch=ARCH),
-        evals=expand(f"{synthetic_run_dir()}/eval.csv", kind=SYN_KINDS, dataset=DATASET, arch=ARCH, train_arch=ARCH),
-        reference=expand(ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH),
+        evals=expand(
+            f"{synthetic_run_dir()}/eval.csv",
+            kind=SYN_KINDS,
+            dataset=DATASET,
+            arch=ARCH,
+            train_arch=ARCH,
+        ),
+        reference=expand(
+            ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH
+        ),
         lib=lib("reporting.__init__", "reporting.ilyas", "data"),
     output:
         table=table("ilyas_datasets"),
         table_md=table("ilyas_datasets", "md"),
         samples=figure("ilyas_samples"),
         claims=claims_csv("ilyas"),
-    params:
-        dataset=DATASET,
-        arch=ARCH,
-        robust_method=SYN["robust_method"],
-        eval=SYN["eval"],
-        seed=SEED,
     log:
         log_file("ilyas_report"),
     benchmark:
@@ -162,6 +207,12 @@ rule ilyas_report:
     threads: 1
     resources:
         **compute_resources("report"),
+    params:
+        dataset=DATASET,
+        arch=ARCH,
+        robust_method=SYN["robust_method"],
+        eval=SYN["eval"],
+        seed=SEED,
     script:
         "../workflow_scripts/ilyas_report.py"
 
@@ -181,9 +232,6 @@ rule ilyas_transfer:
         table=table("ilyas_transfer"),
         table_md=table("ilyas_transfer", "md"),
         figure=figure("ilyas_transfer"),
-    params:
-        kind=SYN["transfer"]["kind"],
-        attack=SYN["transfer"]["attack"],
     log:
         log_file("ilyas_transfer"),
     benchmark:
@@ -191,6 +239,9 @@ rule ilyas_transfer:
     threads: 1
     resources:
         **compute_resources("report"),
+    params:
+        kind=SYN["transfer"]["kind"],
+        attack=SYN["transfer"]["attack"],
     script:
         "../workflow_scripts/ilyas_transfer.py"
 

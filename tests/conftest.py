@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,24 @@ COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", ".snakemake", "data", "results", "__pycache__", "*.egg-info", ".pytest_cache",
     ".ruff_cache",
 )
+
+
+def pytest_configure(config):
+    """A private temporary root per run.
+
+    pytest's default root (/tmp/pytest-of-USER) keeps only the last 3 runs, so a concurrent
+    pytest run of the same user deletes this run's tmp_path folders - repository copies and
+    Snakemake working directories included - while the tests still use them.
+    """
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="advfeatures-pytest-")
+        config._advfeatures_tmp = config.option.basetemp
+
+
+def pytest_unconfigure(config):
+    tmp = getattr(config, "_advfeatures_tmp", None)
+    if tmp and not os.environ.get("ADVFEATURES_KEEP_TMP"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- unit-test data

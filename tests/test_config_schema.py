@@ -1,9 +1,11 @@
-"""Bad configs are rejected by ``snakemake -n`` before any job runs, naming the key.
+"""Bad configs are rejected before any job runs, with a message naming the key.
 
 Each case is an overlay (deep-merged over config.yaml + tests/tiny.yaml, as a user's
---configfile would be) or, for missing keys, a full config with the key deleted
-(``--replace-workflow-config``).  Snakemake's own message names only the value; the Snakefile
-re-raises it as ``invalid config: key <dotted path>: <reason>``.
+--configfile is) or, for missing keys, a full config with the key deleted.  Snakemake's own
+message names only the value; advfeatures.config (called by the Snakefile) reports
+``invalid config: key <dotted path>: <reason>``.  The whole matrix runs in-process through
+that same function (Snakemake's validator); a sample of it, and the cross-key checks of
+rules/common.smk, run through ``snakemake -n`` to show the CLI rejects them before any job.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, Snake
+
+from advfeatures.config import ConfigError, validate_config
+
+SCHEMA = ROOT / "schemas" / "config.schema.yaml"
 
 BAD = [
     # (id, overlay, key named in the message, words the reason must contain)
@@ -26,12 +32,12 @@ BAD = [
     ("channels_last-string", {"channels_last": "yes"}, "channels_last", "not of type"),
     ("gpus-negative", {"resources": {"gpus": -1}}, "resources.gpus", "minimum"),
     ("mem-string", {"resources": {"train": {"mem_mb": "lots"}}}, "resources.train.mem_mb", "not of type"),
-    ("resources-unknown-stage", {"resources": {"trian": {"mem_mb": 10}}}, "resources", "'trian' was unexpected"),
+    ("resources-unknown-stage", {"resources": {"trian": {"mem_mb": 10}}}, "resources", "'trian' does not match"),
     ("dataset-unknown", {"dataset": {"name": "imagenet"}}, "dataset.name", "not one of"),
     ("subset-zero", {"dataset": {"subset_train": 0}}, "dataset.subset_train", "minimum"),
     ("dataset-unknown-key", {"dataset": {"colour": True}}, "dataset", "'colour' was unexpected"),
     ("arch-unknown", {"arch": {"name": "resnet1000"}}, "arch.name", "not one of"),
-    ("wrn-depth-range", {"arch": {"options": {"wrn": {"depth": 4}}}}, "arch.options.wrn.depth", "minimum"),
+    ("wrn-depth-range", {"arch": {"options": {"wrn": {"depth": 4}}}}, "arch.options.wrn.depth", "not one of"),
     ("wrn-unknown-key", {"arch": {"options": {"wrn": {"width": 4}}}}, "arch.options.wrn", "'width' was unexpected"),
     ("epochs-zero", {"training": {"common": {"epochs": 0}}}, "training.common.epochs", "minimum"),
     ("epochs-string", {"training": {"common": {"epochs": "ten"}}}, "training.common.epochs", "not of type"),
@@ -53,10 +59,14 @@ BAD = [
     ("method-unknown-key", {"training": {"methods": {"pgd_linf": {"epohcs": 3}}}}, "training.methods.pgd_linf", "'epohcs' was unexpected"),
     ("method-true", {"training": {"methods": {"mart": True}}}, "training.methods.mart", "not valid"),
     ("top-level-typo", {"trainig": {}}, "<top level>", "'trainig' was unexpected"),
-    # cross-key checks the schema cannot express (rules/common.smk)
+]
+# cross-key checks the schema cannot express (rules/common.smk): only through snakemake
+CROSS = [
     ("checkpoint-beyond-epochs", {"training": {"common": {"checkpoint_epochs": [1, 5]}}}, "training.common.checkpoint_epochs", "beyond"),
     ("method-own-checkpoints", {"training": {"methods": {"pgd_linf": {"checkpoint_epochs": [2]}}}}, "training.methods.pgd_linf.checkpoint_epochs", "must equal"),
 ]
+# the sample of BAD that also goes through the command line
+CLI_SAMPLE = {"seed-negative", "eps-non-numeric", "method-unknown-key", "method-true", "top-level-typo"}
 
 MISSING = [
     # (id, path of the deleted key, key named in the message, the missing property)
@@ -68,63 +78,112 @@ MISSING = [
 ]
 
 
+def merge(a, b):
+    """Snakemake's update_config: nested mappings merge, everything else replaces."""
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def tiny_config() -> dict:
+    """config.yaml with tests/tiny.yaml merged over it (what the overlays start from)."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    return merge(base, yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text()))
+
+
+def rejection(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as exc:
+        validate_config(cfg, SCHEMA)
+    return str(exc.value)
+
+
+def check_line(line: str, key: str, words: str):
+    assert "\n" not in line and line.startswith(f"invalid config: key {key}: "), line
+    assert words in line, line
+
+
+@pytest.mark.parametrize("overlay, key, words", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_config_rejected_naming_key(overlay, key, words):
+    check_line(rejection(merge(tiny_config(), overlay)), key, words)
+
+
+def without(cfg: dict, path) -> dict:
+    cfg = copy.deepcopy(cfg)
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    del node[path[-1]]
+    return cfg
+
+
+@pytest.mark.parametrize("path, key, words", [c[1:] for c in MISSING], ids=[c[0] for c in MISSING])
+def test_missing_key_rejected(path, key, words):
+    check_line(rejection(without(tiny_config(), path)), key, words)
+
+
+@pytest.mark.parametrize(
+    "name", ["tiny", "config.yaml"] + [p.name for p in sorted((ROOT / "presets").glob("*.yaml"))]
+)
+def test_good_configs_validate(name):
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    if name == "tiny":
+        cfg = tiny_config()
+    elif name == "config.yaml":
+        cfg = base
+    else:
+        cfg = merge(base, yaml.safe_load((ROOT / "presets" / name).read_text()) or {})
+    validate_config(cfg, SCHEMA)
+
+
+# ----------------------------------------------------------------------------- through snakemake
+
+
 @pytest.fixture(scope="module")
 def snake(tmp_path_factory):
     return Snake(ROOT, tmp_path_factory.mktemp("schema_wd"))
 
 
-def assert_rejected(snake: Snake, cfg: Path, key: str, words: str, replace=False):
+def assert_cli_rejects(snake: Snake, cfg: Path, key: str, words: str, replace=False):
     args = ["-n", "--cores", "1"] + (["--replace-workflow-config"] if replace else [])
     proc = snake.run(*args, configs=[cfg], check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
     line = next((ln for ln in out.splitlines() if ln.startswith("invalid config: key ")), None)
     assert line, out[-2000:]
-    assert line.startswith(f"invalid config: key {key}: "), line
-    assert words in line, line
+    check_line(line, key, words)
     assert "Building DAG" not in out and not (snake.wd / "data").exists() and not (snake.wd / "results").exists()
 
 
-@pytest.mark.parametrize("overlay, key, words", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
-def test_bad_config_rejected_naming_key(snake, tmp_path, overlay, key, words):
+CLI_CASES = [c for c in BAD if c[0] in CLI_SAMPLE] + CROSS
+
+
+@pytest.mark.parametrize("overlay, key, words", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_snakemake_rejects_before_any_job(snake, tmp_path, overlay, key, words):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(overlay))
-    assert_rejected(snake, cfg, key, words)
+    assert_cli_rejects(snake, cfg, key, words)
 
 
-def full_config() -> dict:
-    """config.yaml with tests/tiny.yaml merged over it (what the overlays above start from)."""
-
-    def merge(a, b):
-        out = copy.deepcopy(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    base = yaml.safe_load((ROOT / "config.yaml").read_text())
-    return merge(base, yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text()))
-
-
-@pytest.mark.parametrize("path, key, words", [c[1:] for c in MISSING], ids=[c[0] for c in MISSING])
-def test_missing_key_rejected(snake, tmp_path, path, key, words):
-    cfg = full_config()
-    node = cfg
-    for k in path[:-1]:
-        node = node[k]
-    del node[path[-1]]
+def test_snakemake_rejects_missing_key(snake, tmp_path):
     f = tmp_path / "full.yaml"
-    f.write_text(yaml.safe_dump(cfg))
-    # only this file (no tiny.yaml) and not merged over config.yaml, so the key is really absent
-    assert_rejected(Snake(ROOT, snake.wd, tiny=False), f, key, words, replace=True)
+    f.write_text(yaml.safe_dump(without(tiny_config(), ("training", "common", "epochs"))))
+    # only this file, not merged over config.yaml, so the key is really absent
+    assert_cli_rejects(
+        Snake(ROOT, snake.wd, tiny=False), f, "training.common", "'epochs' is a required property",
+        replace=True,
+    )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "configs",
-    [[], ["config.yaml"]] + [[str(p.relative_to(ROOT))] for p in sorted((ROOT / "presets").glob("*.yaml"))],
-    ids=lambda c: c[0] if c else "tiny",
+    [["config.yaml"]] + [[f"presets/{p.name}"] for p in sorted((ROOT / "presets").glob("*.yaml"))],
+    ids=lambda c: c[0],
 )
-def test_good_configs_pass_dry_run(snake, configs):
-    """tests/tiny.yaml, the default config and every preset plan their whole DAG."""
-    proc = snake.run("-n", "--cores", "1", "--quiet", "all", configs=[ROOT / c for c in configs], check=False)
-    out = proc.stdout + proc.stderr
-    assert "invalid config" not in out and proc.returncode == 0, out[-3000:]
+def test_dry_run_plans_whole_dag(snake, configs):
+    """`snakemake -n` succeeds for the default config and every preset (issue 2)."""
+    proc = Snake(ROOT, snake.wd, tiny=False).run(
+        "-n", "--cores", "1", "--quiet", "all", configs=[ROOT / c for c in configs], check=False
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

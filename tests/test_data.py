@@ -234,13 +234,13 @@ def test_imagefolder_rgb_with_sorted_classes(tmp_path):
     for split, n in (("train", 3), ("test", 2)):
         for cls in ("zebra", "ant", "mole"):  # sorted: ant=0, mole=1, zebra=2
             for i in range(n):
-                a = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)  # H=6, W=5
+                a = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
                 write_png(tmp_path / split / cls / f"img{i}.png", a)
                 expected[(split, cls, i)] = a
     (tmp_path / "train" / "ant" / "notes.txt").write_text("ignored")
     raw = data.imagefolder(tmp_path, False, 0)
     assert raw.classes == ["ant", "mole", "zebra"]
-    assert raw.train.x.shape == (9, 3, 6, 5) and raw.test.x.shape == (6, 3, 6, 5)
+    assert raw.train.x.shape == (9, 3, 6, 6) and raw.test.x.shape == (6, 3, 6, 6)
     np.testing.assert_array_equal(raw.train.y, [0, 0, 0, 1, 1, 1, 2, 2, 2])
     np.testing.assert_array_equal(raw.test.y, [0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(raw.train.x[3], expected[("train", "mole", 0)].transpose(2, 0, 1))
@@ -273,6 +273,10 @@ def test_imagefolder_names_the_odd_sized_file(tmp_path):
     with pytest.raises(AdvFeaturesError) as err:
         data.imagefolder(tmp_path, False, 0)
     assert str(odd) in str(err.value) and "9x8" in str(err.value)
+    for f in [odd, *(tmp_path / "train" / "a").iterdir()]:
+        write_png(f, np.zeros((8, 9), np.uint8))  # one size, but not square
+    with pytest.raises(AdvFeaturesError, match=r"images are 9x8.*square"):
+        data.imagefolder(tmp_path, False, 0)
 
 
 @pytest.mark.parametrize(

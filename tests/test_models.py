@@ -204,3 +204,23 @@ def test_bad_options_are_one_line_errors():
         build_model("vgg19", in_channels=3, num_classes=10, image_size=32, mean=[0], std=[1])
     with pytest.raises(AdvFeaturesError, match="at least 16x16"):
         make("vgg16", 3, 8, 10)
+
+
+def test_schema_options_match_the_constructors():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "schemas" / "arch.schema.yaml").read_text()
+    )
+    assert set(schema["$defs"]["arch_name"]["enum"]) == set(ARCHITECTURES)
+    options = schema["properties"]["options"]["properties"]
+    for name, ctor in ARCHITECTURES.items():
+        assert options[name].get("additionalProperties") is False
+        accepted = list(inspect.signature(ctor).parameters)[5:]
+        assert set(options[name].get("properties", {})) == set(accepted), name
+    # every depth the schema allows builds
+    for depth in options["wrn"]["properties"]["depth"]["enum"][:4]:
+        make("wrn", 3, 32, 10, depth=depth)

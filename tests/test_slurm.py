@@ -26,7 +26,6 @@ import pandas as pd
 import pytest
 import torch
 
-
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 TINY = REPO / "tests" / "slurm" / "tiny.yaml"
@@ -56,7 +55,9 @@ FAST = [
     "--seconds-between-status-checks", "1",
     "--latency-wait", "5",
 ]  # fmt: skip
-SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_([A-Za-z0-9_]+)/")
+SUBMITTED = re.compile(
+    r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_([A-Za-z0-9_]+)/"
+)
 
 
 def _env() -> dict[str, str]:
@@ -252,6 +253,9 @@ def _wait_for_running_train(workdir: Path, proc: subprocess.Popen, timeout: floa
 @pytest.mark.slurm
 def test_scancel_is_reported_and_rerun_completes(cluster, local_run, tmp_path):
     target = SLICE["train"][0]
+    # the data is prepared on the submit host (as a local rule would be): one SLURM job less
+    res = _run(_snakemake_args(tmp_path, "--cores", "1", SLICE["prepare_data"][0]))
+    assert res.returncode == 0, res.stderr[-3000:]
     t0 = time.monotonic()
     # --retries 0: the cancelled job must fail the run instead of being resubmitted
     proc = subprocess.Popen(
@@ -290,6 +294,8 @@ def test_scancel_is_reported_and_rerun_completes(cluster, local_run, tmp_path):
     assert res.returncode == 0, out2[-5000:]
     print(f"rerun after scancel: {time.monotonic() - t1:.1f} s (cancelled after epoch >= {epochs})")
     assert [r for _, r in SUBMITTED.findall(out2)] == ["train"], out2[-5000:]
-    assert re.search(r"resuming standard from \S+ at epoch (\d+)", (tmp_path / TRAIN_LOG).read_text())
+    assert re.search(
+        r"resuming standard from \S+ at epoch (\d+)", (tmp_path / TRAIN_LOG).read_text()
+    )
     for f in SLICE["train"]:
         assert_same_output(local_run / f, tmp_path / f)

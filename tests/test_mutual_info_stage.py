@@ -1,0 +1,143 @@
+"""The MI stage on a tiny model: eval mode, seeding, tidy rows, distortions, claims, schema."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from advfeatures import mutual_info as mi
+from advfeatures.data import Dataset
+from advfeatures.models import build_model
+from advfeatures.reporting import mutual_info as report
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+PARAMS = {
+    "n_samples": 40, "batch_size": 20, "estimators": ["kde", "binning"],
+    "kde": {"noise_var": 0.1}, "binning": {"bin_width": 0.5}, "max_block_mib": 1,
+    "attack": {"norm": "linf", "eps": 0.1, "alpha": 0.05, "steps": 2, "random_start": True},
+    "distortions": {"saturation": [2, 64], "shuffle": [0, 4]},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(60, 1, 12, 12, generator=g)
+    y = torch.arange(60) % 3
+    data = Dataset("tiny", x, y, x, y, ["a", "b", "c"], [0.5], [0.3])
+    torch.manual_seed(0)
+    model = build_model("lenet5", **data.model_kwargs()).eval()
+    return model, data
+
+
+def test_epoch_rows_are_complete_seeded_and_bounded(tiny):
+    model, data = tiny
+    rows = mi.epoch_mi(model, data, PARAMS, seed=3, method="standard", epoch=2)
+    df = pd.DataFrame(rows)
+    assert len(df) == 2 * 5 * 3  # inputs x layers x estimators
+    assert set(df["input"]) == {"clean", "adversarial"}
+    assert list(dict.fromkeys(df["layer"])) == list(model.probe_names)
+    assert (df["I_XT"] <= math.log2(40) + 1e-9).all() and (df["I_XT"] >= -1e-9).all()
+    assert (df["I_TY"] <= df["I_XT"] + 1e-9).all()
+    again = pd.DataFrame(mi.epoch_mi(model, data, PARAMS, seed=3, method="standard", epoch=2))
+    pd.testing.assert_frame_equal(df, again)
+    # the adversarial inputs differ from the clean ones (the attack ran) and change accuracy/MI
+    x, x_adv, _ = mi.mi_inputs(model, data, PARAMS, seed=3, tags=("standard", 2), device="cpu")
+    assert 0 < (x_adv - x).abs().max() <= 0.1 + 1e-6
+
+
+def test_probes_run_in_eval_mode(tiny):
+    model, data = tiny
+    seen = []
+    h = model.conv1.register_forward_hook(lambda m, i, o: seen.append(m.training))
+    model.train()
+    try:
+        mi.probe_layer(model, data.x_test[:5], "fc1")
+        mi.accuracy_loss(model, data.x_test[:5], data.y_test[:5])
+    finally:
+        h.remove()
+    assert seen and not any(seen)
+    assert model.training  # restored
+    model.eval()
+
+
+def test_distortion_rows_reuse_identity_and_differ_otherwise(tiny):
+    model, data = tiny
+    df = pd.DataFrame(mi.distortion_mi(model, data, PARAMS, seed=3, method="pgd_linf"))
+    key = ["input", "layer", "estimator"]
+    sat2 = df[(df.distortion == "saturation") & (df.level == 2)].set_index(key)
+    shuf0 = df[(df.distortion == "shuffle") & (df.level == 0)].set_index(key)
+    cols = ["accuracy", "loss", "I_XT", "I_TY"]
+    pd.testing.assert_frame_equal(sat2[cols], shuf0[cols])
+    shuf4 = df[(df.distortion == "shuffle") & (df.level == 4)].set_index(key)
+    assert not shuf4[cols].equals(shuf0[cols])
+
+
+def _fake_epochs(shift_adv: float) -> pd.DataFrame:
+    rows = []
+    for method, scale in (("standard", 1.0), ("pgd_linf", 0.5)):
+        for epoch in (1, 2, 3, 5):
+            for inp in ("clean", "adversarial"):
+                for li, layer in enumerate(("conv1", "fc1")):
+                    v = scale * (li + 1) * math.log(epoch + 1) + (shift_adv if inp == "adversarial" else 0)
+                    rows.append({"method": method, "epoch": epoch, "input": inp, "layer": layer,
+                                 "estimator": "kde_upper", "accuracy": 0.9, "loss": 0.3, "I_XT": v, "I_TY": v / 2})
+    return pd.DataFrame(rows)
+
+
+def _fake_distortions(std_drop: tuple, adv_drop: tuple) -> pd.DataFrame:
+    rows = []
+    for method, (sat, shuf) in (("standard", std_drop), ("pgd_linf", adv_drop)):
+        for kind, levels, drop in (("saturation", (2, 64), sat), ("shuffle", (0, 4), shuf)):
+            for lv in levels:
+                ident = lv in (2, 0)
+                for inp in ("clean", "adversarial"):
+                    rows.append({"method": method, "distortion": kind, "level": lv, "input": inp, "layer": "fc1",
+                                 "estimator": "kde_lower", "accuracy": 0.9 - (0 if ident else drop), "loss": 0.1,
+                                 "I_XT": 1.0, "I_TY": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_claims_on_constructed_tables():
+    claims = report.mi_claims(_fake_epochs(0.3), _fake_distortions((0.4, 0.1), (0.1, 0.5)), ["standard", "pgd_linf"])
+    coincide = [c for c in claims if "coincide" in c.claim]
+    assert all(c.measured == pytest.approx(1.0) and c.holds for c in coincide)  # shifted, same trend
+    less = [c for c in claims if "less I(X;T)" in c.claim]
+    assert len(less) == 1 and less[0].holds and less[0].measured > 0
+    shuffle = [c for c in claims if "patch shuffling" in c.claim]
+    assert [round(c.measured, 6) for c in shuffle] == [-0.3, 0.4] and all(c.holds for c in shuffle)
+    # the other way round: both shuffle claims fail
+    flipped = report.mi_claims(_fake_epochs(0.0), _fake_distortions((0.1, 0.4), (0.5, 0.1)), ["standard", "pgd_linf"])
+    assert not any(c.holds for c in flipped if "patch shuffling" in c.claim)
+
+
+def test_flat_series_are_excluded_from_the_correlation():
+    df = _fake_epochs(0.0)
+    df.loc[df.layer == "conv1", "I_XT"] = math.log2(1000)  # saturated layer: no trend
+    tc = report.trend_correlations(df, "standard")
+    assert math.isnan(tc.set_index(["layer", "quantity"]).loc[("conv1", "I_XT"), "r"])
+    assert tc.dropna()["r"].min() == pytest.approx(1.0)
+
+
+def test_schema_rejects_unknown_names_and_keys():
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "schemas" / "mutual_info.schema.yaml").read_text())
+    good = yaml.safe_load((ROOT / "config.yaml").read_text())["mutual_info"]
+    jsonschema.validate(good, schema)
+    for bad in (
+        {**good, "estimators": ["kde", "ksg"]},
+        {**good, "methods": ["robust"]},
+        {**good, "kde": {"noise_var": 0}},
+        {**good, "typo": 1},
+        {**good, "distortions": {"saturation": [2], "shuffle": [0], "blur": [1]}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

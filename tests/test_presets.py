@@ -1,0 +1,93 @@
+"""Every preset in presets/ (and config.yaml itself) passes `snakemake -n` over the whole DAG,
+validated by the schema, with the paper's training settings reaching the train jobs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
+
+
+def dry_run(workdir: Path, configfile: Path | None) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules"]
+    cmd += ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]  # last: it takes several values
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake -n failed for {configfile}:\n{out[-3000:]}"
+    return out
+
+
+def job_count(out: str, rule: str) -> int:
+    m = re.search(rf"^{rule}\s+(\d+)\s*$", out, re.MULTILINE)
+    return int(m.group(1)) if m else 0
+
+
+def test_presets_exist():
+    names = {p.stem for p in PRESETS}
+    paper = {"cifar10-vgg16", "cifar10-wrn28", "cifar10-resnet50", "mnist-lenet5", "cifar10-wrn"}
+    assert paper | {"svhn", "stl10-wrn"} <= names
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_dry_run(tmp_path, preset):
+    cfg = yaml.safe_load(preset.read_text())
+    out = dry_run(tmp_path, preset)
+    enabled = [m for m, v in cfg["training"]["methods"].items() if v is not False]
+    assert job_count(out, "prepare_data") == 1
+    assert job_count(out, "train") == len(enabled)
+    # cluster settings every preset carries
+    assert cfg["device"] == "auto" and cfg["resources"]["gpus"] == 1 and cfg["threads"] > 1
+
+
+def test_default_config_dry_run(tmp_path):
+    out = dry_run(tmp_path, None)
+    assert job_count(out, "train") >= 1
+
+
+def test_kim_presets_match_the_paper():
+    for name in ("cifar10-vgg16", "cifar10-wrn28", "svhn"):
+        common = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())["training"][
+            "common"
+        ]
+        assert common["epochs"] == 60 and common["batch_size"] == 100
+        assert common["schedule"] == {"type": "step", "step_size": 20, "gamma": 0.2}
+        a = common["attack"]
+        assert (a["norm"], a["eps"], a["steps"]) == ("linf", 0.03, 10)
+        assert a["alpha"] == pytest.approx(2.3 * 0.03 / 10)
+
+
+def test_zhang_presets_match_the_paper():
+    expected = {"mnist-lenet5": (45, 8), "cifar10-wrn": (8, 2), "stl10-wrn": (4, 2)}
+    for name, (eps, alpha) in expected.items():
+        path = ROOT / "presets" / f"{name}.yaml"
+        common = yaml.safe_load(path.read_text())["training"]["common"]
+        assert common["epochs"] == 200 and common["batch_size"] == 128 and common["lr"] == 0.1
+        assert common["schedule"] == {"type": "multistep", "milestones": [20, 60], "gamma": 0.5}
+        assert common["attack"]["steps"] == 7
+        assert common["attack"]["eps"] == pytest.approx(eps / 255, abs=1e-6)
+        assert common["attack"]["alpha"] == pytest.approx(alpha / 255, abs=1e-6)
+
+
+def test_conda_env_has_every_pyproject_dependency():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "envs" / "advfeatures.yaml").read_text())
+    names = set()
+    for d in env["dependencies"]:
+        for spec in d["pip"] if isinstance(d, dict) else [d]:
+            names.add(re.split(r"[<>=! ]", spec, maxsplit=1)[0].lower())
+    conda_name = {"torch": "pytorch"}
+    for dep in deps:
+        name = re.split(r"[<>=!\[ ]", dep, maxsplit=1)[0].lower()
+        assert conda_name.get(name, name) in names, f"{name} missing from envs/advfeatures.yaml"
+    assert "python=3.11" in env["dependencies"]
