@@ -18,12 +18,17 @@ Layouts by ``kind`` (N samples, C channels, H x W images, K classes):
                  ``source_model`` (path), ``source_method``, ``dataset``.
 ``attack``       x_adv [N,C,H,W] float32; index [N] int64 (rows of x_test); y [N];
                  pred_clean [N]; pred_adv [N]; linf [N], l2 [N] float32 norms of x_adv - x.
+                 (rule attack, advfeatures.attacks.suite.evaluate_attack) attrs ``attack`` (suite
+                 name), ``attack_type``, ``method``, ``bound`` ("Linf 0.1765" | "L2 1.5" |
+                 "unbounded"), ``attack_kwargs`` (JSON, resolved arguments), ``mask`` (NRF:
+                 nonrobust|robust), ``standard`` (AutoAttack at full standard budget),
+                 ``clean_acc``, ``robust_acc``; ``params`` holds the config slice and seed.
 ``bottleneck``   (rule distill, advfeatures.bottleneck.analyse_input; one input kind, one beta)
                  index [N] int64 (rows of x_test); y [N] int64 (true labels); pred_full [N]
                  (head(Z) = model prediction on this input); sigma [N,Cz] float32 (learnt noise
                  scale softplus(lambda)); sigma_z [N,Cz] float32 (spatial VARIANCE of Z);
                  z_pool [N,Cz] float32 (Z mean-pooled over space); threshold [N] float32 (the T
-                 each row was compared with); mask_robust [N,Cz] bool (sigma^2 > T);
+                 each row was compared with; [N,Cz] for threshold: channel); mask_robust [N,Cz] bool (sigma^2 > T);
                  pred_robust, pred_nonrobust [N] int64 (head(Z_r), head(Z_nr)).  Controls with
                  suffix ``_predlabel`` (IB with the model's prediction as label: sigma, threshold,
                  mask_robust, pred_robust, pred_nonrobust) and ``_random`` (mask_random: random

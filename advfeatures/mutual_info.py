@@ -84,10 +84,14 @@ def kde_mi(
     """
     if not noise_var > 0:
         raise AdvFeaturesError(f"KDE noise variance must be > 0 (mutual_info.kde.noise_var), got {noise_var}")
-    x = _flat(t, dtype)
-    n = x.shape[0]
-    y = _check_labels(y, n).to(x.device)
-    x = x - x.mean(0, keepdim=True)  # distances are translation invariant; less cancellation
+    if t.dim() < 1 or t.shape[0] < 1:
+        raise AdvFeaturesError(f"activations must be [N, ...] with N >= 1, got shape {tuple(t.shape)}")
+    n = t.shape[0]
+    y = _check_labels(y, n).to(t.device)
+    # distances are translation invariant: centring reduces the cancellation in
+    # ||a||^2 + ||b||^2 - 2ab; one copy of the activations in ``dtype``, no more
+    x = t.reshape(n, -1).to(dtype, copy=True)
+    x -= x.mean(0, keepdim=True)
     sq = (x * x).sum(1)
     rows = block_rows or auto_block_rows(n, max_block_mib)
     variances = (noise_var, 4.0 * noise_var)
@@ -262,7 +266,7 @@ def layer_mi_rows(
     extra: Mapping[str, object] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Tidy rows (``extra``..., input, layer, estimator, accuracy, loss, I_XT, I_TY) for every
+    """Tidy rows (``extra``..., input, n, layer, estimator, accuracy, loss, I_XT, I_TY) for every
     input kind in ``inputs`` and every probe layer; one layer's activations in memory at a time."""
     rows = []
     layers = list(layers or model.probe_names)
@@ -272,7 +276,7 @@ def layer_mi_rows(
             t = probe_layer(model, x, layer, cfg.batch_size)
             for est, (i_xt, i_ty) in estimate(t, y, cfg).items():
                 rows.append(
-                    {**(extra or {}), "input": kind, "layer": layer, "estimator": est,
+                    {**(extra or {}), "input": kind, "n": len(y), "layer": layer, "estimator": est,
                      "accuracy": acc, "loss": loss, "I_XT": i_xt, "I_TY": i_ty}
                 )
             del t

@@ -84,7 +84,9 @@ def attack_h5(attack="{attack}", method="{method}", dataset="{dataset}", arch="{
     return f"{run_dir(method, dataset, arch)}/attacks/{attack}.h5"
 
 
-def attack_sweep_csv(attack="{attack}", method="{method}", dataset="{dataset}", arch="{arch}"):
+def attack_sweep_csv(
+    attack="{attack}", method="{method}", dataset="{dataset}", arch="{arch}"
+):
     """Robust accuracy of one attack against the Linf eps list (attacks.sweep)."""
     return f"{run_dir(method, dataset, arch)}/attacks/sweep_{attack}.csv"
 

@@ -5,6 +5,7 @@ real checkout, its data/ or results/)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,7 @@ class Snake:
         self.repo, self.wd = Path(repo), Path(wd)
         self.extra_configs = [str(c) for c in extra_configs]
         self.tiny = tiny  # pass tests/tiny.yaml first (off: only the given config files)
+        self._edges: dict = {}
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -155,19 +157,24 @@ class Snake:
         assert in_stats, f"no job stats in dry run output:\n{proc.stdout[-2000:]}"
         return rules
 
-    def rule_descendants(self, rules: set[str], configs=()) -> set[str]:
-        """``rules`` and every rule downstream of them in ``--rulegraph``."""
-        dot = self.run("--rulegraph", "--forceall", configs=configs).stdout
-        import re
+    def rule_edges(self, *targets, configs=()) -> set[tuple[str, str]]:
+        """(upstream rule, downstream rule) pairs of the ``--rulegraph`` of ``targets`` (cached)."""
+        key = (targets, tuple(map(str, configs)))
+        if key not in self._edges:
+            dot = self.run("--rulegraph", "--forceall", *targets, configs=configs).stdout
+            names = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, flags=re.M))
+            assert names, dot[-2000:]
+            pairs = re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)
+            self._edges[key] = {(names[a], names[b]) for a, b in pairs}
+        return self._edges[key]
 
-        names = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, flags=re.M))
-        edges = re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M)
-        assert names, dot[-2000:]
+    def rule_descendants(self, rules: set[str], *targets, configs=()) -> set[str]:
+        """``rules`` and every rule downstream of them in the rule graph of ``targets``."""
+        edges = self.rule_edges(*targets, configs=configs)
         out, frontier = set(rules), set(rules)
         while frontier:
-            nxt = {names[b] for a, b in edges if names[a] in frontier} - out
-            out |= nxt
-            frontier = nxt
+            frontier = {b for a, b in edges if a in frontier} - out
+            out |= frontier
         return out
 
 

@@ -120,5 +120,5 @@ def test_table4_marks_direction_and_gradient(tmp_path):
                                                           ("G_r", "min")]
     assert list(t4["accuracy"]) == [0.0, 50.0, 50.0, 100.0]
     assert list(t4["published"]) == [14.3, 68.4, 27.3, 82.3]
-    ablation = [c for c in rep.claims(recs, ["trades"]) if "||G_nr||" in c.claim]
+    ablation = [c for c in rep.claims(recs, ["trades"]) if "norm of G_nr" in c.claim]
     assert len(ablation) == 1 and ablation[0].holds and not math.isnan(ablation[0].measured)

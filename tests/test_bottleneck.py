@@ -94,6 +94,8 @@ def test_sample_threshold_is_per_row_max():
     x, y = _data(12)
     res = ib.distill(model, x, y, iterations=3, threshold="sample", generator=make_generator(0))
     assert torch.allclose(res.threshold, res.sigma_z.max(1).values)
+    ch = ib.distill(model, x, y, iterations=3, threshold="channel", generator=make_generator(0))
+    assert torch.equal(ch.mask_robust, ch.sigma**2 > ch.sigma_z)
     with pytest.raises(AdvFeaturesError):
         ib.distill(model, x, y, iterations=1, threshold="global")
 

@@ -111,6 +111,8 @@ def test_claims_on_constructed_tables():
     assert all(c.measured == pytest.approx(1.0) and c.holds for c in coincide)  # shifted, same trend
     less = [c for c in claims if "less I(X;T)" in c.claim]
     assert len(less) == 1 and less[0].holds and less[0].measured > 0
+    slower = [c for c in claims if "advances more slowly" in c.claim]
+    assert len(slower) == 1 and slower[0].holds
     shuffle = [c for c in claims if "patch shuffling" in c.claim]
     assert [round(c.measured, 6) for c in shuffle] == [-0.3, 0.4] and all(c.holds for c in shuffle)
     # the other way round: both shuffle claims fail

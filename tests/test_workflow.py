@@ -99,9 +99,11 @@ def test_up_to_date_runs_zero_jobs(snake):
 
 
 def test_touch_without_change_reruns_nothing(snake):
-    """mtime alone does not rerun: Snakemake compares checksums of inputs it recorded."""
+    """mtime alone does not rerun: Snakemake compares checksums of inputs it recorded
+    (files up to max-checksum-file-size, raised in profiles/default)."""
     touched = [p for d in ("data", "results") for p in (snake.wd / d).rglob("*") if p.is_file()]
-    touched += list((snake.repo / "advfeatures").rglob("*.py")) + list((snake.repo / "workflow_scripts").glob("*.py"))
+    touched += list((snake.repo / "advfeatures").rglob("*.py"))
+    touched += [snake.repo / f for f in ("config.yaml", "Snakefile", "tests/tiny.yaml")]
     assert len(touched) > 10
     for p in touched:
         os.utime(p)
@@ -109,16 +111,30 @@ def test_touch_without_change_reruns_nothing(snake):
     assert snake.pending_rules(*TARGETS) == set()
 
 
+def test_touching_a_script_reruns_its_rule_only(snake):
+    """Snakemake 9 limitation: a rule's ``script:`` is compared by mtime only (no checksum),
+    so touching workflow_scripts/train.py (a checkout, a copy without -p) reruns training.
+    Pinned here so that a Snakemake that fixes it is noticed; nothing upstream reruns."""
+    path = snake.repo / "workflow_scripts" / "train.py"
+    st = path.stat()
+    try:
+        os.utime(path)
+        assert set(plan(snake).values()) == snake.rule_descendants({"train"}, *TARGETS) - {"all"}
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert plan(snake) == {}
+
+
 def check_plan(snake: Snake, case: Case, configs=()):
-    pending = plan(snake, *case.extra, configs=configs)
-    want = snake.rule_descendants(case.rules) - {"all"} if case.rules else set()
+    summary = snake.summary(*TARGETS, *case.extra, configs=configs)
+    pending = {f: rule for f, (rule, p) in summary.items() if p != "no update"}
+    want = snake.rule_descendants(case.rules, *TARGETS, *case.extra) - {"all"} if case.rules else set()
     assert set(pending.values()) == want, f"{case.id}: reruns {sorted(set(pending.values()))}, expected {sorted(want)}"
     if case.only:
         assert all(case.only in f for f in pending), sorted(pending)
-    if case.rules:  # every job of the expected rules reruns (all of the rule's outputs)
-        for f, (rule, _) in snake.summary(*TARGETS, *case.extra).items():
-            if rule in want and (not case.only or case.only in f):
-                assert f in pending, f"{case.id}: {f} ({rule}) does not rerun"
+    for f, (rule, _) in summary.items():  # every output of the expected jobs reruns
+        if rule in want and (not case.only or case.only in f):
+            assert f in pending, f"{case.id}: {f} ({rule}) does not rerun"
 
 
 @pytest.mark.parametrize("case", EDITS, ids=lambda c: c.id)

@@ -142,7 +142,7 @@ def _label(r: Mapping) -> str:
         return "AutoAttack (standard)" if r["standard"] else "AutoAttack (reduced budget)"
     if r["type"] == "nrf":
         g = "G_nr" if r["mask"] == "nonrobust" else "G_r"
-        return f"NRF ||{g}|| {'max' if r['maximize'] else 'min'}"
+        return f"NRF {'max' if r['maximize'] else 'min'} norm {g}"
     return {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGD", "cw": "CW-L2", "apgd_ce": "APGD-CE", "fab": "FAB"}[r["type"]]
 
 
@@ -230,7 +230,7 @@ def claims(records: Sequence[Mapping], models: Sequence[str]) -> list[Claim]:
                 form = f"NRF bounded to {nrf_r['bound']}" if bounded else "unbounded NRF (as the paper)"
                 note = (f"{form}: {acc_n:.1f}% vs {_label(base)} ({base['bound']}): {acc_b:.1f}% robust accuracy "
                         f"on the same {n} test rows; measured = difference in points")
-                if not bounded:
+                if not bounded and base["bound"] != "unbounded":
                     note += "; NOT a matched budget: NRF here has no Linf bound, the baseline has"
                 if base["type"] == "cw":
                     note += "; CW is an unbounded L2 attack" + (" with its own c" if bounded else "")
@@ -243,7 +243,7 @@ def claims(records: Sequence[Mapping], models: Sequence[str]) -> list[Claim]:
             if down is not None:
                 acc_u, acc_d, n = paired(up, down)
                 out.append(Claim(
-                    STUDY, f"{METHOD_LABELS.get(m, m)}: maximising ||G_nr|| beats minimising it", acc_u - acc_d, "<", 0.0,
+                    STUDY, f"{METHOD_LABELS.get(m, m)}: maximising the norm of G_nr beats minimising it", acc_u - acc_d, "<", 0.0,
                     f"robust accuracy {acc_u:.1f}% (max) vs {acc_d:.1f}% (min), {up['bound']}, same {n} rows",
                 ))
     return out
