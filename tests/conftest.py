@@ -121,10 +121,14 @@ class Snake:
     def popen(self, *args, configs=(), log_path: Path | None = None) -> subprocess.Popen:
         """Start snakemake in its own process group (so a test can SIGKILL the whole group)."""
         out = open(log_path, "w") if log_path else subprocess.DEVNULL
-        return subprocess.Popen(
-            self.args(*args, configs=configs), stdout=out, stderr=subprocess.STDOUT, env=self.env(),
-            cwd=self.repo, start_new_session=True,
-        )
+        try:
+            return subprocess.Popen(
+                self.args(*args, configs=configs), stdout=out, stderr=subprocess.STDOUT,
+                env=self.env(), cwd=self.repo, start_new_session=True,
+            )
+        finally:
+            if log_path:
+                out.close()  # the child holds its own copy
 
     def summary(self, *targets, configs=()) -> dict[str, tuple[str, str]]:
         """``--summary`` as {output file: (rule, plan)}; plan is 'update pending' or 'no update'."""
@@ -140,22 +144,9 @@ class Snake:
         return {f for f, (_, plan) in self.summary(*targets, configs=configs).items() if plan != "no update"}
 
     def pending_rules(self, *targets, configs=()) -> set[str]:
-        """Rules with at least one job a plain run would execute (from ``-n``'s job stats)."""
+        """Rules with at least one job a plain run would execute (``-n``'s job stats)."""
         proc = self.run("-n", *targets, configs=configs)
-        if "Nothing to be done" in proc.stdout + proc.stderr:
-            return set()
-        rules, in_stats = set(), False
-        for line in proc.stdout.splitlines():
-            if line.startswith("Job stats:"):
-                in_stats = True
-            elif in_stats:
-                parts = line.split()
-                if not parts:
-                    break
-                if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-                    rules.add(parts[0])
-        assert in_stats, f"no job stats in dry run output:\n{proc.stdout[-2000:]}"
-        return rules
+        return set(job_stats(proc.stdout + proc.stderr))
 
     def rule_edges(self, *targets, configs=()) -> set[tuple[str, str]]:
         """(upstream rule, downstream rule) pairs of the ``--rulegraph`` of ``targets`` (cached)."""
@@ -176,6 +167,23 @@ class Snake:
             frontier = {b for a, b in edges if a in frontier} - out
             out |= frontier
         return out
+
+
+def job_stats(text: str) -> dict[str, int]:
+    """{rule: job count} from the "Job stats" table Snakemake prints (empty: nothing to do)."""
+    if "Nothing to be done" in text:
+        return {}
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Job stats:")), None)
+    assert start is not None, f"no job stats in snakemake output:\n{text[-2000:]}"
+    stats = {}
+    for ln in lines[start + 3 :]:  # title, header, dashes
+        parts = ln.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            stats[parts[0]] = int(parts[1])
+    return stats
 
 
 def copy_repo(dest: Path) -> Path:

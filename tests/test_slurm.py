@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import copy_repo
 
-REPO = Path(__file__).resolve().parents[1]
-CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-TINY = REPO / "tests" / "slurm" / "tiny.yaml"
-PROFILE = REPO / "profiles" / "slurm"
+# the cluster script runs from the checkout; the workflow runs from a copy of it (conftest), so
+# that edits to the checkout during the run do not change what the jobs import
+CLUSTER = Path(__file__).resolve().parent / "slurm" / "cluster.sh"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 DATASET, ARCH, METHOD = "mnist5k", "lenet5", "standard"
@@ -63,33 +63,39 @@ SUBMITTED = re.compile(
 )
 
 
-def _env() -> dict[str, str]:
-    """Environment for snakemake: this checkout's package, no outer SLURM job or user profile."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLURM_", "SBATCH_", "ADVF_SLURM_")) and k != "SNAKEMAKE_PROFILE"
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
+class Repo:
+    """Runs snakemake from a repository copy, with tests/slurm/tiny.yaml over config.yaml."""
 
+    def __init__(self, root: Path):
+        self.root = root
+        self.tiny = root / "tests" / "slurm" / "tiny.yaml"
+        self.profile = root / "profiles" / "slurm"
 
-def _snakemake_args(workdir: Path, *extra: str) -> list[str]:
-    return [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(TINY), *extra]
+    def env(self) -> dict[str, str]:
+        """The copy's package first; no outer SLURM job, user profile or partition settings."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLURM_", "SBATCH_", "ADVF_SLURM_")) and k != "SNAKEMAKE_PROFILE"
+        }
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
+        return env
+
+    def local(self, workdir: Path, *extra: str) -> list[str]:
+        return [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(self.tiny), *extra]
+
+    def slurm(self, workdir: Path, *extra: str) -> list[str]:
+        return self.local(workdir, "--profile", str(self.profile), *FAST, *extra)
+
+    def run(self, args: list[str], env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            args, cwd=self.root, env=env or self.env(), capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
 
 
 def _targets() -> list[str]:
     return [files[0] for files in SLICE.values()]
-
-
-def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
-
-
-def _slurm(workdir: Path, *extra: str) -> list[str]:
-    return _snakemake_args(workdir, "--profile", str(PROFILE), *FAST, *extra)
 
 
 def _scontrol_job(jobid: str) -> str:
@@ -157,10 +163,15 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
+def repo(tmp_path_factory) -> Repo:
+    return Repo(copy_repo(tmp_path_factory.mktemp("slurm_repo") / "advfeatures"))
+
+
+@pytest.fixture(scope="module")
+def local_run(repo, tmp_path_factory):
     """The slice run locally (no SLURM): the reference outputs."""
     wd = tmp_path_factory.mktemp("local")
-    res = _run(_snakemake_args(wd, "--cores", "1", *_targets()))
+    res = repo.run(repo.local(wd, "--cores", "1", *_targets()))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return wd
 
@@ -168,30 +179,24 @@ def local_run(tmp_path_factory):
 # ----------------------------------------------------------------------------- tests
 
 
-def _dry_run_resources(*configs: str, env: dict[str, str]) -> dict[str, str]:
+def _dry_run_resources(repo: Repo, workdir: Path, *configs: Path, env) -> dict[str, str]:
     """rule -> its `resources:` line in a dry run through the profile (no SLURM needed)."""
-    args = [*SNAKEMAKE, "-n", "--directory", env["_WD"]]
-    args += ["--profile", str(PROFILE), "--configfile", *configs]
-    res = subprocess.run(
-        args,
-        cwd=REPO, env={k: v for k, v in env.items() if k != "_WD"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    args = [*SNAKEMAKE, "-n", "--directory", str(workdir), "--profile", str(repo.profile)]
+    res = repo.run([*args, "--configfile", str(repo.tiny), *map(str, configs)], env=env)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     return dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", out, re.M))
 
 
-def test_profile_maps_partitions_accounts_and_gpus(tmp_path):
+def test_profile_maps_partitions_accounts_and_gpus(repo, tmp_path):
     """Partition/account come from ADVF_SLURM_* variables; GPU stages ask for gpu only when
     resources.gpus > 0 and go to the GPU partition; CPU stages stay on the CPU partition."""
-    env = _env() | {
+    env = repo.env() | {
         "ADVF_SLURM_PARTITION": "cpuq",
         "ADVF_SLURM_GPU_PARTITION": "gpuq",
         "ADVF_SLURM_ACCOUNT": "proj1",
-        "_WD": str(tmp_path / "a"),
     }
-    res = _dry_run_resources(str(TINY), env=env)  # the whole DAG, resources.gpus: 1
+    res = _dry_run_resources(repo, tmp_path / "a", env=env)  # the whole DAG, resources.gpus: 1
     assert "slurm_partition=cpuq" in res["prepare_data"] and "gpu=" not in res["prepare_data"]
     assert "slurm_partition=gpuq" in res["train"] and "gpu=1" in res["train"]
     assert all("slurm_account=proj1" in r for r in res.values())
@@ -203,17 +208,16 @@ def test_profile_maps_partitions_accounts_and_gpus(tmp_path):
     gpus0 = tmp_path / "gpus0.yaml"
     gpus0.write_text("resources: {gpus: 0}\n")
     del env["ADVF_SLURM_GPU_PARTITION"], env["ADVF_SLURM_ACCOUNT"]
-    env["_WD"] = str(tmp_path / "b")
-    res = _dry_run_resources(str(TINY), str(gpus0), env=env)
+    res = _dry_run_resources(repo, tmp_path / "b", gpus0, env=env)
     # no GPU partition named: everything goes to ADVF_SLURM_PARTITION; gpu=0 adds no --gpus
     assert "slurm_partition=cpuq" in res["train"] and "gpu=0" in res["train"]
     assert all("slurm_account=," in r + "," for r in res.values())
 
 
 @pytest.mark.slurm
-def test_slice_through_slurm_matches_local_run(cluster, local_run, tmp_path):
+def test_slice_through_slurm_matches_local_run(cluster, repo, local_run, tmp_path):
     t0 = time.monotonic()
-    res = _run(_slurm(tmp_path, *_targets()))
+    res = repo.run(repo.slurm(tmp_path, *_targets()))
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:]
     print(f"slice through SLURM: {time.monotonic() - t0:.1f} s")
@@ -231,7 +235,7 @@ def test_slice_through_slurm_matches_local_run(cluster, local_run, tmp_path):
             assert_same_output(local_run / f, tmp_path / f)
 
     # an up-to-date workflow submits nothing
-    again = _run(_slurm(tmp_path, *_targets()))
+    again = repo.run(repo.slurm(tmp_path, *_targets()))
     assert again.returncode == 0, again.stderr[-3000:]
     assert not SUBMITTED.search(again.stdout + again.stderr)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -258,16 +262,16 @@ def _wait_for_running_train(workdir: Path, proc: subprocess.Popen, timeout: floa
 
 
 @pytest.mark.slurm
-def test_scancel_is_reported_and_rerun_completes(cluster, local_run, tmp_path):
+def test_scancel_is_reported_and_rerun_completes(cluster, repo, local_run, tmp_path):
     target = SLICE["train"][0]
     # the data is prepared on the submit host (as a local rule would be): one SLURM job less
-    res = _run(_snakemake_args(tmp_path, "--cores", "1", SLICE["prepare_data"][0]))
+    res = repo.run(repo.local(tmp_path, "--cores", "1", SLICE["prepare_data"][0]))
     assert res.returncode == 0, res.stderr[-3000:]
     t0 = time.monotonic()
     # --retries 0: the cancelled job must fail the run instead of being resubmitted
     proc = subprocess.Popen(
-        _slurm(tmp_path, "--retries", "0", target),
-        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        repo.slurm(tmp_path, "--retries", "0", target),
+        cwd=repo.root, env=repo.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     chunks: list[str] = []
     reader = threading.Thread(target=lambda: chunks.extend(proc.stdout), daemon=True)
@@ -296,7 +300,7 @@ def test_scancel_is_reported_and_rerun_completes(cluster, local_run, tmp_path):
     # a rerun resubmits the job; training resumes from the saved epoch and ends where an
     # uninterrupted local run ends
     t1 = time.monotonic()
-    res = _run(_slurm(tmp_path, "--retries", "0", target))
+    res = repo.run(repo.slurm(tmp_path, "--retries", "0", target))
     out2 = res.stdout + res.stderr
     assert res.returncode == 0, out2[-5000:]
     print(f"rerun after scancel: {time.monotonic() - t1:.1f} s (cancelled after epoch >= {epochs})")
