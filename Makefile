@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+	$(BIN)/python -m advfeatures.reporting.summary results/summary.md README.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slurm"

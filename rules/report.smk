@@ -1,1 +1,92 @@
-# rules of the report stage (owned by its issue); see rules/common.smk for path helpers
+# The report stage: the training table, results/claims.csv, results/summary.md (the README's
+# results section) and the captions of `snakemake --report results/report.html`.
+
+STUDIES = {
+    "Ilyas et al. 2019: robust and non-robust datasets": ["ilyas_datasets", "ilyas_transfer"],
+    "Kim, Lee, Ro 2021: information bottleneck": [
+        "kim_table1",
+        "kim_table2",
+        "kim_beta_sweep",
+    ],
+    "Kim, Lee, Ro 2021: attacks and NRF": ["kim_table3", "kim_table4"],
+    "Zhang et al.: mutual information": ["mutual_info_final", "mutual_info_distortions"],
+}
+CLAIM_FILES = [claims_csv(s) for s in ("ilyas", "bottleneck", "attacks", "mutual_info")]
+FIGURES = [
+    "ilyas_samples",
+    "ilyas_transfer",
+    "kim_beta_sweep",
+    "kim_tsne",
+    "robust_acc_vs_eps",
+    "mi_information_plane",
+    "mi_vs_epoch",
+    "mi_distortions",
+]
+
+
+localrules:
+    training_table,
+    gather_claims,
+    summary,
+
+
+rule training_table:
+    """Final clean / PGD accuracy and wall time of every trained model."""
+    input:
+        metrics=expand(metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()),
+        lib=lib("reporting"),
+    output:
+        csv=report(
+            table("training"),
+            caption="../report/training.rst",
+            category="Training",
+        ),
+        md=table("training", "md"),
+    params:
+        methods=train_methods(),
+        benchmarks=[
+            bench_file("train", f"{DATASET}_{ARCH}_{m}") for m in train_methods()
+        ],
+        attack=config["training"]["common"]["eval_attack"],
+    log:
+        log_file("training_table"),
+    script:
+        "../workflow_scripts/training_table.py"
+
+
+rule gather_claims:
+    """Every stage's machine-checkable claims in one file."""
+    input:
+        claims=CLAIM_FILES,
+        lib=lib("reporting"),
+    output:
+        report(
+            "results/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    log:
+        log_file("gather_claims"),
+    script:
+        "../workflow_scripts/gather_claims.py"
+
+
+rule summary:
+    """results/summary.md: the tables of every study and the claims (README results section)."""
+    input:
+        training=table("training", "md"),
+        tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
+        claims="results/claims.csv",
+        lib=lib("reporting"),
+    output:
+        "results/summary.md",
+    params:
+        studies=STUDIES,
+        figures=[figure(f) for f in FIGURES],
+    log:
+        log_file("summary"),
+    script:
+        "../workflow_scripts/summary.py"
+
+
+TARGETS += ["results/summary.md"]

@@ -31,7 +31,8 @@ def main(snakemake):
                 note="Agreement (%) of NR. predictions with the adversarial prediction on successfully attacked "
                      "rows. nr_agree: IB on the attacked input with the TRUE label (paper); nr_agree_predlabel: "
                      "IB with the model's (adversarial) prediction as label; nr_agree_random: random mask with "
-                     "the paper mask's channel count; chance = 1/(K-1).")
+                     "the paper mask's channel count; chance = 1/(K-1); nonrobust_channels: mean channels Z_nr keeps "
+                     "(when it keeps nearly all, NR. = Int. = the adversarial prediction by construction).")
     sw = rb.beta_sweep(sweep_recs, p.sweep_methods, p.betas)
     write_table(sw, out.sweep, out.sweep_md, title="IB beta sweep on clean inputs (Kim et al. Fig. 5)")
     save_figure(rb.beta_sweep_figure(sw), out.sweep_fig)
