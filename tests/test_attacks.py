@@ -295,7 +295,10 @@ def test_attack_rows_are_nested_seeded_subsets():
     y = torch.arange(1000) % 10
     common = attack_rows(y, 500, None, seed=0)
     sub = attack_rows(y, 500, 100, seed=0)
-    assert len(common) == 500 and len(sub) == 100
-    assert set(sub.tolist()) <= set(common.tolist())
+    mid = attack_rows(y, 500, 230, seed=0)
+    assert len(common) == 500 and len(sub) == 100 and len(mid) == 230
+    assert set(sub.tolist()) <= set(mid.tolist()) <= set(common.tolist())  # nested
     assert torch.equal(sub, attack_rows(y, 500, 100, seed=0))
     assert torch.bincount(y[sub]).tolist() == [10] * 10
+    assert sorted(torch.bincount(y[mid]).tolist()) == [23] * 10
+    assert not torch.equal(sub, attack_rows(y, 500, 100, seed=1))

@@ -273,17 +273,28 @@ def attack_rows(y_test: torch.Tensor, eval_subset_n: int | None, subset_n: int |
     """Test rows an attack runs on, sorted.
 
     The common rows are the seeded stratified eval subset every stage uses (seed tag
-    ``eval_subset``, as training); an attack's ``subset`` takes a seeded stratified subset of
-    those (seed tag ``attack_subset``, shared by all attacks, so two attacks with the same
-    ``subset`` run on the same rows and a smaller subset is compared on shared rows).
+    ``eval_subset``, as training).  An attack's ``subset`` takes the first ``subset_n`` of those
+    in one seeded, class-interleaved order (seed tag ``attack_subset``, shared by all attacks):
+    each prefix keeps the class proportions, and a smaller subset is always contained in a
+    larger one, so attacks run on different subset sizes are compared on the smaller one's rows.
     """
-    from advfeatures.data import eval_subset, stratified_subset
+    import numpy as np
+
+    from advfeatures.data import eval_subset
 
     idx = eval_subset(y_test, eval_subset_n, derive_seed(seed, "eval_subset"))
-    if subset_n and subset_n < len(idx):
-        sub = stratified_subset(y_test[idx].numpy(), int(subset_n), derive_seed(seed, "attack_subset"))
-        idx = idx[torch.from_numpy(sub).long()]
-    return idx
+    if not subset_n or subset_n >= len(idx):
+        return idx
+    yy = y_test[idx].numpy()
+    perm = np.random.default_rng(derive_seed(seed, "attack_subset")).permutation(len(yy))
+    rank = np.empty(len(yy))
+    position = np.empty(len(yy))
+    position[perm] = np.arange(len(yy))
+    for c in np.unique(yy):
+        members = perm[yy[perm] == c]  # this class's rows in permutation order
+        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
+    first = np.lexsort((position, rank))[: int(subset_n)]
+    return idx[torch.from_numpy(np.sort(first)).long()]
 
 
 def nrf_mask_fn(settings: Mapping[str, Any]) -> MaskFn:
