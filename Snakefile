@@ -33,6 +33,14 @@ include: "rules/mutual_info.smk"
 include: "rules/report.smk"
 
 
+# the front page of `snakemake --report results/report.html`
+report: "report/workflow.rst"
+
+
+# each script a rule runs is one of its inputs, so that editing it reruns its jobs (common.smk)
+check_script_inputs(workflow.rules)
+
+
 rule all:
     default_target: True
     input:

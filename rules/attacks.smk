@@ -81,6 +81,7 @@ rule attack:
         model=model_pt(),
         data=data_h5(),
         lib=attack_lib,
+        script=script_input("attack"),
     output:
         attack_h5(),
     log:
@@ -95,6 +96,8 @@ rule attack:
         attack=lambda wc: attack_slice(wc.attack),
         seed=SEED,
         runtime=runtime_params(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/attack.py"
 
@@ -105,6 +108,7 @@ rule attack_sweep:
         model=model_pt(),
         data=data_h5(),
         lib=attack_lib,
+        script=script_input("attack_sweep"),
     output:
         attack_sweep_csv(),
     log:
@@ -120,6 +124,8 @@ rule attack_sweep:
         sweep=ATK["sweep"],
         seed=SEED,
         runtime=runtime_params(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/attack_sweep.py"
 
@@ -130,12 +136,28 @@ rule attack_tables:
         attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in attack_cells()],
         sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in sweep_cells()],
         lib=lib("reporting.__init__", "reporting.attacks"),
+        script=script_input("attack_tables"),
     output:
-        table3=table("kim_table3"),
+        table3=report(
+            table("kim_table3"),
+            caption="../report/kim_table3.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Attacks and NRF",
+        ),
         table3_md=table("kim_table3", "md"),
-        table4=table("kim_table4"),
+        table4=report(
+            table("kim_table4"),
+            caption="../report/kim_table4.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Attacks and NRF",
+        ),
         table4_md=table("kim_table4", "md"),
-        figure=figure("robust_acc_vs_eps"),
+        figure=report(
+            figure("robust_acc_vs_eps"),
+            caption="../report/robust_acc_vs_eps.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Attacks and NRF",
+        ),
         claims=claims_csv("attacks"),
     log:
         log_file("attack_tables"),
@@ -154,6 +176,8 @@ rule attack_tables:
         },
         models=attack_models(),
         suite=ATK["suite"],
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/attack_tables.py"
 

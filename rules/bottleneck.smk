@@ -88,6 +88,7 @@ rule distill:
     input:
         unpack(distill_inputs),
         lib=lib("bottleneck", "training", "models", "data"),
+        script=script_input("distill"),
     output:
         bottleneck_h5(),
     log:
@@ -105,6 +106,8 @@ rule distill:
         },
         seed=SEED,
         runtime=runtime_params(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/distill.py"
 
@@ -115,14 +118,35 @@ rule bottleneck_tables:
         table=table_distill_files(DATASET, ARCH),
         sweep=sweep_distill_files(DATASET, ARCH),
         lib=lib("reporting.__init__", "reporting.bottleneck"),
+        script=script_input("bottleneck_tables"),
     output:
-        table1=table("kim_table1"),
+        table1=report(
+            table("kim_table1"),
+            caption="../report/kim_table1.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Information bottleneck",
+        ),
         table1_md=table("kim_table1", "md"),
-        table2=table("kim_table2"),
+        table2=report(
+            table("kim_table2"),
+            caption="../report/kim_table2.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Information bottleneck",
+        ),
         table2_md=table("kim_table2", "md"),
-        sweep=table("kim_beta_sweep"),
+        sweep=report(
+            table("kim_beta_sweep"),
+            caption="../report/kim_beta_sweep_table.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Information bottleneck",
+        ),
         sweep_md=table("kim_beta_sweep", "md"),
-        sweep_fig=figure("kim_beta_sweep"),
+        sweep_fig=report(
+            figure("kim_beta_sweep"),
+            caption="../report/kim_beta_sweep_figure.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Information bottleneck",
+        ),
         claims=claims_csv("bottleneck"),
     log:
         log_file("bottleneck_tables"),
@@ -140,6 +164,8 @@ rule bottleneck_tables:
         attacks=ib_attacks(),
         sweep_methods=ib_methods("sweep_methods"),
         betas=ib_betas(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/bottleneck_tables.py"
 
@@ -158,8 +184,14 @@ rule bottleneck_tsne:
             ARCH,
         ),
         lib=lib("reporting.__init__", "reporting.bottleneck"),
+        script=script_input("bottleneck_tsne"),
     output:
-        figure("kim_tsne"),
+        report(
+            figure("kim_tsne"),
+            caption="../report/kim_tsne.rst",
+            category="Kim, Lee, Ro 2021",
+            subcategory="Information bottleneck",
+        ),
     log:
         log_file("bottleneck_tsne"),
     benchmark:
@@ -171,6 +203,8 @@ rule bottleneck_tsne:
     params:
         tsne=IB["tsne"],
         seed=SEED,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/bottleneck_tsne.py"
 

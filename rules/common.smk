@@ -1,12 +1,15 @@
-# Shared helpers for every rule file: paths, config slices, library inputs, resources.
+# Shared helpers of the rule files (paths, config slices, library inputs, resources).
 #
 # Conventions (see docs/design.md):
-# - No rule builds a path by hand: use the path helpers below.
+# - Paths come from the helpers below; no rule builds one by hand.
 # - Every config value a job uses reaches it through `params:` (a config slice), never through
 #   `snakemake.config` in the script, so that changing it reruns exactly the jobs that use it.
 # - Every rule lists the library modules it imports with `lib(...)` as inputs, because Snakemake
 #   does not track imported modules: editing a module reruns the jobs that import it and their
 #   descendants, nothing else.
+# - Every rule lists its workflow script with `script_input(...)` as an input, because Snakemake
+#   compares a `script` directive's file by mtime only; profiles/default drops the `code` rerun
+#   trigger and the input checksum decides instead (touched: no rerun; edited: its jobs rerun).
 # - Stage files append what `rule all` must build to TARGETS.
 
 import copy
@@ -16,6 +19,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 PKG = Path(workflow.basedir) / "advfeatures"
+SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
+# every rule runs in this environment under --software-deployment-method conda (path relative
+# to the rule files); jobs started without it use the environment snakemake runs in
+CONDA_ENV = "../envs/advfeatures.yaml"
 
 DATASET = config["dataset"]["name"]
 ARCH = config["arch"]["name"]
@@ -50,6 +57,43 @@ def lib(*modules):
     # relative to the working directory, so `--directory elsewhere` works and moving the
     # checkout does not change the input list
     return sorted(os.path.relpath(f) for f in files)
+
+
+def script_input(name):
+    """A rule's workflow script and the helper module every script imports, as inputs.
+
+    ``name`` is the script's file name without ``.py``; the file the rule's ``script`` directive
+    runs must be the same (checked at parse time by check_script_inputs in the Snakefile).
+    """
+    files = [SCRIPTS / f"{name}.py", SCRIPTS / "_common.py"]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise ValueError(f"rules: script_input({name!r}) names missing file(s) {missing}")
+    return [os.path.relpath(f) for f in files]
+
+
+def check_script_inputs(rules):
+    """Each rule that runs a script lists that script among its inputs (script_input())."""
+    for r in rules:
+        # a script rule's run_func is Snakemake's own wrapper around the script: allowed
+        run_block = r.run_func_src is not None and not r.script
+        if r.shellcmd is not None or r.notebook or r.wrapper or run_block:
+            raise WorkflowError(
+                f"rules: rule {r.name} (file {r.snakefile}) has a shell, run, notebook or "
+                "wrapper directive; "
+                "profiles/default omits the `code` rerun trigger, so move it into a "
+                "workflow script listed with script_input(...)"
+            )
+        if not r.script:
+            continue
+        script = os.path.relpath(
+            os.path.normpath(os.path.join(os.path.dirname(str(r.snakefile)), str(r.script)))
+        )
+        if script not in {str(f) for f in r.input}:
+            raise WorkflowError(
+                f"rules: rule {r.name} (file {r.snakefile}) runs {script} but does not list it "
+                f"as an input; add script=script_input(...) to its input"
+            )
 
 
 # ----------------------------------------------------------------------------- paths

@@ -2,6 +2,7 @@ rule prepare_data:
     """Build data/{dataset}.h5 from the configured source (offline default: mnist5k)."""
     input:
         lib=lib("data"),
+        script=script_input("prepare_data"),
     output:
         data_h5(),
     params:
@@ -14,5 +15,7 @@ rule prepare_data:
     resources:
         mem_mb=8000,
         runtime=120,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/prepare_data.py"

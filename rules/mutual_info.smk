@@ -35,6 +35,7 @@ rule estimate_mi:
         model=checkpoint_pt(),
         data=data_h5(),
         lib=lib("mutual_info", "attacks.pgd", "training", "models", "data"),
+        script=script_input("estimate_mi"),
     output:
         mi_epoch_csv(),
     log:
@@ -49,6 +50,8 @@ rule estimate_mi:
         mi=mi_params(),
         seed=SEED,
         runtime=runtime_params(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/estimate_mi.py"
 
@@ -61,6 +64,7 @@ rule mi_distortions:
         lib=lib(
             "mutual_info", "distortions", "attacks.pgd", "training", "models", "data"
         ),
+        script=script_input("mi_distortions"),
     output:
         mi_distortions_part_csv(),
     log:
@@ -75,6 +79,8 @@ rule mi_distortions:
         mi=mi_params(distortions=True),
         seed=SEED,
         runtime=runtime_params(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/mi_distortions.py"
 
@@ -91,6 +97,8 @@ rule merge_mi:
         distortions=expand(
             mi_distortions_part_csv(), method=mi_methods(), allow_missing=True
         ),
+        lib=lib("mutual_info"),
+        script=script_input("mi_merge"),
     output:
         epochs=mi_csv(),
         distortions=mi_csv(name="mutual_info_distortions"),
@@ -102,6 +110,8 @@ rule merge_mi:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/mi_merge.py"
 
@@ -112,14 +122,40 @@ rule report_mi:
         epochs=mi_csv(DATASET, ARCH),
         distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
         lib=lib("reporting.__init__", "reporting.mutual_info"),
+        script=script_input("mi_report"),
     output:
-        plane=figure("mi_information_plane"),
-        vs_epoch=figure("mi_vs_epoch"),
-        distortions=figure("mi_distortions"),
+        plane=report(
+            figure("mi_information_plane"),
+            caption="../report/mi_information_plane.rst",
+            category="Zhang et al.",
+            subcategory="Mutual information during training",
+        ),
+        vs_epoch=report(
+            figure("mi_vs_epoch"),
+            caption="../report/mi_vs_epoch.rst",
+            category="Zhang et al.",
+            subcategory="Mutual information during training",
+        ),
+        distortions=report(
+            figure("mi_distortions"),
+            caption="../report/mi_distortions_figure.rst",
+            category="Zhang et al.",
+            subcategory="Distortions",
+        ),
         claims=claims_csv("mutual_info"),
-        final=table("mutual_info_final"),
+        final=report(
+            table("mutual_info_final"),
+            caption="../report/mutual_info_final.rst",
+            category="Zhang et al.",
+            subcategory="Mutual information during training",
+        ),
         final_md=table("mutual_info_final", "md"),
-        dist=table("mutual_info_distortions"),
+        dist=report(
+            table("mutual_info_distortions"),
+            caption="../report/mutual_info_distortions_table.rst",
+            category="Zhang et al.",
+            subcategory="Distortions",
+        ),
         dist_md=table("mutual_info_distortions", "md"),
     log:
         log_file("report_mi"),
@@ -131,6 +167,8 @@ rule report_mi:
         runtime=10,
     params:
         methods=mi_methods(),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/mi_report.py"
 

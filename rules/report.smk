@@ -35,11 +35,13 @@ rule training_table:
     input:
         metrics=expand(metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()),
         lib=lib("reporting"),
+        script=script_input("training_table"),
     output:
         csv=report(
             table("training"),
             caption="../report/training.rst",
             category="Training",
+            subcategory="Trained models",
         ),
         md=table("training", "md"),
     params:
@@ -50,6 +52,11 @@ rule training_table:
         attack=config["training"]["common"]["eval_attack"],
     log:
         log_file("training_table"),
+    benchmark:
+        bench_file("training_table")
+    threads: 1
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/training_table.py"
 
@@ -59,14 +66,21 @@ rule gather_claims:
     input:
         claims=CLAIM_FILES,
         lib=lib("reporting"),
+        script=script_input("gather_claims"),
     output:
         report(
             "results/claims.csv",
             caption="../report/claims.rst",
             category="Claims",
+            subcategory="All studies",
         ),
     log:
         log_file("gather_claims"),
+    benchmark:
+        bench_file("gather_claims")
+    threads: 1
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/gather_claims.py"
 
@@ -78,13 +92,19 @@ rule summary:
         tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
         claims="results/claims.csv",
         lib=lib("reporting"),
+        script=script_input("summary"),
     output:
         "results/summary.md",
     params:
         studies=STUDIES,
         figures=[figure(f) for f in FIGURES],
+        bench_dir="results/benchmarks",
     log:
         log_file("summary"),
+    # no benchmark: the summary reads results/benchmarks for the run time of the whole DAG
+    threads: 1
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/summary.py"
 

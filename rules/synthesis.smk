@@ -87,6 +87,7 @@ rule synthesize:
             "models",
             "data",
         ),
+        script=script_input("synthesize"),
     output:
         synthetic_h5(),
     log:
@@ -102,6 +103,8 @@ rule synthesize:
         runtime=runtime_params(),
         seed=SEED,
         resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -121,6 +124,7 @@ rule train_synthetic:
             "data",
             "reporting.__init__",
         ),
+        script=script_input("train_synthetic"),
     output:
         model=f"{synthetic_run_dir()}/model.pt",
         metrics=f"{synthetic_run_dir()}/metrics.csv",
@@ -142,6 +146,8 @@ rule train_synthetic:
         resume_dir=lambda wc: synthetic_resume_dir(
             wc.kind, wc.dataset, wc.arch, wc.train_arch
         ),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/train_synthetic.py"
 
@@ -161,6 +167,7 @@ rule ilyas_eval_reference:
             "data",
             "reporting.__init__",
         ),
+        script=script_input("ilyas_eval"),
     output:
         ilyas_eval_csv(),
     log:
@@ -175,6 +182,8 @@ rule ilyas_eval_reference:
         eval=synthetic_eval_params(),
         runtime=runtime_params(),
         seed=SEED,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/ilyas_eval.py"
 
@@ -195,10 +204,21 @@ rule ilyas_report:
             ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH
         ),
         lib=lib("reporting.__init__", "reporting.ilyas", "data"),
+        script=script_input("ilyas_report"),
     output:
-        table=table("ilyas_datasets"),
+        table=report(
+            table("ilyas_datasets"),
+            caption="../report/ilyas_datasets.rst",
+            category="Ilyas et al. 2019",
+            subcategory="Robust and non-robust datasets",
+        ),
         table_md=table("ilyas_datasets", "md"),
-        samples=figure("ilyas_samples"),
+        samples=report(
+            figure("ilyas_samples"),
+            caption="../report/ilyas_samples.rst",
+            category="Ilyas et al. 2019",
+            subcategory="Robust and non-robust datasets",
+        ),
         claims=claims_csv("ilyas"),
     log:
         log_file("ilyas_report"),
@@ -213,6 +233,8 @@ rule ilyas_report:
         robust_method=SYN["robust_method"],
         eval=SYN["eval"],
         seed=SEED,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/ilyas_report.py"
 
@@ -228,10 +250,21 @@ rule ilyas_transfer:
             train_arch=transfer_archs(),
         ),
         lib=lib("reporting.__init__", "reporting.ilyas"),
+        script=script_input("ilyas_transfer"),
     output:
-        table=table("ilyas_transfer"),
+        table=report(
+            table("ilyas_transfer"),
+            caption="../report/ilyas_transfer_table.rst",
+            category="Ilyas et al. 2019",
+            subcategory="Transfer across architectures",
+        ),
         table_md=table("ilyas_transfer", "md"),
-        figure=figure("ilyas_transfer"),
+        figure=report(
+            figure("ilyas_transfer"),
+            caption="../report/ilyas_transfer_figure.rst",
+            category="Ilyas et al. 2019",
+            subcategory="Transfer across architectures",
+        ),
     log:
         log_file("ilyas_transfer"),
     benchmark:
@@ -242,6 +275,8 @@ rule ilyas_transfer:
     params:
         kind=SYN["transfer"]["kind"],
         attack=SYN["transfer"]["attack"],
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/ilyas_transfer.py"
 

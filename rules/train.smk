@@ -3,6 +3,7 @@ rule train:
     input:
         data=data_h5(),
         lib=lib("training", "attacks.pgd", "models", "data"),
+        script=script_input("train"),
     output:
         model=model_pt(),
         metrics=metrics_csv(),
@@ -21,6 +22,8 @@ rule train:
     resources:
         gpu=gpus(),
         **compute_resources("train"),
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/train.py"
 

@@ -51,6 +51,8 @@ EDITS = [
     Case("data-module", "advfeatures/data.py", {"prepare_data", "train"}),
     Case("utils-module", "advfeatures/utils.py", {"prepare_data", "train"}),
     Case("train-script", "workflow_scripts/train.py", {"train"}),
+    Case("common-script", "workflow_scripts/_common.py", {"prepare_data", "train"}),
+    Case("other-script", "workflow_scripts/attack.py", set()),
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),
 ]
@@ -111,18 +113,41 @@ def test_touch_without_change_reruns_nothing(snake):
     assert snake.pending_rules(*TARGETS) == set()
 
 
-def test_touching_a_script_reruns_its_rule_only(snake):
-    """Snakemake 9 limitation: a rule's ``script:`` is compared by mtime only (no checksum),
-    so touching workflow_scripts/train.py (a checkout, a copy without -p) reruns training.
-    Pinned here so that a Snakemake that fixes it is noticed; nothing upstream reruns."""
-    path = snake.repo / "workflow_scripts" / "train.py"
-    st = path.stat()
+def test_touching_scripts_reruns_nothing(snake):
+    """A touched but unchanged workflow script reruns nothing.
+
+    Snakemake 9 compares a rule's ``script:`` by mtime only (the ``code`` rerun trigger), so
+    profiles/default drops that trigger and every rule lists its script as an input
+    (script_input() in rules/common.smk): the input checksum decides. Editing a script does
+    rerun its jobs (EDITS: train-script, common-script; test_edit_then_run_reruns_only_planned_jobs).
+    """
+    scripts = sorted((snake.repo / "workflow_scripts").glob("*.py"))
+    stats = {p: p.stat() for p in scripts}
     try:
-        os.utime(path)
-        assert set(plan(snake).values()) == snake.rule_descendants({"train"}, *TARGETS) - {"all"}
+        for p in scripts:
+            os.utime(p)
+        assert plan(snake) == {}
+        assert snake.pending_rules(*TARGETS) == set()
     finally:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert plan(snake) == {}
+        for p, st in stats.items():
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_rule_without_its_script_as_input_is_rejected(snake, tmp_path):
+    """The Snakefile refuses a rule whose script is not among its inputs (else a script edit
+    would go unnoticed, the profile having no `code` trigger)."""
+    rules = snake.repo / "rules" / "train.smk"
+    before, st = rules.read_bytes(), rules.stat()
+    line = b'        script=script_input("train"),\n'
+    assert line in before
+    try:
+        rules.write_bytes(before.replace(line, b""))
+        proc = snake.run("-n", *TARGETS, check=False)
+    finally:
+        rules.write_bytes(before)
+        os.utime(rules, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert proc.returncode != 0
+    assert "rule train" in proc.stderr and "workflow_scripts/train.py" in proc.stderr, proc.stderr[-2000:]
 
 
 def check_plan(snake: Snake, case: Case, configs=()):
@@ -183,11 +208,15 @@ def test_edit_then_run_reruns_only_planned_jobs(snake):
 
 
 def test_profile_default_is_picked_up(snake):
-    """profiles/default (the workflow profile) raises the checksum limit: see its comments."""
+    """profiles/default (the workflow profile) raises the checksum limit and drops the `code`
+    rerun trigger: see its comments."""
     prof = snake.repo / "profiles" / "default" / "config.yaml"
     if not prof.exists():
         pytest.skip("no workflow profile in this checkout")
     proc = snake.run("-n", *TARGETS)
     out = proc.stdout + proc.stderr
     assert "profiles/default" in out
-    assert int(yaml.safe_load(prof.read_text())["max-checksum-file-size"]) >= 10**8
+    prof_cfg = yaml.safe_load(prof.read_text())
+    assert int(prof_cfg["max-checksum-file-size"]) >= 10**8
+    # scripts are inputs (checksummed); `code` would rerun on a touched script's mtime
+    assert set(prof_cfg["rerun-triggers"]) == {"mtime", "params", "input", "software-env"}

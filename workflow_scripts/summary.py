@@ -14,7 +14,13 @@ def main(snakemake):
     tables = iter(snakemake.input.tables)
     sections = [("Training", [snakemake.input.training])]
     sections += [(title, [next(tables) for _ in names]) for title, names in snakemake.params.studies.items()]
-    build_summary(sections, snakemake.input.claims, snakemake.output[0], snakemake.params.figures)
+    build_summary(
+        sections,
+        snakemake.input.claims,
+        snakemake.output[0],
+        snakemake.params.figures,
+        bench_dir=snakemake.params.bench_dir,
+    )
 
 
 run(main, snakemake)  # noqa: F821

@@ -53,11 +53,53 @@ def write_training_table(metrics, benchmarks, csv_path, md_path, attack: Mapping
     return df
 
 
+def run_time(bench_dir: str | os.PathLike) -> pd.DataFrame:
+    """Wall time per rule from Snakemake's benchmark files, and the span of the whole run.
+
+    A benchmark file is written when its job ends, so a job ran from mtime - s to mtime; the
+    span from the first start to the last end is the run's wall time (without Snakemake's own
+    start-up) when all jobs ran in one invocation, as in a fresh ``make run``.
+    """
+    rows, starts, ends = [], [], []
+    for tsv in sorted(Path(bench_dir).rglob("*.tsv")):
+        with open(tsv) as f:
+            recs = list(csv.DictReader(f, delimiter="\t"))
+        if not recs:
+            continue
+        secs = float(recs[-1]["s"])
+        end = tsv.stat().st_mtime
+        starts.append(end - secs)
+        ends.append(end)
+        rule = tsv.relative_to(bench_dir).parts[0].removesuffix(".tsv")
+        rows.append({"rule": rule, "s": secs})
+    if not rows:
+        return pd.DataFrame(columns=["rule", "jobs", "job seconds (sum)", "longest job s"])
+    df = pd.DataFrame(rows).groupby("rule")["s"].agg(["count", "sum", "max"]).reset_index()
+    df.columns = ["rule", "jobs", "job seconds (sum)", "longest job s"]
+    df = df.sort_values("job seconds (sum)", ascending=False)
+    total = pd.DataFrame([{"rule": "all jobs", "jobs": int(df["jobs"].sum()),
+                           "job seconds (sum)": float(df["job seconds (sum)"].sum()),
+                           "longest job s": float(max(ends) - min(starts))}])
+    return pd.concat([df, total], ignore_index=True)
+
+
 def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
                   claims_csv: str | os.PathLike, out: str | os.PathLike,
-                  figures: Sequence[str] = ()) -> str:
+                  figures: Sequence[str] = (), bench_dir: str | os.PathLike | None = None) -> str:
     """Concatenate Markdown tables per study, then the claims table; write and return it."""
     parts = []
+    if bench_dir is not None:
+        rt = run_time(bench_dir)
+        if len(rt):
+            span = float(rt.iloc[-1]["longest job s"])
+            parts.append("### Run time\n")
+            parts.append(
+                f"Wall-clock span of the jobs of this run: **{span / 60:.1f} min** "
+                f"({int(rt.iloc[-1]['jobs'])} jobs, {rt.iloc[-1]['job seconds (sum)'] / 60:.1f} job-minutes; "
+                "from Snakemake's benchmark files, first job start to last job end; the summary "
+                "job itself is not counted). Per rule:\n"
+            )
+            parts.append(to_markdown(rt.iloc[:-1], floatfmt=".1f"))
     for title, tables in sections:
         parts.append(f"### {title}\n")
         for t in tables:
