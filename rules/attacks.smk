@@ -5,74 +5,7 @@
 # attack_tables:  Table 3, Table 4, the eps figure and the claims
 
 
-wildcard_constraints:
-    attack=r"[a-z][a-z0-9_]*",
-
-
-ATK = config["attacks"]
-
-
-def attack_models():
-    """attacks.models, each enabled under training.methods (checked before any job runs)."""
-    bad = [m for m in ATK["models"] if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config attacks.models names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    return list(ATK["models"])
-
-
-def attack_cells():
-    """(method, attack) pairs the suite runs: every suite attack on its models."""
-    cells = []
-    for name, spec in ATK["suite"].items():
-        only = spec.get("models")
-        bad = [m for m in (only or []) if m not in attack_models()]
-        if bad:
-            raise ValueError(
-                f"config attacks.suite.{name}.models names {bad}, not in attacks.models"
-            )
-        cells += [(m, name) for m in attack_models() if not only or m in only]
-    return cells
-
-
-def sweep_cells():
-    for name in ATK["sweep"]["attacks"]:
-        if name not in ATK["suite"]:
-            raise ValueError(
-                f"config attacks.sweep.attacks names {name!r}, not in attacks.suite"
-            )
-    bad = [m for m in ATK["sweep"]["models"] if m not in attack_models()]
-    if bad:
-        raise ValueError(
-            f"config attacks.sweep.models names {bad}, not in attacks.models"
-        )
-    return [(m, a) for m in ATK["sweep"]["models"] for a in ATK["sweep"]["attacks"]]
-
-
-def attack_slice(name):
-    """Everything one attack job uses: its suite entry and the shared settings."""
-    if name not in ATK["suite"]:
-        raise ValueError(f"attack {name!r} is not under config key attacks.suite")
-    spec = ATK["suite"][name]
-    out = {
-        "name": name,
-        "spec": spec,
-        "eps": ATK["eps"],
-        "eval_subset": ATK["eval_subset"],
-        "batch_size": ATK["batch_size"],
-    }
-    if spec["type"] == "nrf":
-        out["nrf"] = ATK["nrf"]
-    return out
-
-
-def attack_lib(wc):
-    mods = ["attacks", "training", "models", "data"]
-    if ATK["suite"].get(wc.attack, {}).get("type") == "nrf":
-        mods.append("bottleneck")
-    return lib(*mods)
+include: "helpers/attacks.smk"
 
 
 rule attack:
@@ -88,6 +21,8 @@ rule attack:
         log_file("attack", "{dataset}_{arch}_{method}_{attack}"),
     benchmark:
         bench_file("attack", "{dataset}_{arch}_{method}_{attack}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("attack"),
@@ -96,8 +31,6 @@ rule attack:
         attack=lambda wc: attack_slice(wc.attack),
         seed=SEED,
         runtime=runtime_params(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/attack.py"
 
@@ -115,6 +48,8 @@ rule attack_sweep:
         log_file("attack_sweep", "{dataset}_{arch}_{method}_{attack}"),
     benchmark:
         bench_file("attack_sweep", "{dataset}_{arch}_{method}_{attack}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("attack"),
@@ -124,8 +59,6 @@ rule attack_sweep:
         sweep=ATK["sweep"],
         seed=SEED,
         runtime=runtime_params(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/attack_sweep.py"
 
@@ -163,6 +96,8 @@ rule attack_tables:
         log_file("attack_tables"),
     benchmark:
         bench_file("attack_tables")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -176,8 +111,6 @@ rule attack_tables:
         },
         models=attack_models(),
         suite=ATK["suite"],
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/attack_tables.py"
 

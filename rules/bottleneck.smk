@@ -5,82 +5,7 @@
 # bottleneck_tsne:    t-SNE of Z, Z_r, Z_nr for clean and attacked inputs
 
 
-wildcard_constraints:
-    input=r"[A-Za-z0-9_]+",
-    beta=r"[0-9][0-9.e+\-]*",
-
-
-IB = config["bottleneck"]
-
-
-def beta_tag(beta):
-    """The file-name form of a beta value (0.3 -> '0.3', 1.0 -> '1', 1e-2 -> '0.01')."""
-    return f"{float(beta):g}"
-
-
-def ib_methods(key="methods"):
-    bad = [m for m in IB[key] if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config bottleneck.{key} names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    return list(IB[key])
-
-
-def ib_attacks():
-    suite = (config.get("attacks") or {}).get("suite") or {}
-    bad = [a for a in IB["attacks"] + [IB["tsne"]["attack"]] if a not in suite]
-    if bad:
-        raise ValueError(
-            f"config bottleneck.attacks / bottleneck.tsne.attack name {bad}, not under attacks.suite; "
-            "add them there or drop them here"
-        )
-    return list(IB["attacks"])
-
-
-def ib_inputs():
-    return ["clean"] + ib_attacks()
-
-
-def ib_subset():
-    """Clean rows: bottleneck.subset, else the attack stage's subset (covers every attacked row)."""
-    if IB["subset"] is not None:
-        return IB["subset"]
-    return (config.get("attacks") or {}).get("eval_subset")
-
-
-def ib_betas():
-    return sorted({beta_tag(b) for b in IB["betas"]}, key=float)
-
-
-def distill_inputs(wc):
-    inputs = {
-        "model": model_pt(wc.method, wc.dataset, wc.arch),
-        "data": data_h5(wc.dataset),
-    }
-    if wc.input != "clean":
-        inputs["attack"] = attack_h5(wc.input, wc.method, wc.dataset, wc.arch)
-        inputs["clean"] = bottleneck_h5(
-            "clean", wc.beta, wc.method, wc.dataset, wc.arch
-        )
-    return inputs
-
-
-def table_distill_files(dataset="{dataset}", arch="{arch}"):
-    return expand(
-        bottleneck_h5(beta=beta_tag(IB["beta"]), dataset=dataset, arch=arch),
-        method=ib_methods(),
-        input=ib_inputs(),
-    )
-
-
-def sweep_distill_files(dataset="{dataset}", arch="{arch}"):
-    return expand(
-        bottleneck_h5(input="clean", dataset=dataset, arch=arch),
-        method=ib_methods("sweep_methods"),
-        beta=ib_betas(),
-    )
+include: "helpers/bottleneck.smk"
 
 
 rule distill:
@@ -95,6 +20,8 @@ rule distill:
         log_file("distill", "{dataset}_{arch}_{method}_{input}_beta{beta}"),
     benchmark:
         bench_file("distill", "{dataset}_{arch}_{method}_{input}_beta{beta}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("bottleneck"),
@@ -106,8 +33,6 @@ rule distill:
         },
         seed=SEED,
         runtime=runtime_params(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/distill.py"
 
@@ -152,6 +77,8 @@ rule bottleneck_tables:
         log_file("bottleneck_tables"),
     benchmark:
         bench_file("bottleneck_tables")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -164,8 +91,6 @@ rule bottleneck_tables:
         attacks=ib_attacks(),
         sweep_methods=ib_methods("sweep_methods"),
         betas=ib_betas(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/bottleneck_tables.py"
 
@@ -196,6 +121,8 @@ rule bottleneck_tsne:
         log_file("bottleneck_tsne"),
     benchmark:
         bench_file("bottleneck_tsne")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -203,8 +130,6 @@ rule bottleneck_tsne:
     params:
         tsne=IB["tsne"],
         seed=SEED,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/bottleneck_tsne.py"
 

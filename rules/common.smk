@@ -68,7 +68,9 @@ def script_input(name):
     files = [SCRIPTS / f"{name}.py", SCRIPTS / "_common.py"]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        raise ValueError(f"rules: script_input({name!r}) names missing file(s) {missing}")
+        raise ValueError(
+            f"rules: script_input({name!r}) names missing file(s) {missing}"
+        )
     return [os.path.relpath(f) for f in files]
 
 
@@ -87,7 +89,9 @@ def check_script_inputs(rules):
         if not r.script:
             continue
         script = os.path.relpath(
-            os.path.normpath(os.path.join(os.path.dirname(str(r.snakefile)), str(r.script)))
+            os.path.normpath(
+                os.path.join(os.path.dirname(str(r.snakefile)), str(r.script))
+            )
         )
         if script not in {str(f) for f in r.input}:
             raise WorkflowError(
@@ -115,7 +119,9 @@ def metrics_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
     return f"{run_dir(method, dataset, arch)}/metrics.csv"
 
 
-def checkpoint_pt(epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"):
+def checkpoint_pt(
+    epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"
+):
     return f"{run_dir(method, dataset, arch)}/checkpoints/epoch_{epoch}.pt"
 
 
@@ -139,7 +145,9 @@ def synthetic_h5(kind="{kind}", dataset="{dataset}", arch="{arch}"):
     return f"results/{dataset}/{arch}/synthetic/{kind}.h5"
 
 
-def synthetic_run_dir(kind="{kind}", dataset="{dataset}", arch="{arch}", train_arch="{train_arch}"):
+def synthetic_run_dir(
+    kind="{kind}", dataset="{dataset}", arch="{arch}", train_arch="{train_arch}"
+):
     return f"results/{dataset}/{arch}/synthetic/{kind}/{train_arch}"
 
 
@@ -156,7 +164,13 @@ def ilyas_eval_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
     return f"{run_dir(method, dataset, arch)}/ilyas_eval.csv"
 
 
-def bottleneck_h5(input="{input}", beta="{beta}", method="{method}", dataset="{dataset}", arch="{arch}"):
+def bottleneck_h5(
+    input="{input}",
+    beta="{beta}",
+    method="{method}",
+    dataset="{dataset}",
+    arch="{arch}",
+):
     return f"{run_dir(method, dataset, arch)}/bottleneck/{input}_beta{beta}.h5"
 
 
@@ -164,7 +178,9 @@ def mi_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
     return f"{run_dir(method, dataset, arch)}/mutual_info"
 
 
-def mi_epoch_csv(epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"):
+def mi_epoch_csv(
+    epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"
+):
     return f"{mi_dir(method, dataset, arch)}/epoch_{epoch}.csv"
 
 
@@ -194,7 +210,11 @@ def log_file(rule, tag=""):
 
 
 def bench_file(rule, tag=""):
-    return f"results/benchmarks/{rule}/{tag}.tsv" if tag else f"results/benchmarks/{rule}.tsv"
+    return (
+        f"results/benchmarks/{rule}/{tag}.tsv"
+        if tag
+        else f"results/benchmarks/{rule}.tsv"
+    )
 
 
 # ----------------------------------------------------------------------------- config slices
@@ -203,7 +223,11 @@ def bench_file(rule, tag=""):
 def deep_merge(base, override):
     out = copy.deepcopy(base)
     for k, v in (override or {}).items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            deep_merge(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else v
+        )
     return out
 
 
@@ -242,7 +266,9 @@ def train_methods():
 
 
 def checkpoint_epochs():
-    return sorted(set(int(e) for e in config["training"]["common"]["checkpoint_epochs"]))
+    return sorted(
+        set(int(e) for e in config["training"]["common"]["checkpoint_epochs"])
+    )
 
 
 def check_training_config():

@@ -5,17 +5,17 @@ rule prepare_data:
         script=script_input("prepare_data"),
     output:
         data_h5(),
-    params:
-        dataset=dataset_params(),
     log:
         log_file("prepare_data", "{dataset}"),
     benchmark:
         bench_file("prepare_data", "{dataset}")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        CONDA_ENV
+    params:
+        dataset=dataset_params(),
     script:
         "../workflow_scripts/prepare_data.py"

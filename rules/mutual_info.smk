@@ -6,27 +6,7 @@
 # report_mi:       information planes, MI against epoch, distortions figure, tables and claims
 
 
-MI = config["mutual_info"]
-
-
-def mi_methods():
-    bad = [m for m in MI["methods"] if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config mutual_info.methods names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    return list(MI["methods"])
-
-
-def mi_params(distortions=False):
-    """Estimator and input settings; the attack resolved (null -> training.common.attack)."""
-    p = {k: MI[k] for k in ("n_samples", "batch_size", "estimators", "kde", "binning")}
-    p["max_block_mib"] = MI.get("max_block_mib", 256)
-    p["attack"] = MI["attack"] or config["training"]["common"]["attack"]
-    if distortions:
-        p["distortions"] = MI["distortions"]
-    return p
+include: "helpers/mutual_info.smk"
 
 
 rule estimate_mi:
@@ -42,6 +22,8 @@ rule estimate_mi:
         log_file("estimate_mi", "{dataset}_{arch}_{method}_epoch{epoch}"),
     benchmark:
         bench_file("estimate_mi", "{dataset}_{arch}_{method}_epoch{epoch}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("mutual_info"),
@@ -50,8 +32,6 @@ rule estimate_mi:
         mi=mi_params(),
         seed=SEED,
         runtime=runtime_params(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/estimate_mi.py"
 
@@ -71,6 +51,8 @@ rule mi_distortions:
         log_file("mi_distortions", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("mi_distortions", "{dataset}_{arch}_{method}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("mutual_info"),
@@ -79,8 +61,6 @@ rule mi_distortions:
         mi=mi_params(distortions=True),
         seed=SEED,
         runtime=runtime_params(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/mi_distortions.py"
 
@@ -106,12 +86,12 @@ rule merge_mi:
         log_file("merge_mi", "{dataset}_{arch}"),
     benchmark:
         bench_file("merge_mi", "{dataset}_{arch}")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/mi_merge.py"
 
@@ -161,14 +141,14 @@ rule report_mi:
         log_file("report_mi"),
     benchmark:
         bench_file("report_mi")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     params:
         methods=mi_methods(),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/mi_report.py"
 

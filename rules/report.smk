@@ -2,14 +2,20 @@
 # results section) and the captions of `snakemake --report results/report.html`.
 
 STUDIES = {
-    "Ilyas et al. 2019: robust and non-robust datasets": ["ilyas_datasets", "ilyas_transfer"],
+    "Ilyas et al. 2019: robust and non-robust datasets": [
+        "ilyas_datasets",
+        "ilyas_transfer",
+    ],
     "Kim, Lee, Ro 2021: information bottleneck": [
         "kim_table1",
         "kim_table2",
         "kim_beta_sweep",
     ],
     "Kim, Lee, Ro 2021: attacks and NRF": ["kim_table3", "kim_table4"],
-    "Zhang et al.: mutual information": ["mutual_info_final", "mutual_info_distortions"],
+    "Zhang et al.: mutual information": [
+        "mutual_info_final",
+        "mutual_info_distortions",
+    ],
 }
 CLAIM_FILES = [claims_csv(s) for s in ("ilyas", "bottleneck", "attacks", "mutual_info")]
 FIGURES = [
@@ -33,8 +39,10 @@ localrules:
 rule training_table:
     """Final clean / PGD accuracy and wall time of every trained model."""
     input:
-        metrics=expand(metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()),
-        lib=lib("reporting"),
+        metrics=expand(
+            metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()
+        ),
+        lib=lib("reporting.__init__", "reporting.summary"),
         script=script_input("training_table"),
     output:
         csv=report(
@@ -44,19 +52,19 @@ rule training_table:
             subcategory="Trained models",
         ),
         md=table("training", "md"),
+    log:
+        log_file("training_table"),
+    benchmark:
+        bench_file("training_table")
+    conda:
+        CONDA_ENV
+    threads: 1
     params:
         methods=train_methods(),
         benchmarks=[
             bench_file("train", f"{DATASET}_{ARCH}_{m}") for m in train_methods()
         ],
         attack=config["training"]["common"]["eval_attack"],
-    log:
-        log_file("training_table"),
-    benchmark:
-        bench_file("training_table")
-    threads: 1
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/training_table.py"
 
@@ -65,7 +73,7 @@ rule gather_claims:
     """Every stage's machine-checkable claims in one file."""
     input:
         claims=CLAIM_FILES,
-        lib=lib("reporting"),
+        lib=lib("reporting.__init__"),
         script=script_input("gather_claims"),
     output:
         report(
@@ -78,9 +86,9 @@ rule gather_claims:
         log_file("gather_claims"),
     benchmark:
         bench_file("gather_claims")
-    threads: 1
     conda:
         CONDA_ENV
+    threads: 1
     script:
         "../workflow_scripts/gather_claims.py"
 
@@ -91,20 +99,20 @@ rule summary:
         training=table("training", "md"),
         tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
         claims="results/claims.csv",
-        lib=lib("reporting"),
+        lib=lib("reporting.__init__", "reporting.summary"),
         script=script_input("summary"),
     output:
         "results/summary.md",
+    log:
+        log_file("summary"),
+    conda:
+        CONDA_ENV
+    # no benchmark: the summary reads results/benchmarks for the run time of the whole DAG
+    threads: 1
     params:
         studies=STUDIES,
         figures=[figure(f) for f in FIGURES],
         bench_dir="results/benchmarks",
-    log:
-        log_file("summary"),
-    # no benchmark: the summary reads results/benchmarks for the run time of the whole DAG
-    threads: 1
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/summary.py"
 

@@ -2,76 +2,8 @@
 # fresh model on each, evaluate on the original test set, transfer across architectures, report.
 # Paths come from rules/common.smk; the science lives in advfeatures.synthesis.
 
-SYN = config["synthesis"]
-SYN_KINDS = list(SYN["kinds"])
-SYN_SOURCE = {
-    "d_r": SYN["robust_method"],
-    "d_nr": "standard",
-    "d_rand": "standard",
-    "d_det": "standard",
-}
-SYN_REFERENCE = ["standard", SYN["robust_method"]]
 
-for _m in SYN_REFERENCE:
-    if _m not in train_methods():
-        raise ValueError(
-            f"config: synthesis needs training method {_m!r} (standard, synthesis.robust_method); "
-            f"enable it under training.methods"
-        )
-if SYN["transfer"]["attack"] not in SYN["eval"]["attacks"]:
-    raise ValueError(
-        f"config: synthesis.transfer.attack {SYN['transfer']['attack']!r} is not a key of synthesis.eval.attacks"
-    )
-
-
-wildcard_constraints:
-    kind="|".join(["d_r", "d_nr", "d_rand", "d_det"]),
-    train_arch=r"[A-Za-z0-9_\-]+",
-
-
-def synthesis_params(kind):
-    """Only what changes this kind's images (inversion for d_r/d_nr, targeted for d_rand/d_det)."""
-    part = "inversion" if kind in ("d_r", "d_nr") else "targeted"
-    return {
-        "batch_size": SYN["batch_size"],
-        part: SYN[part],
-        "source_method": SYN_SOURCE[kind],
-    }
-
-
-def synthetic_train_arch(name):
-    """The architecture and options behind a train_arch name (arch.name or synthesis.transfer)."""
-    specs = {
-        k: v for k, v in SYN["transfer"]["architectures"].items() if v is not False
-    }
-    if name in specs:
-        arch = specs[name]["arch"]
-        return {
-            "arch": arch,
-            "options": deep_merge(arch_options(arch), specs[name].get("options") or {}),
-        }
-    if name == ARCH:
-        return {"arch": ARCH, "options": arch_options(ARCH)}
-    raise ValueError(
-        f"unknown train_arch {name!r}: not arch.name nor under synthesis.transfer.architectures"
-    )
-
-
-def synthetic_train_params(kind):
-    t = deep_merge(config["training"]["common"], SYN["train"])
-    t = deep_merge(t, (SYN.get("train_per_kind") or {}).get(kind) or {})
-    t["method"] = "standard"
-    return t
-
-
-def synthetic_eval_params():
-    return {**SYN["eval"], "transfer_attack": SYN["transfer"]["attack"]}
-
-
-def transfer_archs():
-    """arch.name plus the synthesis.transfer.architectures entries not set to false."""
-    specs = SYN["transfer"]["architectures"]
-    return [ARCH] + [a for a, v in specs.items() if v is not False and a != ARCH]
+include: "helpers/synthesis.smk"
 
 
 rule synthesize:
@@ -94,6 +26,8 @@ rule synthesize:
         log_file("synthesize", "{dataset}_{arch}_{kind}"),
     benchmark:
         bench_file("synthesize", "{dataset}_{arch}_{kind}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("synthesis"),
@@ -103,8 +37,6 @@ rule synthesize:
         runtime=runtime_params(),
         seed=SEED,
         resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -133,6 +65,8 @@ rule train_synthetic:
         log_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}"),
     benchmark:
         bench_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("synthesis"),
@@ -146,8 +80,6 @@ rule train_synthetic:
         resume_dir=lambda wc: synthetic_resume_dir(
             wc.kind, wc.dataset, wc.arch, wc.train_arch
         ),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/train_synthetic.py"
 
@@ -174,6 +106,8 @@ rule ilyas_eval_reference:
         log_file("ilyas_eval_reference", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("ilyas_eval_reference", "{dataset}_{arch}_{method}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         **compute_resources("synthesis"),
@@ -182,8 +116,6 @@ rule ilyas_eval_reference:
         eval=synthetic_eval_params(),
         runtime=runtime_params(),
         seed=SEED,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/ilyas_eval.py"
 
@@ -224,6 +156,8 @@ rule ilyas_report:
         log_file("ilyas_report"),
     benchmark:
         bench_file("ilyas_report")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **compute_resources("report"),
@@ -233,8 +167,6 @@ rule ilyas_report:
         robust_method=SYN["robust_method"],
         eval=SYN["eval"],
         seed=SEED,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/ilyas_report.py"
 
@@ -269,14 +201,14 @@ rule ilyas_transfer:
         log_file("ilyas_transfer"),
     benchmark:
         bench_file("ilyas_transfer")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         **compute_resources("report"),
     params:
         kind=SYN["transfer"]["kind"],
         attack=SYN["transfer"]["attack"],
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/ilyas_transfer.py"
 

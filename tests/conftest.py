@@ -195,3 +195,26 @@ def copy_repo(dest: Path) -> Path:
 def repo_copy(tmp_path_factory) -> Path:
     """A copy of the checkout (without .venv, data, results, .snakemake) that tests may edit."""
     return copy_repo(tmp_path_factory.mktemp("repo") / "advfeatures")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(repo_copy, tmp_path_factory) -> Snake:
+    """The whole tiny DAG (tests/tiny.yaml, every stage), run once per session from the copy.
+
+    Shared by the rerun matrix (tests/test_workflow.py: dry runs against this state) and the
+    fault tests (tests/test_faults.py: each works on its own clone, see ``clone_run``).
+    """
+    s = Snake(repo_copy, tmp_path_factory.mktemp("tiny_run"))
+    s.run("--cores", "2", timeout=1200)
+    return s
+
+
+def clone_run(snake: Snake, tmp_path_factory, name: str) -> Snake:
+    """A copy of ``snake``'s working directory (outputs, logs, .snakemake metadata) to break.
+
+    ``mktemp`` puts it at the same depth under the session's temporary root, so the relative
+    paths of the ``lib(...)`` inputs recorded in the metadata still name the same files.
+    """
+    wd = tmp_path_factory.mktemp(name)
+    shutil.copytree(snake.wd, wd, symlinks=True, dirs_exist_ok=True)
+    return Snake(snake.repo, wd, extra_configs=snake.extra_configs, tiny=snake.tiny)

@@ -1,20 +1,26 @@
 """Incremental reruns of the whole workflow, driven through the snakemake CLI.
 
-A copy of the repository (so edits never touch the real tree) runs the tiny DAG once in a
-temporary working directory; every other check is a dry run against that state:
+A copy of the repository (so edits never touch the real tree) runs the whole tiny DAG once
+(``tiny_run`` in conftest.py: every stage, tests/tiny.yaml); every other check is a dry run
+against that state:
 
 - an up-to-date workflow runs zero jobs; touching files without changing them reruns nothing;
-- editing a library module reruns exactly the rules that import it (``lib(...)`` inputs) and
-  their descendants, nothing upstream or beside them (table ``EDITS``);
-- changing a config value reruns exactly the jobs whose ``params`` slice holds it
-  (table ``CONFIG_CHANGES``).
+- editing a library module reruns exactly the jobs that import it and their descendants,
+  nothing upstream or beside them (table ``EDITS``);
+- changing a config value reruns exactly the jobs whose ``params`` slice holds it and their
+  descendants (table ``CONFIG_CHANGES``).
 
-Stages add their rows to the tables and their tiny targets to ``TARGETS``.
+The expected job set of a case is derived, not typed: the hand-written ``rules`` (which rules a
+module feeds, which jobs a config key reaches) select the seed jobs in the DAG of the detailed
+summary, and every output downstream of a seed (through the recorded input files) must rerun,
+every other output must not.  ``never`` names rules that must stay untouched, for the reader
+and as a second, independent assertion.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -31,8 +37,11 @@ def run_path(method):
     return f"results/{DATASET}/{ARCH}/{method}"
 
 
-#: what the tiny run builds (stages append their tiny outputs here)
-TARGETS = [f"{run_path(m)}/metrics.csv" for m in METHODS]
+#: what the tiny run builds: the whole DAG (rule all gathers every stage's TARGETS)
+TARGETS = ["all"]
+
+#: rules that are neither a compute stage nor upstream of one (for `never` sets)
+COMPUTE = {"prepare_data", "train", "synthesize", "attack", "attack_sweep", "distill", "estimate_mi"}
 
 
 @dataclass
@@ -40,29 +49,101 @@ class Case:
     id: str
     edit: str | dict  # a file of the repository (appended to) or a config overlay
     rules: set[str]  # rules whose jobs must rerun; their descendants must too, nothing else
-    only: str | None = None  # if set, every rerun output path contains this (one job of many)
+    only: dict[str, str] = field(default_factory=dict)  # rule -> regex: only these of its jobs' outputs
+    never: set[str] = field(default_factory=set)  # rules that must not rerun (said explicitly)
     extra: list[str] = field(default_factory=list)  # targets beyond TARGETS for this case
 
 
+#: rules whose jobs import advfeatures.reporting (its __init__: write_table, Claim, figures)
+REPORTING = {
+    "train_synthetic", "ilyas_eval_reference", "ilyas_report", "ilyas_transfer", "attack_tables",
+    "bottleneck_tables", "bottleneck_tsne", "report_mi", "training_table", "gather_claims", "summary",
+}
+ATTACKS = {"attack", "attack_sweep"}  # every attack job imports the whole advfeatures.attacks
+NRF_JOBS = {"attack": r"/attacks/nrf[a-z_]*\.h5$"}  # attacks.suite entries of type nrf (tiny.yaml)
+
+
+#: which rules each file feeds (hand-written from the imports of workflow_scripts/*.py)
 EDITS = [
-    Case("training-module", "advfeatures/training.py", {"train"}),
-    Case("pgd-module", "advfeatures/attacks/pgd.py", {"train"}),
-    Case("lenet-module", "advfeatures/models/lenet.py", {"train"}),
-    Case("data-module", "advfeatures/data.py", {"prepare_data", "train"}),
-    Case("utils-module", "advfeatures/utils.py", {"prepare_data", "train"}),
-    Case("train-script", "workflow_scripts/train.py", {"train"}),
-    Case("common-script", "workflow_scripts/_common.py", {"prepare_data", "train"}),
-    Case("other-script", "workflow_scripts/attack.py", set()),
+    # foundation modules: everything downstream of the jobs that import them
+    Case("training-module", "advfeatures/training.py",
+         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference", "distill", "estimate_mi",
+          "mi_distortions"} | ATTACKS, never={"prepare_data"}),
+    Case("pgd-module", "advfeatures/attacks/pgd.py", {"train"}, never={"prepare_data"}),
+    Case("lenet-module", "advfeatures/models/lenet.py", {"train"}, never={"prepare_data"}),
+    Case("data-module", "advfeatures/data.py", {"prepare_data"}),
+    Case("utils-module", "advfeatures/utils.py", {"prepare_data"}),
+    Case("h5io-module", "advfeatures/h5io.py", {"prepare_data"}),
+    # one stage's module: that stage and what reads its files, no sibling stage
+    Case("synthesis-module", "advfeatures/synthesis.py",
+         {"synthesize", "train_synthetic", "ilyas_eval_reference"},
+         never={"train", "attack", "distill", "estimate_mi", "mi_distortions"}),
+    Case("bottleneck-module", "advfeatures/bottleneck.py", {"distill", "attack"}, only=NRF_JOBS,
+         never={"train", "synthesize", "attack_sweep", "estimate_mi"}),
+    Case("cw-module", "advfeatures/attacks/cw.py", ATTACKS,
+         never={"train", "synthesize", "train_synthetic", "estimate_mi", "mi_distortions"}),
+    Case("nrf-module", "advfeatures/attacks/nrf.py", ATTACKS,
+         never={"train", "synthesize", "train_synthetic", "estimate_mi", "mi_distortions"}),
+    Case("suite-module", "advfeatures/attacks/suite.py", ATTACKS,
+         never={"train", "synthesize", "estimate_mi"}),
+    Case("mi-module", "advfeatures/mutual_info.py", {"estimate_mi", "mi_distortions", "merge_mi"},
+         never={"train", "synthesize", "attack", "distill"}),
+    Case("distortions-module", "advfeatures/distortions.py", {"mi_distortions"},
+         never={"train", "estimate_mi"}),
+    Case("reporting-core", "advfeatures/reporting/__init__.py", REPORTING, never=COMPUTE),
+    Case("reporting-ilyas", "advfeatures/reporting/ilyas.py", {"ilyas_report", "ilyas_transfer"},
+         never=COMPUTE | {"train_synthetic", "training_table", "attack_tables"}),
+    Case("reporting-bottleneck", "advfeatures/reporting/bottleneck.py",
+         {"bottleneck_tables", "bottleneck_tsne"}, never=COMPUTE | {"training_table", "attack_tables"}),
+    Case("reporting-attacks", "advfeatures/reporting/attacks.py", {"attack_tables"},
+         never=COMPUTE | {"training_table", "bottleneck_tables"}),
+    Case("reporting-mi", "advfeatures/reporting/mutual_info.py", {"report_mi"},
+         never=COMPUTE | {"merge_mi", "training_table"}),
+    Case("reporting-summary", "advfeatures/reporting/summary.py", {"training_table", "summary"},
+         never=COMPUTE | {"attack_tables", "report_mi", "bottleneck_tables"}),
+    # scripts (inputs of their rules, checksummed)
+    Case("train-script", "workflow_scripts/train.py", {"train"}, never={"prepare_data"}),
+    Case("attack-script", "workflow_scripts/attack.py", {"attack"}, never={"train", "attack_sweep"}),
+    Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
+    Case("common-script", "workflow_scripts/_common.py", {"prepare_data"}),
+    # not provenance: nothing reruns
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),
+    Case("config-comment", "config.yaml", set()),
+    Case("rules-comment", "rules/attacks.smk", set()),
+    Case("report-caption", "report/kim_table3.rst", set()),
 ]
 
 CONFIG_CHANGES = [
-    Case("epochs", {"training": {"common": {"epochs": 3}}}, {"train"}),
-    Case("one-method-lr", {"training": {"methods": {"pgd_linf": {"lr": 0.02}}}}, {"train"}, only="/pgd_linf/"),
+    Case("epochs", {"training": {"common": {"epochs": 3}}}, {"train"}, never={"prepare_data"}),
+    Case("one-method-lr", {"training": {"methods": {"pgd_linf": {"lr": 0.02}}}}, {"train"},
+         only={"train": "/pgd_linf/"}, never={"prepare_data"}),
     Case("train-attack-eps", {"training": {"common": {"attack": {"eps": 0.2}}}}, {"train"}),
-    Case("subset", {"dataset": {"subset_train": 300}}, {"prepare_data", "train"}),
-    Case("seed", {"seed": 1}, {"prepare_data", "train"}),
+    Case("subset", {"dataset": {"subset_train": 300}}, {"prepare_data"}),
+    Case("seed", {"seed": 1}, {"prepare_data"}),
+    # one attack's parameter: that attack (its suite jobs, its sweep), what reads its files
+    Case("fgsm-eps", {"attacks": {"suite": {"fgsm": {"eps": 0.1}}}}, {"attack"},
+         only={"attack": r"/attacks/fgsm\.h5$"},
+         never={"prepare_data", "train", "synthesize", "attack_sweep", "estimate_mi", "bottleneck_tsne"}),
+    Case("pgd-steps", {"attacks": {"suite": {"pgd": {"steps": 5}}}}, ATTACKS,
+         only={"attack": r"/attacks/pgd\.h5$", "attack_sweep": r"/sweep_pgd\.csv$"},
+         never={"train", "synthesize", "estimate_mi"}),
+    Case("cw-steps", {"attacks": {"suite": {"cw": {"steps": 5}}}}, {"attack"},
+         only={"attack": r"/attacks/cw\.h5$"}, never={"train", "attack_sweep", "bottleneck_tsne"}),
+    Case("nrf-masks", {"attacks": {"nrf": {"iterations": 5}}}, {"attack"}, only=NRF_JOBS,
+         never={"train", "attack_sweep", "distill"}),
+    # estimator settings: the MI stage only
+    Case("mi-kde", {"mutual_info": {"kde": {"noise_var": 0.2}}}, {"estimate_mi", "mi_distortions"},
+         never={"train", "attack", "distill", "synthesize"}),
+    Case("mi-distortion-levels", {"mutual_info": {"distortions": {"shuffle": [0, 4]}}}, {"mi_distortions"},
+         never={"train", "estimate_mi"}),
+    Case("ib-iterations", {"bottleneck": {"iterations": 10}}, {"distill"}, never={"train", "attack"}),
+    Case("tsne", {"bottleneck": {"tsne": {"perplexity": 4}}}, {"bottleneck_tsne"},
+         never={"distill", "bottleneck_tables"}),
+    Case("synthesis-targeted", {"synthesis": {"targeted": {"steps": 2}}}, {"synthesize"},
+         only={"synthesize": r"/(d_rand|d_det)\.h5$"}, never={"train", "attack", "ilyas_eval_reference"}),
+    Case("synthesis-eval", {"synthesis": {"eval": {"subset": 40}}}, {"train_synthetic", "ilyas_eval_reference"},
+         never={"train", "synthesize"}),
     # scheduling only: threads and cluster resources are not provenance
     Case("threads", {"threads": 2}, set()),
     Case("cluster-resources", {"resources": {"train": {"mem_mb": 2000, "runtime": 30}}}, set()),
@@ -70,11 +151,9 @@ CONFIG_CHANGES = [
 
 
 @pytest.fixture(scope="module")
-def snake(repo_copy, tmp_path_factory) -> Snake:
-    """The tiny DAG, run once in a fresh working directory from the repository copy."""
-    s = Snake(repo_copy, tmp_path_factory.mktemp("wf_wd"))
-    s.run("--cores", "2", *TARGETS)
-    return s
+def snake(tiny_run) -> Snake:
+    """The whole tiny DAG, run once per session (conftest.tiny_run) from the repository copy."""
+    return tiny_run
 
 
 def plan(snake: Snake, *targets, configs=()) -> dict[str, str]:
@@ -84,6 +163,23 @@ def plan(snake: Snake, *targets, configs=()) -> dict[str, str]:
         for f, (rule, p) in snake.summary(*TARGETS, *targets, configs=configs).items()
         if p != "no update"
     }
+
+
+def test_tiny_run_built_every_stage(snake):
+    """One output of each stage exists and is not empty (the matrix below needs them all)."""
+    wd = snake.wd
+    files = [
+        f"{run_path('pgd_linf')}/attacks/nrf.h5", f"{run_path('standard')}/attacks/sweep_pgd.csv",
+        f"{run_path('standard')}/bottleneck/cw_beta0.3.h5", f"{run_path('pgd_linf')}/mutual_info/epoch_2.csv",
+        f"results/{DATASET}/{ARCH}/synthetic/d_r.h5", f"results/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2/eval.csv",
+        "results/tables/kim_table3.md", "results/tables/kim_table1.md", "results/tables/ilyas_datasets.md",
+        "results/tables/mutual_info_final.md", "results/claims.csv", "results/summary.md",
+    ]
+    assert [f for f in files if not (wd / f).is_file() or (wd / f).stat().st_size == 0] == []
+    claims = (wd / "results" / "claims.csv").read_text()
+    for study in ("ilyas", "bottleneck", "attacks", "mutual_info"):
+        assert (wd / "results" / "claims" / f"{study}.csv").stat().st_size > 0
+    assert len(claims.splitlines()) > 4
 
 
 def test_tiny_run_made_everything(snake):
@@ -146,20 +242,77 @@ def test_rule_without_its_script_as_input_is_rejected(snake, tmp_path):
     finally:
         rules.write_bytes(before)
         os.utime(rules, ns=(st.st_atime_ns, st.st_mtime_ns))
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "rule train" in proc.stderr and "workflow_scripts/train.py" in proc.stderr, proc.stderr[-2000:]
+    assert "rule train" in out and "workflow_scripts/train.py" in out, out[-2000:]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One row of ``--detailed-summary``: an output file of the DAG."""
+
+    rule: str
+    inputs: frozenset[str]
+    pending: bool  # a plain run would (re)make it
+
+
+def file_dag(snake: Snake, *targets, configs=()) -> dict[str, Output]:
+    """{output file: Output} of every job the targets need, with the inputs Snakemake recorded."""
+    proc = snake.run("--detailed-summary", *targets, configs=configs)
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+    assert rows and rows[0][0] == "output_file", proc.stdout[-2000:]
+    head = rows[0]
+    i_rule, i_in, i_plan = head.index("rule"), head.index("input-file(s)"), head.index("plan")
+    return {
+        r[0]: Output(r[i_rule], frozenset(f for f in r[i_in].split(",") if f and f != "-"), r[i_plan] != "no update")
+        for r in rows[1:]
+    }
+
+
+def downstream(dag: dict[str, Output], files: set[str]) -> set[str]:
+    """``files`` and every output that reads one of them, directly or through other outputs."""
+    out = set(files)
+    while new := {f for f, o in dag.items() if f not in out and o.inputs & out}:
+        out |= new
+    return out
+
+
+def upstream(dag: dict[str, Output], files: set[str]) -> set[str]:
+    """Outputs that ``files`` are made from, directly or through other outputs."""
+    out: set[str] = set()
+    frontier = set(files)
+    while frontier:
+        frontier = {i for f in frontier for i in dag[f].inputs if i in dag} - out
+        out |= frontier
+    return out
 
 
 def check_plan(snake: Snake, case: Case, configs=()):
-    summary = snake.summary(*TARGETS, *case.extra, configs=configs)
-    pending = {f: rule for f, (rule, p) in summary.items() if p != "no update"}
-    want = snake.rule_descendants(case.rules, *TARGETS, *case.extra) - {"all"} if case.rules else set()
-    assert set(pending.values()) == want, f"{case.id}: reruns {sorted(set(pending.values()))}, expected {sorted(want)}"
-    if case.only:
-        assert all(case.only in f for f in pending), sorted(pending)
-    for f, (rule, _) in summary.items():  # every output of the expected jobs reruns
-        if rule in want and (not case.only or case.only in f):
-            assert f in pending, f"{case.id}: {f} ({rule}) does not rerun"
+    dag = file_dag(snake, *TARGETS, *case.extra, configs=configs)
+    pending = {f for f, o in dag.items() if o.pending}
+    rules_of = lambda files: {dag[f].rule for f in files}  # noqa: E731
+    missing = case.rules - rules_of(dag)
+    assert not missing, f"{case.id}: the table names rules {sorted(missing)} that are not in the DAG"
+    seeds = {
+        f for f, o in dag.items()
+        if o.rule in case.rules and (o.rule not in case.only or re.search(case.only[o.rule], f))
+    }
+    for rule, pattern in case.only.items():  # a filter that selects nothing is a typo
+        assert any(re.search(pattern, f) for f in seeds if dag[f].rule == rule), f"{case.id}: {rule} {pattern}"
+    want = downstream(dag, seeds)
+    reran = sorted(rules_of(pending))
+    # the explicit promises first: the named rules and everything upstream stay untouched
+    assert not rules_of(pending) & case.never, f"{case.id}: reruns {sorted(rules_of(pending) & case.never)}"
+    assert not pending & (upstream(dag, seeds) - want), f"{case.id}: reruns upstream {sorted(pending - want)}"
+    # rule level: only descendants of the named rules in the rule graph (all of them, unfiltered)
+    below = snake.rule_descendants(case.rules, *TARGETS) - {"all"} if case.rules else set()
+    assert rules_of(pending) <= below, f"{case.id}: reruns {reran}, rule graph allows {sorted(below)}"
+    if not case.only:
+        assert rules_of(pending) == below, f"{case.id}: reruns {reran}, expected {sorted(below)}"
+    # job level: exactly the seeds and their descendants
+    assert pending == want, (
+        f"{case.id}: unexpected {sorted(pending - want)[:10]}; not rerun {sorted(want - pending)[:10]}"
+    )
 
 
 @pytest.mark.parametrize("case", EDITS, ids=lambda c: c.id)
@@ -189,21 +342,25 @@ def test_changing_config_reruns_exactly_its_jobs(snake, tmp_path, case):
 
 
 def test_edit_then_run_reruns_only_planned_jobs(snake):
-    """A real run after an edit executes what the dry run planned and leaves the rest alone."""
-    path = snake.repo / "workflow_scripts" / "train.py"
+    """A real run after an edit executes what the dry run planned and leaves the rest alone.
+
+    The MI report module: three cheap jobs (report_mi, gather_claims, summary) of the 59."""
+    path = snake.repo / "advfeatures" / "reporting" / "mutual_info.py"
     before, st = path.read_bytes(), path.stat()
-    data = snake.wd / "data" / f"{DATASET}.h5"
-    data_mtime = data.stat().st_mtime_ns
+    mtimes = {p: p.stat().st_mtime_ns for d in ("data", "results") for p in (snake.wd / d).rglob("*") if p.is_file()}
     try:
         path.write_bytes(before + b"\n# edited by tests/test_workflow.py\n")
-        planned = snake.pending_rules(*TARGETS)
+        planned = plan(snake)
+        stats = job_stats(snake.run("-n", *TARGETS).stdout)
         proc = snake.run("--cores", "2", *TARGETS)
     finally:
         path.write_bytes(before)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert planned == {"train"}
-    assert job_stats(proc.stdout + proc.stderr) == {"train": len(METHODS)}
-    assert data.stat().st_mtime_ns == data_mtime  # upstream untouched
+    assert set(planned.values()) == {"report_mi", "gather_claims", "summary"}
+    assert job_stats(proc.stdout + proc.stderr) == stats == {"report_mi": 1, "gather_claims": 1, "summary": 1, "all": 1}
+    changed = {str(p.relative_to(snake.wd)) for p, t in mtimes.items() if p.stat().st_mtime_ns != t}
+    made = changed - {f for f in changed if f.startswith(("results/logs/", "results/benchmarks/"))}
+    assert made and made <= set(planned), sorted(made - set(planned))  # nothing else rewritten
     assert plan(snake) == {}
 
 

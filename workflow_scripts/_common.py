@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from advfeatures.utils import AdvFeaturesError, resolve_device, set_threads, setup_logging
+# the checkout's package, whose files the rules list as inputs (lib() in rules/common.smk); also
+# what makes `--software-deployment-method conda` work, whose environment lacks advfeatures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from advfeatures.utils import AdvFeaturesError, resolve_device, set_threads, setup_logging  # noqa: E402
 
 
 def start(snakemake):

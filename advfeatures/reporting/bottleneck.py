@@ -270,14 +270,20 @@ def tsne_figure(clean: Mapping[str, np.ndarray], attacked: Mapping[str, np.ndarr
     for r, (name, zp) in enumerate(panels):
         for c, (fname, feat) in enumerate((("Z", zp), ("Z_r", zp * mask), ("Z_nr", zp * ~mask))):
             ax = axes[r, c]
+            ax.set_title(f"{fname}, {name} input", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if len(np.unique(feat.astype(np.float64), axis=0)) < 3:
+                # e.g. Z_r when the IB marks no channel robust: every point is the same (zero)
+                # vector and t-SNE has nothing to embed (its PCA init divides by a zero std)
+                ax.text(0.5, 0.5, "all points identical\n(no channel in this part)", ha="center",
+                        va="center", transform=ax.transAxes, fontsize=9)
+                continue
             perp = min(perplexity, max(2.0, (len(feat) - 1) / 3))
             emb = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(
                 feat.astype(np.float64)
             )
             sc = ax.scatter(emb[:, 0], emb[:, 1], c=y, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
-            ax.set_title(f"{fname}, {name} input", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
     fig.colorbar(sc, ax=axes, ticks=range(10), label="true class", shrink=0.6)
     fig.suptitle(title or "t-SNE of spatially mean-pooled features (masks from the clean input, true label)")
     return fig
