@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 	$(BIN)/python -m advfeatures.reporting.summary results/summary.md README.md
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q -m "not slurm"
 
 test-slurm: $(STAMP)
@@ -32,6 +32,7 @@ test-slurm: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check advfeatures workflow_scripts tests benchmarks
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -49,13 +49,19 @@ def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os
     df.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
     if md_path is not None:
-        md_path = Path(md_path)
-        text = (f"### {title}\n\n" if title else "") + to_markdown(df, floatfmt)
-        if note:
-            text += f"\n{note}\n"
-        tmp = _atomic_path(md_path)
-        tmp.write_text(text)
-        os.replace(tmp, md_path)
+        write_markdown(df, md_path, title=title, note=note, floatfmt=floatfmt)
+
+
+def write_markdown(df: pd.DataFrame, md_path: str | os.PathLike, *, title: str | None = None,
+                   note: str | None = None, floatfmt: str = ".2f") -> None:
+    """Write ``df`` as a Markdown table with an optional ``### title`` and a note below."""
+    md_path = Path(md_path)
+    text = (f"### {title}\n\n" if title else "") + to_markdown(df, floatfmt)
+    if note:
+        text += f"\n{note}\n"
+    tmp = _atomic_path(md_path)
+    tmp.write_text(text)
+    os.replace(tmp, md_path)
 
 
 @dataclass

@@ -170,6 +170,26 @@ def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) 
     return pd.DataFrame(rows)
 
 
+def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 as in the paper: one row per model, one column per attack (robust accuracy %),
+    the published value in parentheses where there is one, and the row count n per attack."""
+    # the gradient ablations belong to Table 4
+    t = t3[~t3["label"].str.contains("min norm|norm G_r", regex=True)].copy()
+    t["column"] = [f"{lab} ({b})" if isinstance(b, str) and b else lab for lab, b in zip(t["label"], t["bound"])]
+
+    def cell(r) -> str:
+        pub = "" if pd.isna(r["published"]) else f" ({r['published']:.1f})"
+        return f"{r['accuracy']:.1f}{pub}"
+
+    t["cell"] = [cell(r) for _, r in t.iterrows()]
+    order = list(dict.fromkeys(t["column"]))
+    wide = t.pivot(index="model", columns="column", values="cell").reindex(columns=order)
+    wide = wide.reindex(list(dict.fromkeys(t["model"]))).reset_index()
+    n = t.drop_duplicates("column").set_index("column")["n"].reindex(order)
+    wide.loc[len(wide)] = ["n (test rows)"] + [str(int(v)) for v in n]
+    return wide
+
+
 def table4(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) -> pd.DataFrame:
     """Table 4: NRF-style attacks maximising / minimising the non-robust or robust gradient norm."""
     key = paper_setting(setting)

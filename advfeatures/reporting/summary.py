@@ -85,8 +85,12 @@ def run_time(bench_dir: str | os.PathLike) -> pd.DataFrame:
 
 def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
                   claims_csv: str | os.PathLike, out: str | os.PathLike,
-                  figures: Sequence[str] = (), bench_dir: str | os.PathLike | None = None) -> str:
-    """Concatenate Markdown tables per study, then the claims table; write and return it."""
+                  figures: Sequence[str] = (), bench_dir: str | os.PathLike | None = None,
+                  max_rows: int = 30) -> str:
+    """Concatenate Markdown tables per study, then the claims table; write and return it.
+
+    Tables longer than ``max_rows`` rows are named with their path instead of inlined.
+    """
     parts = []
     if bench_dir is not None:
         rt = run_time(bench_dir)
@@ -104,6 +108,12 @@ def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
         parts.append(f"### {title}\n")
         for t in tables:
             text = Path(t).read_text().strip()
+            rows = sum(1 for line in text.splitlines() if line.startswith("| ")) - 1
+            if rows > max_rows:
+                # keep the README readable: long tables are linked, not inlined
+                title = next((ln[4:] for ln in text.splitlines() if ln.startswith("### ")), Path(t).stem)
+                parts.append(f"#### {title}\n\n{rows} rows: see `{t}` (and the CSV beside it).\n")
+                continue
             # demote the tables' own headings below the study heading
             parts.append(text.replace("### ", "#### ", 1) + "\n")
     claims = pd.read_csv(claims_csv)
