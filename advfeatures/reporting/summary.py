@@ -53,34 +53,42 @@ def write_training_table(metrics, benchmarks, csv_path, md_path, attack: Mapping
     return df
 
 
-def run_time(bench_dir: str | os.PathLike) -> pd.DataFrame:
-    """Wall time per rule from Snakemake's benchmark files, and the span of the whole run.
+def run_time(bench_dir: str | os.PathLike, gap_s: float = 120.0) -> tuple[pd.DataFrame, dict]:
+    """Wall time per rule from Snakemake's benchmark files, and the span of the last run.
 
-    A benchmark file is written when its job ends, so a job ran from mtime - s to mtime; the
-    span from the first start to the last end is the run's wall time (without Snakemake's own
-    start-up) when all jobs ran in one invocation, as in a fresh ``make run``.
+    A benchmark file is written when its job ends, so a job ran from mtime - s to mtime.  The
+    last run is the cluster of jobs reached backwards from the last job end without an idle gap
+    longer than ``gap_s``; its span (first start to last end) is the run's wall time, without
+    Snakemake's own start-up.  ``jobs_in_span`` tells whether that run executed every job (a
+    fresh ``make run``) or only part of the DAG (an incremental rerun).
     """
-    rows, starts, ends = [], [], []
+    jobs = []
     for tsv in sorted(Path(bench_dir).rglob("*.tsv")):
         with open(tsv) as f:
             recs = list(csv.DictReader(f, delimiter="\t"))
-        if not recs:
-            continue
-        secs = float(recs[-1]["s"])
-        end = tsv.stat().st_mtime
-        starts.append(end - secs)
-        ends.append(end)
-        rule = tsv.relative_to(bench_dir).parts[0].removesuffix(".tsv")
-        rows.append({"rule": rule, "s": secs})
-    if not rows:
-        return pd.DataFrame(columns=["rule", "jobs", "job seconds (sum)", "longest job s"])
-    df = pd.DataFrame(rows).groupby("rule")["s"].agg(["count", "sum", "max"]).reset_index()
-    df.columns = ["rule", "jobs", "job seconds (sum)", "longest job s"]
-    df = df.sort_values("job seconds (sum)", ascending=False)
-    total = pd.DataFrame([{"rule": "all jobs", "jobs": int(df["jobs"].sum()),
-                           "job seconds (sum)": float(df["job seconds (sum)"].sum()),
-                           "longest job s": float(max(ends) - min(starts))}])
-    return pd.concat([df, total], ignore_index=True)
+        if recs:
+            secs, end = float(recs[-1]["s"]), tsv.stat().st_mtime
+            jobs.append((end - secs, end, tsv.relative_to(bench_dir).parts[0].removesuffix(".tsv"), secs))
+    cols = ["rule", "jobs", "job seconds (sum)", "longest job s"]
+    if not jobs:
+        return pd.DataFrame(columns=cols), {"jobs": 0, "jobs_in_span": 0, "span_s": 0.0, "job_s": 0.0}
+    df = pd.DataFrame([{"rule": r, "s": s} for _, _, r, s in jobs])
+    df = df.groupby("rule")["s"].agg(["count", "sum", "max"]).reset_index()
+    df.columns = cols
+    df = df.sort_values("job seconds (sum)", ascending=False, ignore_index=True)
+    # walk back from the last end: a job belongs to the last run while it overlaps it or ends
+    # less than gap_s before the run's earliest start so far
+    jobs.sort(key=lambda j: j[1], reverse=True)
+    start = jobs[0][0]
+    in_span = 0
+    for j_start, j_end, _, _ in jobs:
+        if j_end < start - gap_s:
+            break
+        start = min(start, j_start)
+        in_span += 1
+    totals = {"jobs": len(jobs), "jobs_in_span": in_span, "span_s": jobs[0][1] - start,
+              "job_s": float(df["job seconds (sum)"].sum())}
+    return df, totals
 
 
 def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
@@ -93,17 +101,18 @@ def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
     """
     parts = []
     if bench_dir is not None:
-        rt = run_time(bench_dir)
-        if len(rt):
-            span = float(rt.iloc[-1]["longest job s"])
+        rt, tot = run_time(bench_dir)
+        if tot["jobs"]:
+            scope = ("every job of the DAG" if tot["jobs_in_span"] == tot["jobs"]
+                     else f"an incremental rerun of {tot['jobs_in_span']} of {tot['jobs']} jobs")
             parts.append("### Run time\n")
             parts.append(
-                f"Wall-clock span of the jobs of this run: **{span / 60:.1f} min** "
-                f"({int(rt.iloc[-1]['jobs'])} jobs, {rt.iloc[-1]['job seconds (sum)'] / 60:.1f} job-minutes; "
-                "from Snakemake's benchmark files, first job start to last job end; the summary "
-                "job itself is not counted). Per rule:\n"
+                f"Last run: **{tot['span_s'] / 60:.1f} min** wall clock for {scope} "
+                f"(first job start to last job end, from Snakemake's benchmark files; the summary job "
+                f"is not counted). All {tot['jobs']} jobs together take {tot['job_s'] / 60:.1f} "
+                "job-minutes. Per rule (latest run of each job):\n"
             )
-            parts.append(to_markdown(rt.iloc[:-1], floatfmt=".1f"))
+            parts.append(to_markdown(rt, floatfmt=".1f"))
     for title, tables in sections:
         parts.append(f"### {title}\n")
         for t in tables:
