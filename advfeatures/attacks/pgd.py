@@ -99,6 +99,15 @@ def pgd(
         else:
             delta = random_start(x, eps, norm, generator) if random_init else torch.zeros_like(x)
             x_adv = (x + delta).clamp(0, 1)
+        if not early_stop:
+            # plain PGD: whole batch every step, no gather/scatter of the active rows
+            for _ in range(steps):
+                x_adv.requires_grad_(True)
+                (grad,) = torch.autograd.grad(loss_fn(model(x_adv), y), x_adv)
+                with torch.no_grad():
+                    x_adv = x_adv.detach() + sign * _step(grad, alpha, norm)
+                    x_adv = (x + project(x_adv - x, eps, norm)).clamp_(0, 1)
+            return x_adv.detach()
         active = torch.arange(x.shape[0], device=x.device)
         for _ in range(steps):
             xa = x_adv[active].requires_grad_(True)
@@ -109,15 +118,12 @@ def pgd(
                 x0 = x[active]
                 xa = xa.detach() + sign * _step(grad, alpha, norm)
                 xa = (x0 + project(xa - x0, eps, norm)).clamp(0, 1)
-                if early_stop:
-                    # an example already successful at this iterate keeps it and leaves the loop
-                    keep = ~_success(logits.detach(), y[active], targeted)
-                    x_adv[active[keep]] = xa[keep]
-                    active = active[keep]
-                    if active.numel() == 0:
-                        break
-                else:
-                    x_adv[active] = xa
+                # an example already successful at this iterate keeps it and leaves the loop
+                keep = ~_success(logits.detach(), y[active], targeted)
+                x_adv[active[keep]] = xa[keep]
+                active = active[keep]
+                if active.numel() == 0:
+                    break
     return x_adv.detach()
 
 
