@@ -39,7 +39,8 @@ def dag_build_seconds(preset: str = LARGEST_PRESET, workdir: str | None = None) 
 
 def noop_seconds() -> float | None:
     """Time of `snakemake --cores 1` on an up-to-date default run; None if it is not up to date."""
-    secs, proc = _timed(SNAKEMAKE + ["--cores", "1", "--quiet", "all"])
+    # not --quiet: it hides the "Nothing to be done" line this check reads
+    secs, proc = _timed(SNAKEMAKE + ["--cores", "1", "all"])
     if proc.returncode != 0 or "Nothing to be done" not in (proc.stdout + proc.stderr):
         return None
     return secs
