@@ -108,22 +108,27 @@ def pgd(
                     x_adv = x_adv.detach() + sign * _step(grad, alpha, norm)
                     x_adv = (x + project(x_adv - x, eps, norm)).clamp_(0, 1)
             return x_adv.detach()
+        # early stopping: work on compacted copies of the rows still standing; a row that is
+        # already successful at its current iterate is written back once and leaves the loop
         active = torch.arange(x.shape[0], device=x.device)
+        xa, x0, ya = x_adv.clone(), x, y
         for _ in range(steps):
-            xa = x_adv[active].requires_grad_(True)
+            xa.requires_grad_(True)
             logits = model(xa)
-            loss = loss_fn(logits, y[active])
-            (grad,) = torch.autograd.grad(loss, xa)
+            (grad,) = torch.autograd.grad(loss_fn(logits, ya), xa)
             with torch.no_grad():
-                x0 = x[active]
-                xa = xa.detach() + sign * _step(grad, alpha, norm)
-                xa = (x0 + project(xa - x0, eps, norm)).clamp(0, 1)
-                # an example already successful at this iterate keeps it and leaves the loop
-                keep = ~_success(logits.detach(), y[active], targeted)
-                x_adv[active[keep]] = xa[keep]
-                active = active[keep]
-                if active.numel() == 0:
-                    break
+                done = _success(logits.detach(), ya, targeted)
+                xa = xa.detach()
+                if done.any():
+                    keep = ~done
+                    x_adv[active[done]] = xa[done]
+                    active, xa, x0, ya, grad = active[keep], xa[keep], x0[keep], ya[keep], grad[keep]
+                    if active.numel() == 0:
+                        break
+                xa = xa + sign * _step(grad, alpha, norm)
+                xa = (x0 + project(xa - x0, eps, norm)).clamp_(0, 1)
+        if active.numel():
+            x_adv[active] = xa.detach()
     return x_adv.detach()
 
 
