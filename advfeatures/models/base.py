@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -56,3 +57,27 @@ class SplitModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class PooledHeadModel(SplitModel):
+    """A model whose head is ReLU -> global pooling -> one linear layer (VGG, WRN, ResNet).
+
+    Subclasses implement ``features`` and ``probes``, name their last layer through
+    ``final_linear`` and choose ``global_pool`` (``"avg"`` or ``"max"``).
+    """
+
+    global_pool: str = "avg"
+
+    @property
+    def final_linear(self) -> nn.Linear:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _pool(self, z: torch.Tensor) -> torch.Tensor:
+        pool = F.adaptive_max_pool2d if self.global_pool == "max" else F.adaptive_avg_pool2d
+        return pool(F.relu(z), 1).flatten(1)
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.final_linear(self._pool(z))
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return self._pool(self.features(x))

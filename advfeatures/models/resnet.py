@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advfeatures.models.base import SplitModel
+from advfeatures.models.base import PooledHeadModel
 
 
 def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
@@ -76,7 +76,7 @@ class Bottleneck(nn.Module):
         return F.relu(self.preact(x))
 
 
-class ResNet(SplitModel):
+class ResNet(PooledHeadModel):
     probe_names = ("layer1", "layer2", "layer3", "layer4", "fc")
 
     def __init__(
@@ -114,15 +114,9 @@ class ResNet(SplitModel):
             h = blk(h)
         return self.layer4[-1].preact(h)
 
-    @staticmethod
-    def _pool(z: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(F.relu(z), 1).flatten(1)
-
-    def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.linear(self._pool(z))
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return self._pool(self.features(x))
+    @property
+    def final_linear(self) -> nn.Linear:
+        return self.linear
 
     def probes(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         l1 = self.layer1(self._stem(x))

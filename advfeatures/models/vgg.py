@@ -22,14 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advfeatures.models.base import SplitModel
+from advfeatures.models.base import PooledHeadModel
 from advfeatures.utils import AdvFeaturesError
 
 #: convs per stage and their width in units of the base width (64 for VGG-16)
 STAGES: tuple[tuple[int, ...], ...] = ((1, 1), (2, 2), (4, 4, 4), (8, 8, 8), (8, 8, 8))
 
 
-class VGG16(SplitModel):
+class VGG16(PooledHeadModel):
+    global_pool = "max"
     probe_names = ("block2", "block3", "block4", "block5", "fc")
 
     def __init__(
@@ -69,15 +70,9 @@ class VGG16(SplitModel):
             h = stage(h)
         return h
 
-    @staticmethod
-    def _pool(z: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_max_pool2d(F.relu(z), 1).flatten(1)
-
-    def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self._pool(z))
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return self._pool(self.features(x))
+    @property
+    def final_linear(self) -> nn.Linear:
+        return self.classifier
 
     def probes(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}

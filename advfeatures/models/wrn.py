@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advfeatures.models.base import SplitModel
+from advfeatures.models.base import PooledHeadModel
 from advfeatures.utils import AdvFeaturesError
 
 
@@ -50,7 +50,7 @@ class BasicBlock(nn.Module):
         return skip + self.conv2(h)
 
 
-class WideResNet(SplitModel):
+class WideResNet(PooledHeadModel):
     probe_names = ("conv1", "block1", "block2", "block3", "fc")
 
     def __init__(
@@ -100,15 +100,9 @@ class WideResNet(SplitModel):
         h = self.conv1(self.normalize(x))
         return self.bn(self.block3(self.block2(self.block1(h))))
 
-    @staticmethod
-    def _pool(z: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(F.relu(z), 1).flatten(1)
-
-    def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.fc(self._pool(z))
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return self._pool(self.features(x))
+    @property
+    def final_linear(self) -> nn.Linear:
+        return self.fc
 
     def probes(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         c1 = self.conv1(self.normalize(x))
