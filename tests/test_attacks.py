@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from advfeatures.attacks import cw_l2, cw_margin, fgsm, nrf, pgd
-from advfeatures.attacks.nrf import masked_feature_grad_norm
+from advfeatures.attacks.cw import CostRiseStop
+from advfeatures.attacks.nrf import nr_term
 from advfeatures.attacks.suite import (
     ATTACK_TYPES,
     attack_rows,
@@ -223,7 +224,7 @@ def test_cw_within_two_points_of_torchattacks_with_its_defects_fixed(model, test
             return torch.atanh(torch.clamp(x * 2 - 1, min=-1 + 1e-6, max=1 - 1e-6))
 
     x, y = test_set[0][:100], test_set[1][:100]
-    ours_adv = cw_l2(model, x, y, c=1.0, lr=0.1, steps=60)
+    ours_adv = cw_l2(model, x, y, c=1.0, lr=0.1, steps=60, stop_checks=10)  # torchattacks: steps // 10
     theirs = acc(model, CWFixed(model, c=1.0, lr=0.1, steps=60)(x, y), y)
     ours = acc(model, ours_adv, y)
     assert abs(ours - theirs) <= 0.02
@@ -235,18 +236,83 @@ def test_cw_within_two_points_of_torchattacks_with_its_defects_fixed(model, test
 # ----------------------------------------------------------------------------- NRF
 
 
-def test_nrf_with_empty_mask_is_cw_and_the_gradient_term_moves_the_norm(model, test_set):
+def test_cost_rise_stop_checks_every_steps_over_checks():
+    stop = CostRiseStop(9, 3)  # checks at steps 0, 3, 6
+    costs = [5.0, 9.0, 9.0, 4.0, 9.0, 9.0, 4.5]
+    fired = [stop(i, torch.tensor(c)) for i, c in enumerate(costs)]
+    assert fired == [False] * 6 + [True]  # 4.5 at step 6 > 4.0 at step 3; rises between checks ignored
+    never = CostRiseStop(9, 0)
+    assert not any(never(i, torch.tensor(float(i))) for i in range(9))
+
+
+def _iterates(fn, *args, **kw):
+    seen = []
+    fn(*args, trace=lambda step, xa, cost: seen.append((step, xa.clone(), float(cost))), **kw)
+    return seen
+
+
+@pytest.mark.parametrize("stop_checks", [3, 0])
+def test_nrf_with_empty_mask_equals_cw_iterate_for_iterate(model, test_set, stop_checks):
     x, y = test_set[0][:50], test_set[1][:50]
-    kw = dict(c=1.0, lr=0.1, steps=40)
+    kw = dict(c=1.0, lr=0.1, steps=60, stop_checks=stop_checks)
     empty = torch.zeros(len(x), 16, dtype=torch.bool)
-    assert torch.allclose(nrf(model, x, y, empty, **kw), cw_l2(model, x, y, abort_early=False, **kw), atol=1e-6)
-    mask = half_mask(len(x))
-    up = nrf(model, x, y, mask, maximize=True, **kw)
-    down = nrf(model, x, y, mask, maximize=False, **kw)
-    with torch.enable_grad():
-        g_up, _ = masked_feature_grad_norm(model, up, y, mask)
-        g_down, _ = masked_feature_grad_norm(model, down, y, mask)
-    assert g_up.mean() > g_down.mean()
+    a = _iterates(nrf, model, x, y, empty, **kw)
+    b = _iterates(cw_l2, model, x, y, **kw)
+    assert len(a) == len(b) and len(a) > 1
+    for (sa, xa, ca), (sb, xb, cb) in zip(a, b):
+        assert sa == sb and torch.allclose(xa, xb, atol=1e-6) and ca == pytest.approx(cb, rel=1e-6)
+    assert torch.allclose(nrf(model, x, y, empty, **kw), cw_l2(model, x, y, **kw), atol=1e-6)
+    if stop_checks == 0:
+        assert len(a) == 60
+
+
+def test_nr_term_gradient_is_the_unit_normalised_masked_margin_gradient():
+    """Hand computation on a linear head: logits = W flatten(Z), so dmargin_i/dZ_i = W_y - W_j
+    (j the largest other class) while the margin is positive, 0 once it is clamped."""
+    g = make_generator(0)
+    z0 = torch.randn(3, 4, 2, 2, generator=g)
+    w = torch.randn(5, 16, generator=g)
+    logits0 = z0.flatten(1) @ w.T
+    y = logits0.argmax(1)  # samples 0, 1: right, positive margin
+    y[2] = int(logits0[2].argsort()[0])  # sample 2: wrong prediction, margin clamped at 0
+    mask = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    other = logits0.scatter(1, y.view(-1, 1), float("-inf")).argmax(1)
+    hand = (w[y] - w[other]).view(3, 4, 2, 2)
+    hand[2] = 0.0
+    hand = hand * mask.view(3, 4, 1, 1)
+    unit = hand / hand.norm()  # one norm over the whole batch, as torch.dist
+    for maximize, sign in ((True, 1.0), (False, -1.0)):
+        z = z0.clone().requires_grad_(True)
+        term = nr_term(z, z.flatten(1) @ w.T, y, mask, maximize=maximize)
+        assert float(term.detach()) == pytest.approx(-sign * float(hand.norm()), rel=1e-5)  # -/+ ||m g||
+        (grad,) = torch.autograd.grad(term, z)
+        assert torch.allclose(grad, sign * unit, atol=1e-6)
+
+
+TABLE4 = {  # suite spec -> (official name, mask, cost gradient along +m*g: NRF / RF push the margin down)
+    "nrf": ({"type": "nrf"}, "nonrobust", True),
+    "nrf2": ({"type": "nrf", "maximize": False}, "nonrobust", False),
+    "rf": ({"type": "nrf", "mask": "robust"}, "robust", True),
+    "rf2": ({"type": "nrf", "mask": "robust", "maximize": False}, "robust", False),
+}
+
+
+@pytest.mark.parametrize("name", list(TABLE4))
+def test_table4_variants_push_z_the_right_way(model, test_set, name):
+    spec, mask_kind, maximize = TABLE4[name]
+    a = make_attack(name, spec, eps_default=EPS)
+    assert a.extra["mask"] == mask_kind and a.kwargs["maximize"] is maximize and a.needs_mask
+    x, y = test_set[0][:20], test_set[1][:20]
+    mask = half_mask(len(x)) if mask_kind == "nonrobust" else ~half_mask(len(x))
+    z = model.features(x).detach().requires_grad_(True)
+    logits = model.head(z)
+    (gm,) = torch.autograd.grad(cw_margin(logits, y).clamp_min(0).sum(), z, retain_graph=True)
+    (grad,) = torch.autograd.grad(nr_term(z, logits, y, mask, maximize=a.kwargs["maximize"]), z)
+    m = mask.view(len(x), 16, 1, 1)
+    assert torch.all(grad[~m.expand_as(grad)] == 0)  # no push outside the mask
+    along = float((grad * gm).sum())
+    # Adam descends the cost: a positive component along dmargin/dZ lowers the margin (attack)
+    assert (along > 0) is maximize and abs(along) == pytest.approx(float((m * gm).norm()), rel=1e-4)
 
 
 def test_nrf_bounded_respects_eps_and_unbounded_may_exceed_it(model, test_set):
@@ -302,3 +368,55 @@ def test_attack_rows_are_nested_seeded_subsets():
     assert torch.bincount(y[sub]).tolist() == [10] * 10
     assert sorted(torch.bincount(y[mid]).tolist()) == [23] * 10
     assert not torch.equal(sub, attack_rows(y, 500, 100, seed=1))
+
+
+# ----------------------------------------------------------------------------- devices
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_attacks_and_evaluations_keep_tensors_on_the_models_device(model, test_set, device):
+    """Attacks return tensors on the model's device; evaluations move host data there before the
+    model sees it (on CPU the host data are marked, see tests/device_check.py)."""
+    import copy
+
+    from device_check import DeviceChecked, assert_on_device, host
+
+    dev = torch.device(device)
+    m = DeviceChecked(copy.deepcopy(model).to(dev))
+    x, y = test_set[0][:12], test_set[1][:12]
+    xd, yd = x.to(dev), y.to(dev)
+    for name, spec in TINY_SPECS.items():
+        a = make_attack(name, spec, eps_default=EPS)
+        mask = fixed_mask_fn(m, xd, yd, None).to(dev) if a.needs_mask else None
+        assert_on_device(a(m, xd, yd, generator=make_generator(0, dev), seed=0, mask=mask), dev, name)
+        res = evaluate_attack(m, a, host(x), host(y), seed=0, batch_size=6, mask_fn=fixed_mask_fn)
+        assert res.x_adv.device.type == "cpu" and res.pred_adv.device.type == "cpu", name  # for the HDF5 file
+    assert_on_device(predict(m, host(x)), dev, "predict")
+    pgd_a = make_attack("pgd", TINY_SPECS["pgd"], eps_default=EPS)
+    rows = robust_accuracy_vs_eps(m, pgd_a, host(x), host(y), [0.0, EPS], seed=0)  # eps 0 predicts directly
+    assert rows[0]["robust_acc"] == pytest.approx(acc(model, x, y))
+    with pytest.raises(AssertionError, match="host tensor"):
+        m(host(x))  # the check itself bites
+
+
+def test_reduced_autoattack_builds_its_step_schedule_from_n_iter(model):
+    from pyautoattack.autopgd_base import APGDAttack
+
+    from advfeatures.attacks.autoattack import build_autoattack
+
+    for n_iter in (20, 100):
+        aa = build_autoattack(model, eps=EPS, n_iter=n_iter, n_target_classes=3, n_queries=50)
+        for apgd in (aa.apgd, aa.apgd_targeted):
+            assert apgd.n_iter == n_iter
+            assert apgd.n_iter_2 == max(int(0.22 * n_iter), 1)
+            assert apgd.n_iter_min == max(int(0.06 * n_iter), 1)
+            assert apgd.size_decr == max(int(0.03 * n_iter), 1)
+        assert aa.apgd_targeted.n_target_classes == 3 and aa.fab.n_target_classes == 3
+        assert aa.fab.n_iter == n_iter and aa.square.n_queries == 50
+        assert aa.apgd.n_restarts == aa.apgd_targeted.n_restarts == aa.fab.n_restarts == 1
+    # the pitfall this guards against: n_iter set after construction keeps the 100-step schedule
+    late = APGDAttack(model, n_iter=100, eps=EPS)
+    late.n_iter = 20
+    assert late.n_iter_2 == 22

@@ -72,28 +72,50 @@ def fab(model, x, y, *, eps: float, n_iter: int = 100, n_restarts: int = 1, targ
         return atk.perturb(x, y).detach()
 
 
+def build_autoattack(model, *, eps: float, norm: str = "linf", seed: int = 0, device=None,
+                     components: tuple[str, ...] | list[str] = AA_COMPONENTS, n_iter: int = 100,
+                     n_target_classes: int = 9, n_queries: int = 5000):
+    """A pyautoattack ``AutoAttack`` with the standard settings and the budget in its constructors.
+
+    APGD computes its step-size checkpoints (``n_iter_2``, ``n_iter_min``, ``size_decr``) in its
+    constructor, so a reduced ``n_iter`` set on the built objects would keep the 100-step
+    schedule (the step size would never halve); the components are therefore rebuilt here
+    with the standard version's other settings (pyautoattack's ``AutoAttack.__init__`` and
+    ``_set_version('standard')``).
+    """
+    from pyautoattack import AutoAttack
+    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from pyautoattack.fab_pt import FABAttack_PT
+    from pyautoattack.square import SquareAttack
+
+    nn = _norm_name(norm)
+    aa = AutoAttack(model, norm=nn, eps=eps, seed=seed, version="standard", device=device)
+    aa.verbose = False
+    aa.attacks_to_run = list(components)
+    aa.apgd = APGDAttack(model, n_restarts=1, n_iter=n_iter, verbose=False, eps=eps, norm=nn, eot_iter=1,
+                         rho=0.75, seed=seed, device=device, logger=aa.logger)
+    aa.apgd_targeted = APGDAttack_targeted(model, n_restarts=1, n_iter=n_iter, verbose=False, eps=eps, norm=nn,
+                                           eot_iter=1, rho=0.75, seed=seed, device=device, logger=aa.logger,
+                                           n_target_classes=n_target_classes)
+    aa.fab = FABAttack_PT(model, n_restarts=1, n_iter=n_iter, eps=eps, seed=seed, norm=nn, verbose=False,
+                          device=device, targeted=True, n_target_classes=n_target_classes)
+    aa.square = SquareAttack(model, p_init=0.8, n_queries=n_queries, eps=eps, norm=nn, n_restarts=1, seed=seed,
+                             verbose=False, device=device, resc_schedule=False)
+    return aa
+
+
 def autoattack(model, x, y, *, eps: float, norm: str = "linf", seed: int = 0,
                components: tuple[str, ...] | list[str] = AA_COMPONENTS, n_iter: int = 100,
                n_target_classes: int = 9, n_queries: int = 5000) -> torch.Tensor:
     """AutoAttack (standard version by default) on one batch; see the module docstring."""
-    from pyautoattack import AutoAttack
-
     x = x.detach()
     if eps <= 0:
         return x.clone()
-    num_classes = None
     with frozen(model), _quiet_seeded(x.device):
         with torch.no_grad():
             num_classes = model(x[:1]).shape[1]
         n_t = max(1, min(int(n_target_classes), num_classes - 1))
-        aa = AutoAttack(model, norm=_norm_name(norm), eps=eps, seed=seed, version="standard", device=x.device)
-        aa.verbose = False
-        aa.attacks_to_run = list(components)
-        aa.apgd.n_iter = n_iter
-        aa.apgd_targeted.n_iter = n_iter
-        aa.apgd_targeted.n_target_classes = n_t
-        aa.fab.n_iter = n_iter
-        aa.fab.n_target_classes = n_t
-        aa.square.n_queries = n_queries
+        aa = build_autoattack(model, eps=eps, norm=norm, seed=seed, device=x.device, components=components,
+                              n_iter=n_iter, n_target_classes=n_t, n_queries=n_queries)
         x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=x.shape[0])
     return x_adv.detach()

@@ -15,6 +15,8 @@ at exactly 0 or 1 get a finite ``w``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -51,6 +53,89 @@ def sq_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).pow(2).sum(1)
 
 
+class CostRiseStop:
+    """The early-stopping rule CW and NRF share (Kim, Lee, Ro's official code, model/IFP.py).
+
+    At every ``steps // checks`` step (step 0 included) compare the total cost with the value at
+    the previous check and stop when it rose.  ``checks=3`` is the official rule (default);
+    ``checks=10`` is torchattacks' / Carlini's ``abort_early``; ``checks=0`` never stops early.
+    """
+
+    def __init__(self, steps: int, checks: int = 3):
+        self.every = max(steps // checks, 1) if checks > 0 else 0
+        self.prev = float("inf")
+
+    def __call__(self, step: int, cost: torch.Tensor) -> bool:
+        if not self.every or step % self.every:
+            return False
+        value = float(cost.detach())
+        if value > self.prev:
+            return True
+        self.prev = value
+        return False
+
+
+#: ``extra(z, logits) -> scalar`` added to the C&W cost, computed from Z = model.features(x')
+FeatureTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``trace(step, x', cost)``, called after every Adam step (tests compare iterates)
+Trace = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+def minimise_cw_cost(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cs: torch.Tensor,
+    best: torch.Tensor,
+    best_l2: torch.Tensor,
+    *,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    kappa: float,
+    lr: float,
+    steps: int,
+    stop_checks: int,
+    extra: FeatureTerm | None = None,
+    trace: Trace | None = None,
+) -> torch.Tensor:
+    """One C&W optimisation round (model frozen by the caller); updates ``best``/``best_l2`` in place.
+
+    Adam on ``w`` minimises ``sum_i ||x'_i - x_i||^2 + c_i * max(margin_i, -kappa)`` (+ ``extra``,
+    which sees ``Z = model.features(x')`` and ``model.head(Z)``), stops by :class:`CostRiseStop`
+    and keeps, per example, the successful iterate with the smallest L2 distance.  Returns the
+    examples fooled at some step.
+    """
+    w = to_tanh_space(x, lo, hi).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    stop = CostRiseStop(steps, stop_checks)
+    for step in range(steps):
+        xa = from_tanh_space(w, lo, hi)
+        if extra is None:
+            logits = model(xa)
+        else:
+            z = model.features(xa)
+            logits = model.head(z)
+        l2 = sq_l2(xa, x)
+        cost = (l2 + cs * cw_margin(logits, y).clamp_min(-kappa)).sum()
+        if extra is not None:
+            cost = cost + extra(z, logits)
+        opt.zero_grad()
+        cost.backward()
+        opt.step()
+        with torch.no_grad():
+            ok = logits.argmax(1) != y
+            better = ok & (l2 < best_l2)
+            best_l2.copy_(torch.where(better, l2, best_l2))
+            best[better] = xa[better].detach()
+            found |= ok
+        if trace is not None:
+            trace(step, xa.detach(), cost.detach())
+        if stop(step, cost):
+            break
+    return found
+
+
 def cw_l2(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -62,7 +147,8 @@ def cw_l2(
     steps: int = 200,
     eps: float | None = None,
     search_steps: int = 0,
-    abort_early: bool = True,
+    stop_checks: int = 3,
+    trace: Trace | None = None,
 ) -> torch.Tensor:
     """C&W-L2 (untargeted): Adam on ``w`` minimising ``||x' - x||_2^2 + c * max(margin, -kappa)``.
 
@@ -70,8 +156,8 @@ def cw_l2(
     where no iterate fooled the model).  ``eps`` bounds the attack to an Linf ball (None: the
     reference's unbounded attack).  ``search_steps > 0`` adds Carlini's binary search over ``c``
     per example (start ``c``; success halves towards the last failure, failure multiplies by 10
-    until a success brackets it).  ``abort_early`` stops a search round when the total cost has
-    not decreased over the last ``steps // 10`` steps (as torchattacks and Carlini's code do).
+    until a success brackets it).  ``stop_checks``: early stopping of each round, shared with
+    NRF (:class:`CostRiseStop`; 3 = the official Kim et al. rule, 0 = never).
     """
     x = x.detach()
     best = x.clone()
@@ -84,28 +170,8 @@ def cw_l2(
     c_hi = torch.full_like(cs, float("inf"))
     with frozen(model):
         for _ in range(max(1, search_steps)):
-            w = to_tanh_space(x, lo, hi).requires_grad_(True)
-            opt = torch.optim.Adam([w], lr=lr)
-            found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            prev = float("inf")
-            for step in range(steps):
-                xa = from_tanh_space(w, lo, hi)
-                logits = model(xa)
-                l2 = sq_l2(xa, x)
-                cost = (l2 + cs * cw_margin(logits, y).clamp_min(-kappa)).sum()
-                opt.zero_grad()
-                cost.backward()
-                opt.step()
-                with torch.no_grad():
-                    ok = logits.argmax(1) != y
-                    better = ok & (l2 < best_l2)
-                    best_l2 = torch.where(better, l2, best_l2)
-                    best[better] = xa[better].detach()
-                    found |= ok
-                if abort_early and step % max(steps // 10, 1) == 0:
-                    if cost.item() > prev:
-                        break
-                    prev = cost.item()
+            found = minimise_cw_cost(model, x, y, cs, best, best_l2, lo=lo, hi=hi, kappa=kappa, lr=lr,
+                                     steps=steps, stop_checks=stop_checks, trace=trace)
             if search_steps > 0:
                 c_hi = torch.where(found, torch.minimum(c_hi, cs), c_hi)
                 c_lo = torch.where(found, c_lo, torch.maximum(c_lo, cs))

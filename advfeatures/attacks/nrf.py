@@ -1,55 +1,59 @@
 """The non-robust feature attack (NRF, Kim, Lee, Ro 2021, Eq. 7-8) and its Table 4 ablations.
 
-Per example, Adam (lr 0.1, 200 steps) on the C&W variable ``w`` (``x' = (tanh(w) + 1) / 2``,
-see :mod:`advfeatures.attacks.cw`) minimises
+As the official code computes it (model/IFP.py, ``NRF``, ``NRF2``, ``RF``, ``RF2``): Adam
+(lr 0.1, 200 steps) on the C&W variable ``w`` (``x' = (tanh(w) + 1) / 2``, see
+:mod:`advfeatures.attacks.cw`) minimises, over the whole batch,
 
-    ||x' - x||_2^2 + c * max(Z_y - max_{i != y} Z_i, -kappa) - s * ||m * dL/dZ||_2
+    sum_i ||x'_i - x_i||_2^2 + c * sum_i f_i  -/+  ||Z - (Z.detach() + m * g.detach())||_2
 
-with ``Z = model.features(x')`` (the split layer, before its final ReLU), ``L`` the per-example
-cross-entropy of ``model.head(Z)`` (as in the reference code; ``grad_loss="margin"`` uses the
-C&W term of Eq. 7's L_base instead), ``m`` a channel mask computed once on the clean input by
-the information bottleneck, ``s = +1`` to maximise the masked gradient norm and ``-1`` to
-minimise it.  The gradient term needs a double backward (``create_graph=True``).
+with ``Z = model.features(x')`` (the split layer, before its final ReLU), ``f = max(Z_y -
+max_{i != y} Z_i, -kappa)`` the C&W margin of ``model.head(Z)`` (L_base of Eq. 7), ``g = df/dZ``
+taken with the graph cut (no second-order path), ``m`` a channel mask computed once on the clean
+input by the information bottleneck, and the last norm over the whole batch (``torch.dist``).
+Its gradient w.r.t. Z is ``-/+ m * g / ||m * g||``: a unit-length push of Z along the masked
+margin gradient, downhill on the margin for ``-`` (see :func:`nr_term`).
 
-- NRF proper: ``m = mask_nonrobust``, maximise.  Ablations (Table 4): minimise it, or use
-  ``m = mask_robust`` (maximise / minimise).
+- NRF proper (``maximize=True``, ``m = mask_nonrobust``): ``- dist``; ``NRF2``
+  (``maximize=False``): ``+ dist``.  ``RF`` / ``RF2``: the same with ``m = mask_robust``.
+- Deliberate deviation from the official code: the margin takes the largest *other* logit
+  (``max_{i != y}``, as :func:`cw.cw_margin`); the official ``max((1 - onehot) * Z)`` returns 0
+  instead whenever all other logits are negative.
+- Early stopping: :class:`cw.CostRiseStop`, shared with CW (official rule: every ``steps // 3``
+  steps, stop when the cost rose since the last check).  With an all-zero mask NRF is CW,
+  iterate for iterate.
 - ``eps=None``: unbounded, as the reference code (only [0, 1]); ``eps``: bounded to the same Linf
   ball as the other attacks by the box change of variables of :func:`cw.box`.
 - The returned example is, per sample, the successful iterate with the smallest L2 distance;
   ``x`` itself where no iterate fooled the model.
-- Per-example CE (summed, not averaged over the batch) keeps the gradient term independent of
-  the batch size.
+- Because the distance is one norm over the batch, the push per example depends on the batch
+  (``attacks.batch_size``; the reference test batch is 100).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from advfeatures.attacks.cw import box, cw_margin, from_tanh_space, sq_l2, to_tanh_space
+from advfeatures.attacks.cw import Trace, box, cw_margin, minimise_cw_cost
 from advfeatures.utils import AdvFeaturesError, frozen
 
-GRAD_LOSSES = ("ce", "margin")
+
+def _channel_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.to(device=like.device, dtype=like.dtype).view(mask.shape[0], mask.shape[1], *([1] * (like.dim() - 2)))
 
 
-def masked_feature_grad_norm(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, *,
-    grad_loss: str = "ce", create_graph: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(||mask * dL/dZ||_2 per example, logits)`` at ``x``; ``mask`` is [N, Cz] over channels."""
-    z = model.features(x)
-    if not z.requires_grad:
-        z.requires_grad_(True)
-    logits = model.head(z)
-    if grad_loss == "ce":
-        loss = F.cross_entropy(logits, y, reduction="sum")
-    elif grad_loss == "margin":
-        loss = cw_margin(logits, y).sum()
-    else:
-        raise AdvFeaturesError(f"unknown NRF grad_loss {grad_loss!r}; use one of {GRAD_LOSSES}")
-    (gz,) = torch.autograd.grad(loss, z, create_graph=create_graph)
-    m = mask.to(gz.dtype).view(mask.shape[0], mask.shape[1], *([1] * (gz.dim() - 2)))
-    return (m * gz).flatten(1).norm(dim=1), logits
+def nr_term(
+    z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, *, maximize: bool = True,
+    kappa: float = 0.0,
+) -> torch.Tensor:
+    """``-/+ ||Z - (Z.detach() + m * g.detach())||_2`` (over the batch), g = d(sum f)/dZ, graph cut.
+
+    ``z``: the split-layer output (part of the graph), ``logits = model.head(z)``, ``mask`` [N, Cz].
+    ``maximize=True`` gives the NRF sign (minus).
+    """
+    f = cw_margin(logits, y).clamp_min(-kappa).sum()
+    (g,) = torch.autograd.grad(f, z, retain_graph=True)
+    dist = torch.dist(z, z.detach() + _channel_mask(mask, g) * g.detach())
+    return -dist if maximize else dist
 
 
 def nrf(
@@ -64,7 +68,8 @@ def nrf(
     lr: float = 0.1,
     steps: int = 200,
     eps: float | None = None,
-    grad_loss: str = "ce",
+    stop_checks: int = 3,
+    trace: Trace | None = None,
 ) -> torch.Tensor:
     """NRF (``maximize=True`` with the non-robust mask) or an ablation; see the module docstring."""
     x = x.detach()
@@ -76,24 +81,16 @@ def nrf(
     best_l2 = torch.full((x.shape[0],), float("inf"), device=x.device)
     if steps <= 0 or (eps is not None and eps <= 0):
         return best
-    sign = -1.0 if maximize else 1.0
     lo, hi = box(x, eps)
     mask = mask.to(x.device)
+    cs = torch.full((x.shape[0],), float(c), device=x.device)
+
+    def extra(z, logits):
+        return nr_term(z, logits, y, mask, maximize=maximize, kappa=kappa)
+
     with frozen(model):
-        w = to_tanh_space(x, lo, hi).requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=lr)
-        for _ in range(steps):
-            xa = from_tanh_space(w, lo, hi)
-            gnorm, logits = masked_feature_grad_norm(model, xa, y, mask, grad_loss=grad_loss, create_graph=True)
-            l2 = sq_l2(xa, x)
-            cost = (l2 + c * cw_margin(logits, y).clamp_min(-kappa) + sign * gnorm).sum()
-            opt.zero_grad()
-            cost.backward()
-            opt.step()
-            with torch.no_grad():
-                better = (logits.argmax(1) != y) & (l2 < best_l2)
-                best_l2 = torch.where(better, l2, best_l2)
-                best[better] = xa[better].detach()
+        minimise_cw_cost(model, x, y, cs, best, best_l2, lo=lo, hi=hi, kappa=kappa, lr=lr, steps=steps,
+                         stop_checks=stop_checks, extra=extra, trace=trace)
     return best.detach()
 
 

@@ -8,7 +8,8 @@ uses).  :func:`evaluate_attack` runs it batch by batch on given test rows and re
 
 Budgets: Linf attacks default to the shared ``attacks.eps``.  ``cw`` and ``nrf`` take
 ``bound: none`` (unbounded, as the reference code) or ``bound: linf`` (projected to the same
-Linf eps by the box change of variables).  Seeds: one generator per job seeded from the config
+Linf eps by the box change of variables); both share one early-stopping rule, ``stop_checks``
+(:class:`advfeatures.attacks.cw.CostRiseStop`; default 3 = the official steps // 3 rule).  Seeds: one generator per job seeded from the config
 seed and the attack name, drawn batch by batch (same seed and batch size, same examples);
 pyautoattack gets a per-batch seed derived the same way.
 """
@@ -24,7 +25,7 @@ import torch
 
 from advfeatures.attacks import autoattack as aa
 from advfeatures.attacks.cw import cw_l2
-from advfeatures.attacks.nrf import GRAD_LOSSES, nrf
+from advfeatures.attacks.nrf import nrf
 from advfeatures.attacks.pgd import bim, fgsm, pgd
 from advfeatures.utils import AdvFeaturesError, batches, derive_seed, eval_mode, make_generator
 
@@ -35,11 +36,11 @@ ATTACK_PARAMS: dict[str, tuple[str, ...]] = {
     "fgsm": ("eps",),
     "bim": ("eps", "steps", "alpha", "alpha_scale", "early_stop"),
     "pgd": ("eps", "steps", "alpha", "alpha_scale", "norm", "random_start", "early_stop"),
-    "cw": ("c", "kappa", "lr", "steps", "bound", "eps", "search_steps", "abort_early"),
+    "cw": ("c", "kappa", "lr", "steps", "bound", "eps", "search_steps", "stop_checks"),
     "apgd_ce": ("eps", "n_iter", "n_restarts"),
     "autoattack": ("eps", "components", "n_iter", "n_target_classes", "n_queries"),
     "fab": ("eps", "n_iter", "n_restarts", "targeted", "n_target_classes"),
-    "nrf": ("c", "kappa", "lr", "steps", "bound", "eps", "maximize", "mask", "grad_loss"),
+    "nrf": ("c", "kappa", "lr", "steps", "bound", "eps", "maximize", "mask", "stop_checks"),
 }
 ATTACK_TYPES = tuple(ATTACK_PARAMS)
 GENERIC_KEYS = ("type", "subset", "models")
@@ -49,12 +50,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "bim": {"steps": 10, "alpha_scale": 1.25, "early_stop": False},
     "pgd": {"steps": 10, "alpha_scale": 2.3, "norm": "linf", "random_start": True, "early_stop": False},
     "cw": {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "search_steps": 0,
-           "abort_early": True},
+           "stop_checks": 3},
     "apgd_ce": {"n_iter": 100, "n_restarts": 1},
     "autoattack": {"components": list(aa.AA_COMPONENTS), **aa.AA_STANDARD},
     "fab": {"n_iter": 100, "n_restarts": 1, "targeted": False, "n_target_classes": 9},
     "nrf": {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "maximize": True,
-            "mask": "nonrobust", "grad_loss": "ce"},
+            "mask": "nonrobust", "stop_checks": 3},
 }
 
 
@@ -140,14 +141,13 @@ def make_attack(name: str, spec: Mapping[str, Any], *, eps_default: float) -> At
         bounded = p["bound"] == "linf"
         k = {key: p[key] for key in ("c", "kappa", "lr", "steps")}
         k["eps"] = eps if bounded else None
+        k["stop_checks"] = int(p["stop_checks"])
         if t == "cw":
-            k.update(search_steps=int(p["search_steps"]), abort_early=bool(p["abort_early"]))
+            k.update(search_steps=int(p["search_steps"]))
             return Attack(name, t, k, f"Linf {eps:.4g}" if bounded else "unbounded", extra=extra)
         if p["mask"] not in ("nonrobust", "robust"):
             raise AdvFeaturesError(f"config key attacks.suite.{name}.mask must be nonrobust or robust")
-        if p["grad_loss"] not in GRAD_LOSSES:
-            raise AdvFeaturesError(f"config key attacks.suite.{name}.grad_loss must be one of {GRAD_LOSSES}")
-        k.update(maximize=bool(p["maximize"]), grad_loss=p["grad_loss"])
+        k.update(maximize=bool(p["maximize"]))
         extra["mask"] = p["mask"]
         return Attack(name, t, k, f"Linf {eps:.4g}" if bounded else "unbounded", needs_mask=True, extra=extra)
     if t == "apgd_ce":
@@ -192,9 +192,12 @@ class AttackResult:
 
 @torch.no_grad()
 def predict(model, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Predicted classes of ``x`` (any device; batches are moved to the model's), on the model's device."""
+    device = next(model.parameters()).device
+    if not len(x):
+        return torch.zeros(0, dtype=torch.long, device=device)
     with eval_mode(model):
-        return torch.cat([model(x[s]).argmax(1) for s in batches(len(x), batch_size)]) if len(x) else \
-            torch.zeros(0, dtype=torch.long)
+        return torch.cat([model(x[s].to(device)).argmax(1) for s in batches(len(x), batch_size)])
 
 
 MaskFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -242,8 +245,8 @@ def evaluate_attack(
     return AttackResult(
         x_adv=x_adv.float(),
         y=y.clone(),
-        pred_clean=predict(model, x.to(device)).cpu(),
-        pred_adv=predict(model, x_adv.to(device)).cpu(),
+        pred_clean=predict(model, x).cpu(),
+        pred_adv=predict(model, x_adv).cpu(),
         linf=delta.abs().amax(1) if len(x) else torch.zeros(0),
         l2=delta.norm(dim=1) if len(x) else torch.zeros(0),
     )
@@ -257,7 +260,7 @@ def robust_accuracy_vs_eps(
     rows = []
     for eps in eps_list:
         if float(eps) <= 0:
-            acc = float((predict(model, x) == y).float().mean())
+            acc = float((predict(model, x).cpu() == y.cpu()).float().mean())
             rows.append({"eps": 0.0, "n": len(y), "robust_acc": acc, "max_linf": 0.0})
             continue
         res = evaluate_attack(model, attack.with_eps(eps), x, y, seed=seed, batch_size=batch_size, mask_fn=mask_fn)

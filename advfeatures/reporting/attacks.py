@@ -146,8 +146,35 @@ def _label(r: Mapping) -> str:
     return {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGD", "cw": "CW-L2", "apgd_ce": "APGD-CE", "fab": "FAB"}[r["type"]]
 
 
+#: Table 3 column order of the paper (Clean, FGSM, BIM, PGD, CW, APGD/AA, FAB, NRF), by attack type;
+#: within a type the paper's own column comes first; everything else (L2 PGD, ...) after, in job order
+_TYPE_RANK = {"clean": 0, "fgsm": 1, "bim": 2, "pgd": 3, "cw": 4, "apgd_ce": 5, "autoattack": 5, "fab": 6, "nrf": 7}
+EXTRA_RANK = len(_T3_COLS)
+
+
+def column_rank(r: Mapping) -> tuple[int, int]:
+    """Sort key of a record's Table 3 column: (paper position or EXTRA_RANK, 0 for the paper's own column)."""
+    t = r["type"]
+    if t == "pgd" and r.get("norm", "linf") != "linf":
+        return (EXTRA_RANK, 1)
+    return (_TYPE_RANK.get(t, EXTRA_RANK), 0 if paper_column(r) else 1)
+
+
+_LABEL_RANK = {"Clean": 0, "FGSM": 1, "BIM": 2, "PGD (Linf": 3, "CW-L2": 4, "APGD-CE": 5, "AutoAttack": 5,
+               "FAB": 6, "NRF": 7}
+
+
+def _label_rank(column: str) -> int:
+    """Paper position of a wide-table column name (``label (bound)``); extras last."""
+    for prefix, rank in _LABEL_RANK.items():
+        if column.startswith(prefix):
+            return rank
+    return EXTRA_RANK
+
+
 def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) -> pd.DataFrame:
-    """Long-form Table 3: per model a clean row (largest subset) and one row per attack."""
+    """Long-form Table 3: per model a clean row (largest subset) and one row per attack, in the
+    paper's column order (:func:`column_rank`) whatever the order of the jobs."""
     key = paper_setting(setting)
     pub = PUBLISHED_TABLE3.get(key, {}) if key else {}
     rows = []
@@ -160,7 +187,7 @@ def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) 
                      "bound": "", "n": big["n"], "accuracy": big["clean_acc"],
                      "clean_acc_same_rows": big["clean_acc"], "median_l2_fooled": math.nan, "max_linf": 0.0,
                      "published": pub.get(m, {}).get("Clean", math.nan)})
-        for r in recs:
+        for r in sorted(recs, key=column_rank):  # stable: extras keep job order
             col = paper_column(r)
             rows.append({"model": METHOD_LABELS.get(m, m), "method": m, "attack": r["attack"], "label": _label(r),
                          "bound": r["bound"], "n": r["n"], "accuracy": r["robust_acc"],
@@ -182,7 +209,9 @@ def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
         return f"{r['accuracy']:.1f}{pub}"
 
     t["cell"] = [cell(r) for _, r in t.iterrows()]
-    order = list(dict.fromkeys(t["column"]))
+    # paper order whatever the job order, also for a column only some models have
+    first = {c: i for i, c in reversed(list(enumerate(t["column"])))}
+    order = sorted(first, key=lambda c: (_label_rank(c), first[c]))
     wide = t.pivot(index="model", columns="column", values="cell").reindex(columns=order)
     wide = wide.reindex(list(dict.fromkeys(t["model"]))).reset_index()
     n = t.drop_duplicates("column").set_index("column")["n"].reindex(order)
