@@ -122,3 +122,29 @@ def test_table4_marks_direction_and_gradient(tmp_path):
     assert list(t4["published"]) == [14.3, 68.4, 27.3, 82.3]
     ablation = [c for c in rep.claims(recs, ["trades"]) if "norm of G_nr" in c.claim]
     assert len(ablation) == 1 and ablation[0].holds and not math.isnan(ablation[0].measured)
+
+
+def test_table3_columns_follow_the_paper_whatever_the_job_order(tmp_path):
+    """Paper order: Clean, FGSM, BIM, PGD, CW, APGD/AA, FAB, NRF, then extras (here an L2 PGD)."""
+    y = np.zeros(4, np.int64)
+    jobs = [  # (attack, type, bound, mask), in a shuffled job order as on a CIFAR-10 run
+        ("nrf", "nrf", "unbounded", "nonrobust"), ("cw", "cw", "unbounded", ""), ("pgd_l2", "pgd", "L2 1.5", ""),
+        ("fab", "fab", "Linf 0.1", ""), ("nrf_linf", "nrf", "Linf 0.1", "nonrobust"),
+        ("autoattack", "autoattack", "Linf 0.1", ""), ("pgd", "pgd", "Linf 0.1", ""),
+        ("apgd_ce", "apgd_ce", "Linf 0.1", ""), ("bim", "bim", "Linf 0.1", ""), ("fgsm", "fgsm", "Linf 0.1", ""),
+    ]
+    recs = []
+    for i, (name, atype, bound, mask) in enumerate(jobs):
+        recs.append(_write(tmp_path / f"{name}.h5", "pgd_linf", name, atype, range(4), y, y, [0, 1, 1, 1],
+                           bound=bound, mask=mask))
+        if name == "pgd_l2":  # an L2 PGD record carries its norm in the spec
+            recs[-1] = {**recs[-1], "norm": "l2"}
+    setting = {"dataset": "cifar10", "arch": "lenet5", "eps": 0.1}
+    t3 = rep.table3(recs, setting, ["pgd_linf"])
+    assert list(t3["attack"]) == ["clean", "fgsm", "bim", "pgd", "cw", "apgd_ce", "autoattack", "fab", "nrf",
+                                  "nrf_linf", "pgd_l2"]
+    wide = rep.table3_wide(t3)
+    assert [c.split(" (")[0] for c in wide.columns[1:]] == [
+        "Clean", "FGSM", "BIM", "PGD", "CW-L2", "APGD-CE", "AutoAttack", "FAB", "NRF max norm G_nr",
+        "NRF max norm G_nr", "PGD"]
+    assert wide.columns[-1] == "PGD (L2 1.5)"
