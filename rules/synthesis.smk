@@ -46,7 +46,6 @@ rule train_synthetic:
     input:
         data=data_h5(),
         synthetic=synthetic_h5(),
-        source=model_pt("standard"),
         lib=lib(
             "synthesis",
             "attacks.__init__",
@@ -171,12 +170,60 @@ rule ilyas_report:
         "../workflow_scripts/ilyas_report.py"
 
 
+rule transfer_target:
+    """Paper Fig. 3's targets: one architecture trained by standard training on the ORIGINAL D
+    (own seed), and the transfer rate to it from the standard source model of arch.name."""
+    input:
+        data=data_h5(),
+        source=model_pt("standard"),
+        lib=lib(
+            "synthesis",
+            "attacks.__init__",
+            "attacks.pgd",
+            "training",
+            "models",
+            "data",
+            "reporting.__init__",
+        ),
+        script=script_input("train_transfer_target"),
+    output:
+        model=f"{transfer_target_dir()}/model.pt",
+        metrics=f"{transfer_target_dir()}/metrics.csv",
+        eval=f"{transfer_target_dir()}/transfer.csv",
+    log:
+        log_file("transfer_target", "{dataset}_{arch}_{train_arch}"),
+    benchmark:
+        bench_file("transfer_target", "{dataset}_{arch}_{train_arch}")
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **compute_resources("train"),
+        gpu=gpus(),
+    params:
+        train=transfer_target_train_params(),
+        model=lambda wc: synthetic_train_arch(wc.train_arch),
+        eval=synthetic_eval_params(),
+        runtime=runtime_params(),
+        seed=SEED,
+        resume_dir=lambda wc: f"results/.resume/{wc.dataset}/{wc.arch}/transfer/{wc.train_arch}",
+    script:
+        "../workflow_scripts/train_transfer_target.py"
+
+
 rule ilyas_transfer:
-    """Paper Fig. 3: accuracy of each architecture trained on one set vs transfer of attacks to it."""
+    """Paper Fig. 3: transfer rate from the standard source model to each architecture trained on
+    D, against that architecture's test accuracy when trained on one synthetic set."""
     input:
         evals=expand(
             f"{synthetic_run_dir()}/eval.csv",
             kind=SYN["transfer"]["kind"],
+            dataset=DATASET,
+            arch=ARCH,
+            train_arch=transfer_archs(),
+        ),
+        targets=expand(
+            f"{transfer_target_dir()}/transfer.csv",
             dataset=DATASET,
             arch=ARCH,
             train_arch=transfer_archs(),

@@ -134,7 +134,7 @@ def test_table3_columns_follow_the_paper_whatever_the_job_order(tmp_path):
         ("apgd_ce", "apgd_ce", "Linf 0.1", ""), ("bim", "bim", "Linf 0.1", ""), ("fgsm", "fgsm", "Linf 0.1", ""),
     ]
     recs = []
-    for i, (name, atype, bound, mask) in enumerate(jobs):
+    for name, atype, bound, mask in jobs:
         recs.append(_write(tmp_path / f"{name}.h5", "pgd_linf", name, atype, range(4), y, y, [0, 1, 1, 1],
                            bound=bound, mask=mask))
         if name == "pgd_l2":  # an L2 PGD record carries its norm in the spec

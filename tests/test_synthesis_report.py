@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from advfeatures.reporting import ilyas, matplotlib_headless
 
@@ -56,8 +57,22 @@ def test_claims_follow_the_measurements():
 def test_figures_and_transfer_table(tmp_path):
     matplotlib_headless()
     evals, _ = frames()
-    df = ilyas.transfer_table(evals, "d_rand")
-    assert df["architecture"].tolist() == ["lenet5", "lenet5_w2"] and df["transfer rate"].tolist() == [80.0, 85.0]
+    targets = pd.DataFrame(  # the same architectures trained on the original D (transfer_target rule)
+        [["D", "lenet5_w2", "lenet5", "{'width': 2}", 100, 0.97, 0.1, 0.60, 40],
+         ["D", "lenet5", "lenet5", "{}", 100, 0.98, 0.05, 0.30, 50]],
+        columns=["set", "train_arch", "arch", "arch_options", "n_test", "clean_acc", "robust_acc_l2",
+                 "transfer_rate", "transfer_n"],
+    )
+    df = ilyas.transfer_table(evals, targets, "d_rand")
+    # x from the d_rand-trained models, y from the D-trained ones (never the d_rand models' own rates)
+    assert df["architecture"].tolist() == ["lenet5_w2", "lenet5"]
+    assert df["test acc trained on d_rand"].tolist() == pytest.approx([55.0, 45.0])
+    assert df["transfer rate"].tolist() == pytest.approx([60.0, 30.0]) and df["transfer n"].tolist() == [40, 50]
+    assert df["test acc trained on D"].tolist() == pytest.approx([97.0, 98.0])
+    assert np.isnan(ilyas.transfer_correlation(df, "d_rand")[0])  # two points: no correlation
+    three = pd.concat([df, df.assign(**{"test acc trained on d_rand": 70.0, "transfer rate": 90.0})])
+    r, p = ilyas.transfer_correlation(three, "d_rand")
+    assert r > 0.9 and 0 < p < 1
     ilyas.transfer_figure(df, "d_rand", "l2").savefig(tmp_path / "t.png")
     rng = np.random.default_rng(0)
     x = rng.random((12, 1, 8, 8)).astype(np.float32)
@@ -68,3 +83,32 @@ def test_figures_and_transfer_table(tmp_path):
     fig = ilyas.samples_figure(x, sets, rows, ["a", "b", "c"])
     assert len(fig.axes) == 5 * 6
     fig.savefig(tmp_path / "s.png")
+
+
+def test_transfer_jobs_use_models_trained_on_d(tmp_path):
+    """Fig. 3 wiring (dry run of the tiny config): each transfer target is trained on the original D
+    from the dataset file alone, the source is the standard model, and the transfer table reads the
+    targets' rates, never the synthetic-set models' (those give only the x axis)."""
+    import re
+
+    from conftest import ROOT, Snake
+
+    out = Snake(ROOT, tmp_path / "wd").run("-n", "--forceall", "results/tables/ilyas_transfer.csv").stdout
+    jobs = {}
+    for block in re.split(r"\n(?=rule )", out):
+        m = re.match(r"rule (\w+):\n\s+input: (.*)\n\s+output: (.*)\n", block)
+        if m:
+            jobs.setdefault(m[1], []).append(([s.strip() for s in m[2].split(",")], m[3]))
+    targets = jobs["transfer_target"]
+    assert {o.split("/transfer/")[1].split("/")[0] for _, o in targets} == {"lenet5", "lenet5_w2"}
+    for inputs, _ in targets:
+        data = [i for i in inputs if i.startswith(("data/", "results/"))]
+        assert data == ["data/mnist5k.h5", "results/mnist5k/lenet5/standard/model.pt"]  # D and the source
+        assert not any("synthetic" in i for i in inputs)
+    (transfer_inputs, _), = jobs["ilyas_transfer"]
+    rates = sorted(i for i in transfer_inputs if i.endswith("transfer.csv"))
+    assert rates == ["results/mnist5k/lenet5/transfer/lenet5/transfer.csv",
+                     "results/mnist5k/lenet5/transfer/lenet5_w2/transfer.csv"]
+    assert sorted(i for i in transfer_inputs if i.endswith("eval.csv")) == [
+        "results/mnist5k/lenet5/synthetic/d_rand/lenet5/eval.csv",
+        "results/mnist5k/lenet5/synthetic/d_rand/lenet5_w2/eval.csv"]

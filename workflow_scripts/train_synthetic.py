@@ -11,7 +11,7 @@ from _common import run, start  # noqa: E402
 from advfeatures import h5io  # noqa: E402
 from advfeatures.data import load_dataset  # noqa: E402
 from advfeatures.reporting import write_table  # noqa: E402
-from advfeatures.synthesis import attack_configs, evaluate_model, synthetic_dataset, transfer_rate  # noqa: E402
+from advfeatures.synthesis import attack_configs, evaluate_model, synthetic_dataset  # noqa: E402
 from advfeatures.training import TrainConfig, model_from_checkpoint, train  # noqa: E402
 
 
@@ -40,15 +40,10 @@ def main(snakemake):
         state_dir=snakemake.params.resume_dir,
     )
     model = model_from_checkpoint(snakemake.output.model, device)
-    source = model_from_checkpoint(snakemake.input.source, device)
     ev = dict(snakemake.params.eval)
     attacks = attack_configs(ev["attacks"])
     row = {"set": wc.kind, "train_arch": wc.train_arch, "arch": spec["arch"], "arch_options": str(spec["options"])}
     row |= evaluate_model(model, base, attacks, subset=ev["subset"], seed=snakemake.params.seed, batch_size=ev["batch_size"])
-    row |= transfer_rate(
-        source, model, base, attacks[ev["transfer_attack"]], subset=ev["subset"],
-        seed=snakemake.params.seed, batch_size=ev["batch_size"],
-    )
     row["train_seconds"] = sum(r["epoch_seconds"] for r in rows)
     log.info("evaluation on the original test set: %s", row)
     write_table(pd.DataFrame([row]), snakemake.output.eval)

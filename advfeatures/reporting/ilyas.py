@@ -174,19 +174,42 @@ def samples_figure(
     return fig
 
 
-def transfer_table(evals: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Per architecture trained on ``kind``: test accuracy and transfer rate from the source model."""
-    sub = evals[evals["set"] == kind]
+def transfer_table(evals: pd.DataFrame, targets: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Paper Fig. 3, one row per architecture.
+
+    ``evals``: eval rows of the models trained on the synthetic sets (``train_synthetic``);
+    ``targets``: rows of the same architectures trained by standard training on the original D
+    (``transfer_target``), with the transfer rate to them from the standard source model.
+    x = test accuracy when trained on ``kind``; y = transfer rate to the D-trained model.
+    """
+    sub = evals[evals["set"] == kind].set_index("train_arch")
+    tg = targets.set_index("train_arch")
+    missing = sorted(set(tg.index) - set(sub.index))
+    if missing:
+        raise ValueError(f"no eval row of the models trained on {kind} for architectures {missing}")
+    sub = sub.loc[tg.index]
     return pd.DataFrame(
         {
-            "architecture": sub["train_arch"].astype(str),
-            "arch": sub["arch"].astype(str),
-            "options": sub["arch_options"].astype(str),
-            f"test acc trained on {kind}": 100 * sub["clean_acc"].astype(float),
-            "transfer rate": 100 * sub["transfer_rate"].astype(float),
-            "transfer n": sub["transfer_n"].astype(int),
+            "architecture": tg.index.astype(str),
+            "arch": tg["arch"].astype(str).to_numpy(),
+            "options": tg["arch_options"].astype(str).to_numpy(),
+            f"test acc trained on {kind}": 100 * sub["clean_acc"].astype(float).to_numpy(),
+            "test acc trained on D": 100 * tg["clean_acc"].astype(float).to_numpy(),
+            "transfer rate": 100 * tg["transfer_rate"].astype(float).to_numpy(),
+            "transfer n": tg["transfer_n"].astype(int).to_numpy(),
         }
     ).reset_index(drop=True)
+
+
+def transfer_correlation(df: pd.DataFrame, kind: str) -> tuple[float, float]:
+    """Pearson r of (accuracy trained on ``kind``, transfer rate) and its two-sided p-value (scipy)."""
+    from scipy.stats import pearsonr
+
+    x, y = df[f"test acc trained on {kind}"].to_numpy(float), df["transfer rate"].to_numpy(float)
+    if len(df) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    res = pearsonr(x, y)
+    return float(res.statistic), float(res.pvalue)
 
 
 def transfer_figure(df: pd.DataFrame, kind: str, attack: str):
@@ -199,7 +222,7 @@ def transfer_figure(df: pd.DataFrame, kind: str, attack: str):
         ax.annotate(r["architecture"], (r[xcol], r["transfer rate"]), fontsize=8,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"test accuracy (%), trained on {kind}")
-    ax.set_ylabel(f"transfer success rate (%), {attack} PGD from the standard model")
+    ax.set_ylabel(f"transfer rate (%) to the model trained on D\n({attack} PGD from the standard source)")
     ax.set_title("Transferability vs learning non-robust features (paper Fig. 3)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -72,3 +72,15 @@ def transfer_archs():
     """arch.name plus the synthesis.transfer.architectures entries not set to false."""
     specs = SYN["transfer"]["architectures"]
     return [ARCH] + [a for a, v in specs.items() if v is not False and a != ARCH]
+
+
+def transfer_target_dir(dataset="{dataset}", arch="{arch}", train_arch="{train_arch}"):
+    """A transfer target of paper Fig. 3: train_arch trained by standard training on the original D."""
+    return f"results/{dataset}/{arch}/transfer/{train_arch}"
+
+
+def transfer_target_train_params():
+    """The standard model's training settings (training.common + methods.standard), no checkpoints."""
+    t = train_params("standard")
+    t["checkpoint_epochs"] = []
+    return t
