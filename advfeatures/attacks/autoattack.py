@@ -8,7 +8,8 @@ AutoAttack "standard" = APGD-CE, APGD-T (9 target classes), FAB-T (9 targets), S
 queries), Linf, each component run on the examples still robust after the previous ones, so an
 example counts as robust only if every component failed on it (the per-example worst case,
 never an average).  ``n_iter``, ``n_target_classes`` and ``n_queries`` can be lowered for a cheap
-CPU run; the tables then say "reduced budget".  ``components`` picks a subset (version custom).
+CPU run (passed to the pyautoattack constructors, see :func:`build_autoattack`, so APGD's step-size
+schedule follows ``n_iter``); the tables then say "reduced budget".  ``components`` picks a subset (version custom).
 """
 
 from __future__ import annotations
