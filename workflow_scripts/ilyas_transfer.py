@@ -25,7 +25,8 @@ def main(snakemake):
         f"{p.kind} (synthesis.transfer.kind)."
     )
     r, pval = ilyas.transfer_correlation(df, p.kind)
-    note += f" Pearson correlation of x and transfer rate: r = {r:.2f} (p = {pval:.2g}, {len(df)} architectures)."
+    note += (f" Pearson correlation of x and transfer rate: r = {r:.2f} (p = {pval:.2g}, {len(df)} architectures)."
+             if r == r else f" Pearson correlation: undefined ({len(df)} architectures or a constant column).")
     write_table(df, snakemake.output.table, snakemake.output.table_md,
                 title=f"Transfer to models trained on D vs accuracy trained on {p.kind} (paper Fig. 3)", note=note)
     save_figure(ilyas.transfer_figure(df, p.kind, p.attack), snakemake.output.figure)
