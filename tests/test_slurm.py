@@ -47,7 +47,7 @@ SLICE: dict[str, list[str]] = {
 }
 # rules that ask for a GPU when resources.gpus > 0 (tests/slurm/tiny.yaml sets 1)
 GPU_RULES = {
-    "train", "synthesize", "train_synthetic", "ilyas_eval_reference",
+    "train", "synthesize", "train_synthetic", "ilyas_eval_reference", "transfer_target",
     "attack", "attack_sweep", "distill", "estimate_mi", "mi_distortions",
 }  # fmt: skip
 

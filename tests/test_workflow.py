@@ -56,7 +56,7 @@ class Case:
 
 #: rules whose jobs import advfeatures.reporting (its __init__: write_table, Claim, figures)
 REPORTING = {
-    "train_synthetic", "ilyas_eval_reference", "ilyas_report", "ilyas_transfer", "attack_tables",
+    "train_synthetic", "ilyas_eval_reference", "transfer_target", "ilyas_report", "ilyas_transfer", "attack_tables",
     "bottleneck_tables", "bottleneck_tsne", "report_mi", "training_table", "gather_claims", "summary",
 }
 ATTACKS = {"attack", "attack_sweep"}  # every attack job imports the whole advfeatures.attacks
@@ -67,7 +67,7 @@ NRF_JOBS = {"attack": r"/attacks/nrf[a-z_]*\.h5$"}  # attacks.suite entries of t
 EDITS = [
     # foundation modules: everything downstream of the jobs that import them
     Case("training-module", "advfeatures/training.py",
-         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference", "distill", "estimate_mi",
+         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference", "transfer_target", "distill", "estimate_mi",
           "mi_distortions"} | ATTACKS, never={"prepare_data"}),
     Case("pgd-module", "advfeatures/attacks/pgd.py", {"train"}, never={"prepare_data"}),
     Case("lenet-module", "advfeatures/models/lenet.py", {"train"}, never={"prepare_data"}),
@@ -76,7 +76,7 @@ EDITS = [
     Case("h5io-module", "advfeatures/h5io.py", {"prepare_data"}),
     # one stage's module: that stage and what reads its files, no sibling stage
     Case("synthesis-module", "advfeatures/synthesis.py",
-         {"synthesize", "train_synthetic", "ilyas_eval_reference"},
+         {"synthesize", "train_synthetic", "ilyas_eval_reference", "transfer_target"},
          never={"train", "attack", "distill", "estimate_mi", "mi_distortions"}),
     Case("bottleneck-module", "advfeatures/bottleneck.py", {"distill", "attack"}, only=NRF_JOBS,
          never={"train", "synthesize", "attack_sweep", "estimate_mi"}),
