@@ -7,7 +7,9 @@ import logging
 import os
 import random
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,3 +109,24 @@ def setup_logging(log_path: str | os.PathLike | None = None) -> logging.Logger:
 def batches(n: int, batch_size: int) -> Iterator[slice]:
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    The one atomic-write helper of the package: a killed job leaves no output that looks
+    complete. The temporary name (``.{name}.XXXX.tmp``) never matches a glob for finished files
+    (``*.pt``, ``chunk_*.pt``); writers that infer the format from the name need it given
+    explicitly. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

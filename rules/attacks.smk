@@ -68,7 +68,6 @@ rule attack_tables:
     input:
         attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in attack_cells()],
         sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in sweep_cells()],
-        lib=lib("reporting.__init__", "reporting.attacks"),
         script=script_input("attack_tables"),
     output:
         table3=report(

@@ -12,7 +12,6 @@ rule distill:
     """IB distillation (sigma, sigma_z, robust masks, predictions of Z, Z_r, Z_nr) on one input kind."""
     input:
         unpack(distill_inputs),
-        lib=lib("bottleneck", "training", "models", "data"),
         script=script_input("distill"),
     output:
         bottleneck_h5(),
@@ -42,7 +41,6 @@ rule bottleneck_tables:
     input:
         table=table_distill_files(DATASET, ARCH),
         sweep=sweep_distill_files(DATASET, ARCH),
-        lib=lib("reporting.__init__", "reporting.bottleneck"),
         script=script_input("bottleneck_tables"),
     output:
         table1=report(
@@ -108,7 +106,6 @@ rule bottleneck_tsne:
             DATASET,
             ARCH,
         ),
-        lib=lib("reporting.__init__", "reporting.bottleneck"),
         script=script_input("bottleneck_tsne"),
     output:
         report(

@@ -14,7 +14,6 @@ rule estimate_mi:
     input:
         model=checkpoint_pt(),
         data=data_h5(),
-        lib=lib("mutual_info", "attacks.pgd", "training", "models", "data"),
         script=script_input("estimate_mi"),
     output:
         mi_epoch_csv(),
@@ -41,9 +40,6 @@ rule mi_distortions:
     input:
         model=model_pt(),
         data=data_h5(),
-        lib=lib(
-            "mutual_info", "distortions", "attacks.pgd", "training", "models", "data"
-        ),
         script=script_input("mi_distortions"),
     output:
         mi_distortions_part_csv(),
@@ -77,8 +73,7 @@ rule merge_mi:
         distortions=expand(
             mi_distortions_part_csv(), method=mi_methods(), allow_missing=True
         ),
-        lib=lib("mutual_info"),
-        script=script_input("mi_merge"),
+        script=script_input("merge_mi"),
     output:
         epochs=mi_csv(),
         distortions=mi_csv(name="mutual_info_distortions"),
@@ -93,7 +88,7 @@ rule merge_mi:
         mem_mb=1000,
         runtime=10,
     script:
-        "../workflow_scripts/mi_merge.py"
+        "../workflow_scripts/merge_mi.py"
 
 
 rule report_mi:
@@ -101,8 +96,7 @@ rule report_mi:
     input:
         epochs=mi_csv(DATASET, ARCH),
         distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
-        lib=lib("reporting.__init__", "reporting.mutual_info"),
-        script=script_input("mi_report"),
+        script=script_input("report_mi"),
     output:
         plane=report(
             figure("mi_information_plane"),
@@ -150,7 +144,7 @@ rule report_mi:
     params:
         methods=mi_methods(),
     script:
-        "../workflow_scripts/mi_report.py"
+        "../workflow_scripts/report_mi.py"
 
 
 TARGETS += rules.report_mi.output

@@ -42,7 +42,6 @@ rule training_table:
         metrics=expand(
             metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()
         ),
-        lib=lib("reporting.__init__", "reporting.summary"),
         script=script_input("training_table"),
     output:
         csv=report(
@@ -73,7 +72,6 @@ rule gather_claims:
     """Every stage's machine-checkable claims in one file."""
     input:
         claims=CLAIM_FILES,
-        lib=lib("reporting.__init__"),
         script=script_input("gather_claims"),
     output:
         report(
@@ -99,7 +97,6 @@ rule summary:
         training=table("training", "md"),
         tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
         claims="results/claims.csv",
-        lib=lib("reporting.__init__", "reporting.summary"),
         script=script_input("summary"),
     output:
         "results/summary.md",

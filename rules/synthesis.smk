@@ -11,14 +11,6 @@ rule synthesize:
     input:
         data=data_h5(),
         model=lambda wc: model_pt(SYN_SOURCE[wc.kind], wc.dataset, wc.arch),
-        lib=lib(
-            "synthesis",
-            "attacks.__init__",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-        ),
         script=script_input("synthesize"),
     output:
         synthetic_h5(),
@@ -47,15 +39,6 @@ rule train_synthetic:
         data=data_h5(),
         synthetic=synthetic_h5(),
         source=model_pt("standard"),
-        lib=lib(
-            "synthesis",
-            "attacks.__init__",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-            "reporting.__init__",
-        ),
         script=script_input("train_synthetic"),
     output:
         model=f"{synthetic_run_dir()}/model.pt",
@@ -90,16 +73,7 @@ rule ilyas_eval_reference:
         data=data_h5(),
         model=model_pt(),
         source=model_pt("standard"),
-        lib=lib(
-            "synthesis",
-            "attacks.__init__",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-            "reporting.__init__",
-        ),
-        script=script_input("ilyas_eval"),
+        script=script_input("ilyas_eval_reference"),
     output:
         ilyas_eval_csv(),
     log:
@@ -117,7 +91,7 @@ rule ilyas_eval_reference:
         runtime=runtime_params(),
         seed=SEED,
     script:
-        "../workflow_scripts/ilyas_eval.py"
+        "../workflow_scripts/ilyas_eval_reference.py"
 
 
 rule ilyas_report:
@@ -135,7 +109,6 @@ rule ilyas_report:
         reference=expand(
             ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH
         ),
-        lib=lib("reporting.__init__", "reporting.ilyas", "data"),
         script=script_input("ilyas_report"),
     output:
         table=report(
@@ -181,7 +154,6 @@ rule ilyas_transfer:
             arch=ARCH,
             train_arch=transfer_archs(),
         ),
-        lib=lib("reporting.__init__", "reporting.ilyas"),
         script=script_input("ilyas_transfer"),
     output:
         table=report(

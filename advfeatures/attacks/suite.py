@@ -24,9 +24,10 @@ import torch
 
 from advfeatures.attacks import autoattack as aa
 from advfeatures.attacks.cw import cw_l2
+from advfeatures.attacks.evaluate import attack_batches, predict
 from advfeatures.attacks.nrf import GRAD_LOSSES, nrf
 from advfeatures.attacks.pgd import bim, fgsm, pgd
-from advfeatures.utils import AdvFeaturesError, batches, derive_seed, eval_mode, make_generator
+from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode, make_generator
 
 log = logging.getLogger("advfeatures")
 
@@ -190,13 +191,6 @@ class AttackResult:
         return float((self.pred_adv == self.y).float().mean()) if len(self.y) else float("nan")
 
 
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    with eval_mode(model):
-        return torch.cat([model(x[s]).argmax(1) for s in batches(len(x), batch_size)]) if len(x) else \
-            torch.zeros(0, dtype=torch.long)
-
-
 MaskFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -220,23 +214,25 @@ def evaluate_attack(
     device = next(model.parameters()).device
     g = make_generator(derive_seed(seed, "attack", attack.name), device)
     g_mask = make_generator(derive_seed(seed, "attack-mask", attack.name), device)
-    out = []
-    it = list(enumerate(batches(len(x), batch_size)))
+
+    def run(b, xb, yb):
+        xb, yb = xb.to(device), yb.to(device)
+        mask = None
+        if attack.needs_mask:
+            if mask_fn is None:
+                raise AdvFeaturesError(f"attack {attack.name!r} needs bottleneck masks; pass mask_fn")
+            mask_r = mask_fn(model, xb, yb, g_mask).bool()
+            mask = mask_r if attack.extra["mask"] == "robust" else ~mask_r
+        xa = attack(model, xb, yb, generator=g, seed=derive_seed(seed, "attack", attack.name, b), mask=mask)
+        return xa.detach().clamp(0, 1).cpu()
+
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc=attack.name, leave=False)
+        bar = lambda it: tqdm(it, desc=attack.name, leave=False)  # noqa: E731
     with eval_mode(model):
-        for b, s in it:
-            xb, yb = x[s].to(device), y[s].to(device)
-            mask = None
-            if attack.needs_mask:
-                if mask_fn is None:
-                    raise AdvFeaturesError(f"attack {attack.name!r} needs bottleneck masks; pass mask_fn")
-                mask_r = mask_fn(model, xb, yb, g_mask).bool()
-                mask = mask_r if attack.extra["mask"] == "robust" else ~mask_r
-            xa = attack(model, xb, yb, generator=g, seed=derive_seed(seed, "attack", attack.name, b), mask=mask)
-            out.append(xa.detach().clamp(0, 1).cpu())
+        out = attack_batches(x, y, run, batch_size, progress=bar)
     x_adv = torch.cat(out) if out else x.clone()
     delta = (x_adv - x).flatten(1)
     return AttackResult(
@@ -264,54 +260,3 @@ def robust_accuracy_vs_eps(
         rows.append({"eps": float(eps), "n": len(y), "robust_acc": res.robust_acc, "max_linf": float(res.linf.max())})
         log.info("%s eps=%.4g robust acc %.4f (n=%d)", attack.name, eps, res.robust_acc, len(y))
     return rows
-
-
-# ----------------------------------------------------------------------------- one job
-
-
-def attack_rows(y_test: torch.Tensor, eval_subset_n: int | None, subset_n: int | None, seed: int) -> torch.Tensor:
-    """Test rows an attack runs on, sorted.
-
-    The common rows are the seeded stratified eval subset every stage uses (seed tag
-    ``eval_subset``, as training).  An attack's ``subset`` takes the first ``subset_n`` of those
-    in one seeded, class-interleaved order (seed tag ``attack_subset``, shared by all attacks):
-    each prefix keeps the class proportions, and a smaller subset is always contained in a
-    larger one, so attacks run on different subset sizes are compared on the smaller one's rows.
-    """
-    import numpy as np
-
-    from advfeatures.data import eval_subset
-
-    idx = eval_subset(y_test, eval_subset_n, derive_seed(seed, "eval_subset"))
-    if not subset_n or subset_n >= len(idx):
-        return idx
-    yy = y_test[idx].numpy()
-    perm = np.random.default_rng(derive_seed(seed, "attack_subset")).permutation(len(yy))
-    rank = np.empty(len(yy))
-    position = np.empty(len(yy))
-    position[perm] = np.arange(len(yy))
-    for c in np.unique(yy):
-        members = perm[yy[perm] == c]  # this class's rows in permutation order
-        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
-    first = np.lexsort((position, rank))[: int(subset_n)]
-    return idx[torch.from_numpy(np.sort(first)).long()]
-
-
-def nrf_mask_fn(settings: Mapping[str, Any]) -> MaskFn:
-    """``mask_fn`` for :func:`evaluate_attack` from the ``attacks.nrf`` slice (IB on the clean batch)."""
-    from advfeatures.attacks.nrf import bottleneck_masks
-
-    def fn(model, x, y, generator):
-        return bottleneck_masks(
-            model, x, y, beta=float(settings["beta"]), iterations=int(settings["iterations"]),
-            lr=float(settings["lr"]), batch_size=settings.get("batch_size"),
-            threshold=settings.get("threshold", "batch"), generator=generator,
-        )
-
-    return fn
-
-
-def attack_from_slice(sl: Mapping[str, Any]) -> tuple[Attack, MaskFn | None]:
-    """The :class:`Attack` and (for NRF) mask function of one rule's ``params.attack`` slice."""
-    attack = make_attack(sl["name"], sl["spec"], eps_default=float(sl["eps"]))
-    return attack, (nrf_mask_fn(sl["nrf"]) if attack.needs_mask else None)

@@ -66,7 +66,7 @@ def attack_slice(name):
 
 
 def attack_lib(wc):
-    mods = ["attacks", "training", "models", "data"]
+    """Lazy library inputs of one attack job (advfeatures.deps.LAZY): NRF runs the bottleneck."""
     if ATK["suite"].get(wc.attack, {}).get("type") == "nrf":
-        mods.append("bottleneck")
-    return lib(*mods)
+        return lib_files("advfeatures.bottleneck")
+    return []
