@@ -20,7 +20,6 @@ from snakemake.exceptions import WorkflowError
 
 from advfeatures.deps import module_files, script_files
 
-PKG = Path(workflow.basedir) / "advfeatures"
 SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
 # every rule runs in this environment under --software-deployment-method conda (path relative
 # to the rule files); jobs started without it use the environment snakemake runs in
@@ -46,7 +45,9 @@ def lib_files(*modules):
     """Source files of advfeatures ``modules`` and of all they import (advfeatures.deps)."""
     # relative to the working directory, so `--directory elsewhere` works and moving the
     # checkout does not change the input list
-    return [os.path.relpath(f) for f in module_files(*modules, root=Path(workflow.basedir))]
+    return [
+        os.path.relpath(f) for f in module_files(*modules, root=Path(workflow.basedir))
+    ]
 
 
 def script_input(name):
