@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (importing module, imported module) -> which rule inputs cover the lazy import
 LAZY: dict[tuple[str, str], str] = {
     ("advfeatures.attacks.nrf", "advfeatures.bottleneck"):
-        "rules attack / attack_sweep add module_files('advfeatures.bottleneck') for attacks of type nrf",
+        "rules attack / attack_sweep add lib_files('advfeatures.bottleneck') for attacks of type nrf",
+    ("advfeatures.stages.attack", "advfeatures.bottleneck"):
+        "rules attack / attack_sweep add lib_files('advfeatures.bottleneck') for attacks of type nrf",
 }
 
 

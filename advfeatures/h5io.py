@@ -23,7 +23,7 @@ Layouts by ``kind`` (N samples, C channels, H x W images, K classes):
                  "unbounded"), ``attack_kwargs`` (JSON, resolved arguments), ``mask`` (NRF:
                  nonrobust|robust), ``standard`` (AutoAttack at full standard budget),
                  ``clean_acc``, ``robust_acc``; ``params`` holds the config slice and seed.
-``bottleneck``   (rule distill, advfeatures.bottleneck.analyse_input; one input kind, one beta)
+``bottleneck``   (rule distill, advfeatures.stages.distill.analyse_input; one input kind, one beta)
                  index [N] int64 (rows of x_test); y [N] int64 (true labels); pred_full [N]
                  (head(Z) = model prediction on this input); sigma [N,Cz] float32 (learnt noise
                  scale softplus(lambda)); sigma_z [N,Cz] float32 (spatial VARIANCE of Z);

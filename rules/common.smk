@@ -91,6 +91,40 @@ def check_script_inputs(rules):
             )
 
 
+# ----------------------------------------------------------------------------- report entries
+
+
+def study_report(category, subcategory):
+    """``entry(path, caption)``: marks ``path`` for ``snakemake --report`` in one study's section
+    (caption ``report/<caption>.rst``)."""
+
+    def entry(path, caption):
+        return report(
+            path,
+            caption=f"../report/{caption}.rst",
+            category=category,
+            subcategory=subcategory,
+        )
+
+    return entry
+
+
+claims_all_studies = study_report("Claims", "All studies")
+ilyas_robust_and_non_robust_datasets = study_report(
+    "Ilyas et al. 2019", "Robust and non-robust datasets"
+)
+ilyas_transfer_across_architectures = study_report(
+    "Ilyas et al. 2019", "Transfer across architectures"
+)
+kim_attacks_and_nrf = study_report("Kim, Lee, Ro 2021", "Attacks and NRF")
+kim_information_bottleneck = study_report("Kim, Lee, Ro 2021", "Information bottleneck")
+training_trained_models = study_report("Training", "Trained models")
+zhang_distortions = study_report("Zhang et al.", "Distortions")
+zhang_mutual_information_during_training = study_report(
+    "Zhang et al.", "Mutual information during training"
+)
+
+
 # ----------------------------------------------------------------------------- paths
 
 

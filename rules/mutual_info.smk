@@ -98,37 +98,20 @@ rule report_mi:
         distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
         script=script_input("report_mi"),
     output:
-        plane=report(
-            figure("mi_information_plane"),
-            caption="../report/mi_information_plane.rst",
-            category="Zhang et al.",
-            subcategory="Mutual information during training",
+        plane=zhang_mutual_information_during_training(
+            figure("mi_information_plane"), "mi_information_plane"
         ),
-        vs_epoch=report(
-            figure("mi_vs_epoch"),
-            caption="../report/mi_vs_epoch.rst",
-            category="Zhang et al.",
-            subcategory="Mutual information during training",
+        vs_epoch=zhang_mutual_information_during_training(
+            figure("mi_vs_epoch"), "mi_vs_epoch"
         ),
-        distortions=report(
-            figure("mi_distortions"),
-            caption="../report/mi_distortions_figure.rst",
-            category="Zhang et al.",
-            subcategory="Distortions",
-        ),
+        distortions=zhang_distortions(figure("mi_distortions"), "mi_distortions_figure"),
         claims=claims_csv("mutual_info"),
-        final=report(
-            table("mutual_info_final"),
-            caption="../report/mutual_info_final.rst",
-            category="Zhang et al.",
-            subcategory="Mutual information during training",
+        final=zhang_mutual_information_during_training(
+            table("mutual_info_final"), "mutual_info_final"
         ),
         final_md=table("mutual_info_final", "md"),
-        dist=report(
-            table("mutual_info_distortions"),
-            caption="../report/mutual_info_distortions_table.rst",
-            category="Zhang et al.",
-            subcategory="Distortions",
+        dist=zhang_distortions(
+            table("mutual_info_distortions"), "mutual_info_distortions_table"
         ),
         dist_md=table("mutual_info_distortions", "md"),
     log:

@@ -44,12 +44,7 @@ rule training_table:
         ),
         script=script_input("training_table"),
     output:
-        csv=report(
-            table("training"),
-            caption="../report/training.rst",
-            category="Training",
-            subcategory="Trained models",
-        ),
+        csv=training_trained_models(table("training"), "training"),
         md=table("training", "md"),
     log:
         log_file("training_table"),
@@ -74,12 +69,7 @@ rule gather_claims:
         claims=CLAIM_FILES,
         script=script_input("gather_claims"),
     output:
-        report(
-            "results/claims.csv",
-            caption="../report/claims.rst",
-            category="Claims",
-            subcategory="All studies",
-        ),
+        claims_all_studies("results/claims.csv", "claims"),
     log:
         log_file("gather_claims"),
     benchmark:

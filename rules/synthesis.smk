@@ -111,18 +111,12 @@ rule ilyas_report:
         ),
         script=script_input("ilyas_report"),
     output:
-        table=report(
-            table("ilyas_datasets"),
-            caption="../report/ilyas_datasets.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Robust and non-robust datasets",
+        table=ilyas_robust_and_non_robust_datasets(
+            table("ilyas_datasets"), "ilyas_datasets"
         ),
         table_md=table("ilyas_datasets", "md"),
-        samples=report(
-            figure("ilyas_samples"),
-            caption="../report/ilyas_samples.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Robust and non-robust datasets",
+        samples=ilyas_robust_and_non_robust_datasets(
+            figure("ilyas_samples"), "ilyas_samples"
         ),
         claims=claims_csv("ilyas"),
     log:
@@ -156,18 +150,12 @@ rule ilyas_transfer:
         ),
         script=script_input("ilyas_transfer"),
     output:
-        table=report(
-            table("ilyas_transfer"),
-            caption="../report/ilyas_transfer_table.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Transfer across architectures",
+        table=ilyas_transfer_across_architectures(
+            table("ilyas_transfer"), "ilyas_transfer_table"
         ),
         table_md=table("ilyas_transfer", "md"),
-        figure=report(
-            figure("ilyas_transfer"),
-            caption="../report/ilyas_transfer_figure.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Transfer across architectures",
+        figure=ilyas_transfer_across_architectures(
+            figure("ilyas_transfer"), "ilyas_transfer_figure"
         ),
     log:
         log_file("ilyas_transfer"),

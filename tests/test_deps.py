@@ -55,3 +55,32 @@ def test_workflow_scripts_are_adapters():
     scripts = sorted((ROOT / "workflow_scripts").glob("*.py"))
     lines = [len(s.read_text().splitlines()) for s in scripts]
     assert sum(lines) / len(lines) <= 15, dict(zip([s.name for s in scripts], lines))
+
+
+def test_attack_schema_matches_the_registry():
+    """schemas/attacks.schema.yaml: one oneOf branch per registry type, accepting exactly its keys."""
+    import yaml
+
+    from advfeatures.attacks.suite import GENERIC_KEYS, REGISTRY
+
+    schema = yaml.safe_load((ROOT / "schemas" / "attacks.schema.yaml").read_text())
+    spec = schema["$defs"]["spec"]
+    branches = {b["properties"]["type"]["const"]: set(b["properties"]) for b in spec["oneOf"]}
+    assert set(branches) == set(REGISTRY) == set(spec["properties"]["type"]["enum"])
+    for t, keys in branches.items():
+        assert keys == set(REGISTRY[t].params) | set(GENERIC_KEYS), t
+    for t, s in REGISTRY.items():  # lazily loaded modules are declared for the rule inputs
+        for m in s.modules:
+            assert any(target == m for _, target in deps.LAZY), (t, m)
+
+
+def test_ib_settings_are_shared():
+    """One IB settings type: both config blocks accept the thresholds the bottleneck knows."""
+    import yaml
+
+    from advfeatures.bottleneck import THRESHOLDS
+
+    ib = yaml.safe_load((ROOT / "schemas" / "bottleneck.schema.yaml").read_text())
+    atk = yaml.safe_load((ROOT / "schemas" / "attacks.schema.yaml").read_text())
+    assert ib["properties"]["threshold"]["enum"] == list(THRESHOLDS)
+    assert atk["properties"]["nrf"]["properties"]["threshold"]["enum"] == list(THRESHOLDS)

@@ -54,12 +54,17 @@ def attack_rows(y_test: torch.Tensor, eval_subset_n: int | None, subset_n: int |
 
 def nrf_mask_fn(settings: Mapping[str, Any]) -> MaskFn:
     """``mask_fn`` for :func:`evaluate_attack` from the ``attacks.nrf`` slice (IB on the clean batch)."""
+    from advfeatures.bottleneck import (
+        IBSettings,  # lazy: only NRF jobs load the bottleneck (deps.LAZY)
+    )
+
+    ib = IBSettings(
+        beta=float(settings["beta"]), iterations=int(settings["iterations"]), lr=float(settings["lr"]),
+        batch_size=settings.get("batch_size"), threshold=settings.get("threshold", "batch"),
+    )
+
     def fn(model, x, y, generator):
-        return bottleneck_masks(
-            model, x, y, beta=float(settings["beta"]), iterations=int(settings["iterations"]),
-            lr=float(settings["lr"]), batch_size=settings.get("batch_size"),
-            threshold=settings.get("threshold", "batch"), generator=generator,
-        )
+        return bottleneck_masks(model, x, y, generator=generator, **ib.kwargs())
 
     return fn
 
