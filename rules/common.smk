@@ -290,6 +290,17 @@ def train_methods():
     return [m for m, v in config["training"]["methods"].items() if v is not False]
 
 
+def enabled_methods(key, methods):
+    """``methods`` (config key ``key``), each enabled under training.methods (else an error)."""
+    bad = [m for m in methods if m not in train_methods()]
+    if bad:
+        raise ValueError(
+            f"config {key} names {bad}, not enabled under training.methods; "
+            "enable them there or drop them here"
+        )
+    return list(methods)
+
+
 def checkpoint_epochs():
     return sorted(
         set(int(e) for e in config["training"]["common"]["checkpoint_epochs"])

@@ -84,3 +84,24 @@ def test_ib_settings_are_shared():
     atk = yaml.safe_load((ROOT / "schemas" / "attacks.schema.yaml").read_text())
     assert ib["properties"]["threshold"]["enum"] == list(THRESHOLDS)
     assert atk["properties"]["nrf"]["properties"]["threshold"]["enum"] == list(THRESHOLDS)
+
+
+def test_method_enums_match_training():
+    """Every schema's list of training methods is training.METHODS."""
+    import yaml
+
+    from advfeatures.training import METHODS
+
+    def enums(node):
+        if isinstance(node, dict):
+            if "standard" in (node.get("enum") or []):
+                yield tuple(node["enum"])
+            for v in node.values():
+                yield from enums(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from enums(v)
+
+    found = {f.name: list(enums(yaml.safe_load(f.read_text()))) for f in sorted((ROOT / "schemas").glob("*.yaml"))}
+    assert sum(len(v) for v in found.values()) >= 3
+    assert all(e == METHODS for v in found.values() for e in v), found
