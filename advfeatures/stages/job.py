@@ -159,10 +159,29 @@ def _pairs(items, what) -> dict[str, Any]:
     return out
 
 
+def _replace(files: Files, new: dict[str, Any]) -> Files:
+    """``files`` with some entries replaced: by name, or by position (``"0"``)."""
+    items, names = list(files), files.names()
+    for key, value in new.items():
+        if key.isdigit() and int(key) < len(items):
+            old, items[int(key)] = items[int(key)], value
+            names = {k: (value if v == old else v) for k, v in names.items()}
+        elif key in names and not isinstance(names[key], list) and not isinstance(value, list):
+            items = [value if f == names[key] else f for f in items]
+            names[key] = value
+        else:
+            raise SystemExit(f"advfeatures error: the job has no single file {key!r} to replace; "
+                             f"names: {sorted(names)}, positions 0-{len(items) - 1}")
+    return Files(items, names)
+
+
 def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
     """Command-line entry of a stage module (``python -m advfeatures.stages.<module>``);
     ``stages`` maps rule names to the module's stage functions."""
     module = next(iter(stages.values())).__module__
+    if module == "__main__":  # python -m advfeatures.stages.<module>
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec else module
     ap = argparse.ArgumentParser(
         prog=f"python -m {module}",
         description=f"Run a job of rule(s) {', '.join(stages)} by hand: from its record (written beside "
@@ -170,8 +189,10 @@ def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
     )
     ap.add_argument("--job", help="a job record (results/logs/<rule>/<job>.job.yaml)")
     ap.add_argument("--rule", choices=list(stages), help="the rule (default: the record's, or the only one)")
-    ap.add_argument("--input", action="append", metavar="NAME=PATH", help="a named input (repeat)")
-    ap.add_argument("--output", action="append", metavar="NAME=PATH", help="a named output (repeat)")
+    ap.add_argument("--input", action="append", metavar="NAME=PATH",
+                    help="a named input (repeat); with --job, replaces that input (a number: by position)")
+    ap.add_argument("--output", action="append", metavar="NAME=PATH",
+                    help="a named output (repeat); with --job, replaces that output (a number: by position)")
     ap.add_argument("--params", help="YAML file of the job's params")
     ap.add_argument("--wildcard", action="append", metavar="NAME=VALUE", help="a wildcard (repeat)")
     ap.add_argument("--threads", type=int, help="torch threads (default: the record's, else 1)")
@@ -180,6 +201,8 @@ def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
     a = ap.parse_args(argv)
     if a.job:
         job = Job.from_record(yaml.safe_load(Path(a.job).read_text()))
+        job.input = _replace(job.input, _pairs(a.input, "input"))
+        job.output = _replace(job.output, _pairs(a.output, "output"))
     else:
         ins, outs = _pairs(a.input, "input"), _pairs(a.output, "output")
         flat = lambda d: [p for v in d.values() for p in (v if isinstance(v, list) else [v])]  # noqa: E731
