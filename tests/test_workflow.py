@@ -108,7 +108,7 @@ EDITS = [
     Case("attack-script", "workflow_scripts/attack.py", {"attack"}, never={"train", "attack_sweep"}),
     Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
     Case("stage-job", "advfeatures/stages/job.py", {"prepare_data"}),
-    Case("attack-stage", "advfeatures/stages/attack.py", ATTACKS, never={"train", "distill"}),
+    Case("attack-stage", "advfeatures/stages/attack.py", ATTACKS, never={"train", "synthesize", "estimate_mi"}),
     # not provenance: nothing reruns
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),
