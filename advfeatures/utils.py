@@ -7,7 +7,6 @@ import logging
 import os
 import random
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,14 +115,14 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
     The one atomic-write helper of the package: a killed job leaves no output that looks
-    complete. The temporary name (``.{name}.XXXX.tmp``) never matches a glob for finished files
-    (``*.pt``, ``chunk_*.pt``); writers that infer the format from the name need it given
-    explicitly. Parent folders are created.
+    complete. The temporary name (``.{name}.tmp``) never matches a glob for finished files
+    (``*.pt``, ``chunk_*.pt``), and the next write of the same path overwrites what a killed
+    one left; writers that infer the format from the name need it given explicitly. Parent
+    folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield Path(tmp)
         os.replace(tmp, path)
