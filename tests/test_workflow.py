@@ -54,21 +54,23 @@ class Case:
     extra: list[str] = field(default_factory=list)  # targets beyond TARGETS for this case
 
 
-#: rules whose jobs import advfeatures.reporting (its __init__: write_table, Claim, figures)
+#: rules whose jobs import advfeatures.reporting (its __init__: write_table, Claim, figures); the
+#: compute stages (train_synthetic, ilyas_eval_reference, transfer_target included) never do (issue 11)
 REPORTING = {
-    "train_synthetic", "ilyas_eval_reference", "transfer_target", "ilyas_report", "ilyas_transfer", "attack_tables",
+    "ilyas_report", "ilyas_transfer", "attack_tables",
     "bottleneck_tables", "bottleneck_tsne", "report_mi", "training_table", "gather_claims", "summary",
 }
 ATTACKS = {"attack", "attack_sweep"}  # every attack job imports the whole advfeatures.attacks
 NRF_JOBS = {"attack": r"/attacks/nrf[a-z_]*\.h5$"}  # attacks.suite entries of type nrf (tiny.yaml)
 
 
-#: which rules each file feeds (hand-written from the imports of workflow_scripts/*.py)
+#: which rules each file feeds (hand-written from the imports of workflow_scripts/*.py and the stages)
 EDITS = [
     # foundation modules: everything downstream of the jobs that import them
     Case("training-module", "advfeatures/training.py",
-         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference", "transfer_target", "distill", "estimate_mi",
-          "mi_distortions"} | ATTACKS, never={"prepare_data"}),
+         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference", "transfer_target"},
+         never={"prepare_data"}),
+    Case("checkpoint-module", "advfeatures/models/checkpoint.py", {"train"}, never={"prepare_data"}),
     Case("pgd-module", "advfeatures/attacks/pgd.py", {"train"}, never={"prepare_data"}),
     Case("lenet-module", "advfeatures/models/lenet.py", {"train"}, never={"prepare_data"}),
     Case("data-module", "advfeatures/data.py", {"prepare_data"}),
@@ -90,9 +92,10 @@ EDITS = [
          never={"train", "synthesize", "attack", "distill"}),
     Case("distortions-module", "advfeatures/distortions.py", {"mi_distortions"},
          never={"train", "estimate_mi"}),
-    Case("reporting-core", "advfeatures/reporting/__init__.py", REPORTING, never=COMPUTE),
+    Case("reporting-core", "advfeatures/reporting/__init__.py", REPORTING,
+         never=COMPUTE | {"train_synthetic", "ilyas_eval_reference", "transfer_target"}),
     Case("reporting-ilyas", "advfeatures/reporting/ilyas.py", {"ilyas_report", "ilyas_transfer"},
-         never=COMPUTE | {"train_synthetic", "training_table", "attack_tables"}),
+         never=COMPUTE | {"train_synthetic", "transfer_target", "training_table", "attack_tables"}),
     Case("reporting-bottleneck", "advfeatures/reporting/bottleneck.py",
          {"bottleneck_tables", "bottleneck_tsne"}, never=COMPUTE | {"training_table", "attack_tables"}),
     Case("reporting-attacks", "advfeatures/reporting/attacks.py", {"attack_tables"},
@@ -105,7 +108,8 @@ EDITS = [
     Case("train-script", "workflow_scripts/train.py", {"train"}, never={"prepare_data"}),
     Case("attack-script", "workflow_scripts/attack.py", {"attack"}, never={"train", "attack_sweep"}),
     Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
-    Case("common-script", "workflow_scripts/_common.py", {"prepare_data"}),
+    Case("stage-job", "advfeatures/stages/job.py", {"prepare_data"}),
+    Case("attack-stage", "advfeatures/stages/attack.py", ATTACKS, never={"train", "synthesize", "estimate_mi"}),
     # not provenance: nothing reruns
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),
@@ -142,7 +146,8 @@ CONFIG_CHANGES = [
          never={"distill", "bottleneck_tables"}),
     Case("synthesis-targeted", {"synthesis": {"targeted": {"steps": 2}}}, {"synthesize"},
          only={"synthesize": r"/(d_rand|d_det)\.h5$"}, never={"train", "attack", "ilyas_eval_reference"}),
-    Case("synthesis-eval", {"synthesis": {"eval": {"subset": 40}}}, {"train_synthetic", "ilyas_eval_reference"},
+    Case("synthesis-eval", {"synthesis": {"eval": {"subset": 40}}},
+         {"train_synthetic", "ilyas_eval_reference", "transfer_target"},
          never={"train", "synthesize"}),
     # scheduling only: threads and cluster resources are not provenance
     Case("threads", {"threads": 2}, set()),
@@ -172,6 +177,7 @@ def test_tiny_run_built_every_stage(snake):
         f"{run_path('pgd_linf')}/attacks/nrf.h5", f"{run_path('standard')}/attacks/sweep_pgd.csv",
         f"{run_path('standard')}/bottleneck/cw_beta0.3.h5", f"{run_path('pgd_linf')}/mutual_info/epoch_2.csv",
         f"results/{DATASET}/{ARCH}/synthetic/d_r.h5", f"results/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2/eval.csv",
+        f"results/{DATASET}/{ARCH}/transfer/lenet5_w2/transfer.csv",
         "results/tables/kim_table3.md", "results/tables/kim_table1.md", "results/tables/ilyas_datasets.md",
         "results/tables/mutual_info_final.md", "results/claims.csv", "results/summary.md",
     ]

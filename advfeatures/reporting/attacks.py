@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from advfeatures import h5io
+from advfeatures.attacks.suite import REGISTRY
 from advfeatures.reporting import Claim
 
 STUDY = "kim2021_attacks"
@@ -143,7 +144,7 @@ def _label(r: Mapping) -> str:
     if r["type"] == "nrf":
         g = "G_nr" if r["mask"] == "nonrobust" else "G_r"
         return f"NRF {'max' if r['maximize'] else 'min'} norm {g}"
-    return {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGD", "cw": "CW-L2", "apgd_ce": "APGD-CE", "fab": "FAB"}[r["type"]]
+    return REGISTRY[r["type"]].label
 
 
 #: Table 3 column order of the paper (Clean, FGSM, BIM, PGD, CW, APGD/AA, FAB, NRF), by attack type;
@@ -160,8 +161,9 @@ def column_rank(r: Mapping) -> tuple[int, int]:
     return (_TYPE_RANK.get(t, EXTRA_RANK), 0 if paper_column(r) else 1)
 
 
-_LABEL_RANK = {"Clean": 0, "FGSM": 1, "BIM": 2, "PGD (Linf": 3, "CW-L2": 4, "APGD-CE": 5, "AutoAttack": 5,
-               "FAB": 6, "NRF": 7}
+#: wide-table column prefix -> paper position (labels from the registry; only Linf PGD is the paper's)
+_LABEL_RANK = {"Clean": 0, **{REGISTRY[t].label + (" (Linf" if t == "pgd" else ""): rank
+                              for t, rank in _TYPE_RANK.items() if t in REGISTRY}}
 
 
 def _label_rank(column: str) -> int:
