@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -57,7 +58,7 @@ def training_section(preset: Path | None, override: dict | None) -> tuple[dict, 
 
 
 def run(data_path: str, methods: list[str] | None, preset: Path | None, override: dict | None,
-        seed: int = 0) -> list[dict]:
+        seed: int = 0, keep: Path | None = None) -> list[dict]:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     training, arch = training_section(preset, override)
@@ -66,9 +67,10 @@ def run(data_path: str, methods: list[str] | None, preset: Path | None, override
     rows = []
     for method in methods or enabled:
         d = deep_merge(training["common"], training["methods"].get(method) or {})
+        options = (arch.get("options") or {}).get(arch["name"]) or {}
         d.update(
-            method=method, arch=arch["name"], arch_options=dict(arch.get("options") or {}),
-            checkpoint_epochs=[], seed=seed,
+            method=method, arch=arch["name"], arch_options=dict(options), checkpoint_epochs=[],
+            seed=seed,
         )
         cfg = TrainConfig.from_dict(d)
         t0 = time.perf_counter()
@@ -85,6 +87,9 @@ def run(data_path: str, methods: list[str] | None, preset: Path | None, override
                 row["nonfinite_tensors_in_model_pt"] = sum(
                     1 for v in state.values() if v.is_floating_point() and not torch.isfinite(v).all()
                 )
+                if keep:
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(f"{tmp}/model.pt", Path(keep) / f"{method}.pt")
             except AdvFeaturesError as exc:
                 row["error"] = str(exc)
         row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -101,8 +106,9 @@ def main(argv=None) -> None:
     ap.add_argument("--no-preset", action="store_true", help="config.yaml only (plus --override)")
     ap.add_argument("--override", type=json.loads, default=None, help="JSON merged over `training`")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, default=None, help="copy each model.pt to KEEP/METHOD.pt")
     a = ap.parse_args(argv)
-    run(a.data, a.methods, None if a.no_preset else a.preset, a.override, a.seed)
+    run(a.data, a.methods, None if a.no_preset else a.preset, a.override, a.seed, a.keep)
 
 
 if __name__ == "__main__":
