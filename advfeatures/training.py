@@ -9,6 +9,13 @@ resumed from its checkpoint ends with exactly the metrics of an uninterrupted ru
 Resume state lives in ``state_dir`` (not a Snakemake output, so Snakemake never deletes it):
 ``last.pt`` after every epoch and ``epoch_{k}.pt`` at the configured epochs.  It is ignored
 when the config it was made with differs from the current one.
+
+Health (issue 13): every parameter and floating buffer is checked for NaN/inf after each
+optimiser step (on the device, read by the host every ``HEALTH_SYNC_EVERY`` batches and at each
+epoch end), nothing non-finite is ever saved, and a model that ends within
+``health.min_acc_over_chance`` points of chance fails the job unless ``health.allow_degenerate``.
+Remedies for adversarial training that never leaves chance or diverges: ``eps_warmup_epochs``,
+``lr_warmup_epochs`` (linear, per step) and ``grad_clip_norm``.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ def test_train_job_at_chance_fails_with_one_line_and_no_model(repo_copy, tmp_pat
     strict.write_text("training:\n  common:\n    health: {allow_degenerate: false}\n")
     snake = Snake(repo_copy, tmp_path / "wd", extra_configs=[strict])
     target = "results/mnist5k/lenet5/standard/metrics.csv"
-    proc = snake.run("--cores", "1", target, check=False)
+    proc = snake.run("--cores", "1", target, check=False, timeout=1500)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
     lines = [ln for ln in out.splitlines() if ln.startswith("advfeatures error: ")]
@@ -252,7 +252,7 @@ def test_train_job_at_chance_fails_with_one_line_and_no_model(repo_copy, tmp_pat
     assert not (snake.wd / "results/mnist5k/lenet5/standard/model.pt").exists()
     # allow_degenerate (the tiny default) keeps it, marked, without training again
     snake.extra_configs = []
-    proc = snake.run("--cores", "1", target, check=False)
+    proc = snake.run("--cores", "1", target, check=False, timeout=1500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     ck = load_checkpoint(snake.wd / "results/mnist5k/lenet5/standard/model.pt")
     assert ck["meta"]["degenerate"] is True
