@@ -12,8 +12,9 @@ when the config it was made with differs from the current one.
 
 Health (issue 13): every parameter and floating buffer is checked for NaN/inf after each
 optimiser step (on the device, read by the host every ``HEALTH_SYNC_EVERY`` batches and at each
-epoch end), nothing non-finite is ever saved, and a model that ends within
-``health.min_acc_over_chance`` points of chance fails the job unless ``health.allow_degenerate``.
+epoch end), nothing non-finite is ever saved (``models.checkpoint.save_checkpoint`` refuses
+it), and a model that ends within ``health.min_acc_over_chance`` points of chance fails the job
+unless ``health.allow_degenerate``.
 Remedies for adversarial training that never leaves chance or diverges: ``eps_warmup_epochs``,
 ``lr_warmup_epochs`` (linear, per step) and ``grad_clip_norm``.
 """
@@ -24,7 +25,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -35,10 +35,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from advfeatures.attacks import pgd
+from advfeatures.attacks.evaluate import adversarial_examples, robust_accuracy
+from advfeatures.attacks.pgd import PGDSettings, pgd
 from advfeatures.data import Dataset, eval_subset
-from advfeatures.models import SplitModel, build_model
-from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode, make_generator
+from advfeatures.models import build_model
+from advfeatures.models.checkpoint import (
+    FIX_DIVERGENCE,
+    load_checkpoint,
+    name_list,
+    nonfinite_tensors,
+    save_checkpoint,
+)
+from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
 
 log = logging.getLogger("advfeatures")
 
@@ -46,15 +54,6 @@ METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",
 )
-
-
-@dataclass
-class AttackConfig:
-    norm: str = "linf"
-    eps: float = 0.3
-    alpha: float = 0.01
-    steps: int = 10
-    random_start: bool = True
 
 
 @dataclass
@@ -86,11 +85,11 @@ class TrainConfig:
     nesterov: bool = False
     schedule: dict = field(default_factory=lambda: {"type": "constant"})
     augmentation: str = "none"
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: PGDSettings = field(default_factory=PGDSettings)
     beta: float = 6.0
     checkpoint_epochs: list = field(default_factory=list)
     eval_subset: int = 500
-    eval_attack: AttackConfig = field(default_factory=AttackConfig)
+    eval_attack: PGDSettings = field(default_factory=PGDSettings)
     eval_batch_size: int = 500
     seed: int = 0
     device: str = "cpu"
@@ -108,7 +107,7 @@ class TrainConfig:
         d = dict(d)
         for key in ("attack", "eval_attack"):
             if isinstance(d.get(key), dict):
-                d[key] = AttackConfig(**d[key])
+                d[key] = PGDSettings(**d[key])
         if isinstance(d.get("health"), dict):
             bad = set(d["health"]) - set(HealthConfig.__dataclass_fields__)
             if bad:
@@ -194,10 +193,10 @@ def eps_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return warmup_factor(step, steps_per_epoch, cfg.eps_warmup_epochs)
 
 
-def scaled_attack(a: AttackConfig, factor: float) -> AttackConfig:
+def scaled_attack(a: PGDSettings, factor: float) -> PGDSettings:
     if factor >= 1.0:
         return a
-    return AttackConfig(a.norm, a.eps * factor, a.alpha * factor, a.steps, a.random_start)
+    return PGDSettings(a.norm, a.eps * factor, a.alpha * factor, a.steps, a.random_start)
 
 
 def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -219,14 +218,7 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Ten
     return out
 
 
-def adversarial_examples(model, x, y, a: AttackConfig, generator) -> torch.Tensor:
-    return pgd(
-        model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps, norm=a.norm,
-        random_init=a.random_start, generator=generator,
-    )
-
-
-def trades_examples(model, x, a: AttackConfig, generator) -> torch.Tensor:
+def trades_examples(model, x, a: PGDSettings, generator) -> torch.Tensor:
     """TRADES inner maximisation: ascend KL(f(x) || f(x')) from x + 0.001 N(0, 1), eval mode."""
     with eval_mode(model), torch.no_grad():
         p_clean = F.softmax(model(x), dim=1)
@@ -242,7 +234,7 @@ def trades_examples(model, x, a: AttackConfig, generator) -> torch.Tensor:
 
 
 def method_loss(
-    cfg: TrainConfig, model, x, y, generator, attack: AttackConfig | None = None
+    cfg: TrainConfig, model, x, y, generator, attack: PGDSettings | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (loss, logits used for train accuracy) for one batch under ``cfg.method``.
 
@@ -278,63 +270,10 @@ def method_loss(
     raise AdvFeaturesError(f"unknown training method {m!r}")
 
 
-@torch.no_grad()
-def _predict(model, x, batch_size) -> torch.Tensor:
-    with eval_mode(model):
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-
-
-def evaluate(model, x, y, a: AttackConfig, seed: int, batch_size: int = 500) -> tuple[float, float]:
-    """Clean and PGD accuracy (model in eval mode, seeded random start)."""
-    g = make_generator(seed, x.device)
-    clean = (_predict(model, x, batch_size) == y).float().mean()
-    robust = []
-    for i in range(0, len(x), batch_size):
-        xa = adversarial_examples(model, x[i : i + batch_size], y[i : i + batch_size], a, g)
-        robust.append(_predict(model, xa, batch_size) == y[i : i + batch_size])
-    return float(clean), float(torch.cat(robust).float().mean())
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint saved by this module (``weights_only=True``); one-line error if bad."""
-    path = Path(path)
-    if not path.exists():
-        raise AdvFeaturesError(f"{path}: checkpoint not found; run the train rule that makes it")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise AdvFeaturesError(
-            f"{path}: unreadable or corrupt checkpoint ({exc.__class__.__name__}); delete it and rerun"
-        ) from None
-
-
-def model_from_checkpoint(path: str | Path, map_location="cpu") -> SplitModel:
-    """Rebuild the architecture recorded in a ``model.pt``/epoch checkpoint and load its weights."""
-    ck = load_checkpoint(path, map_location)
-    meta = ck["meta"]
-    model = build_model(meta["arch"], options=meta.get("arch_options") or {}, **meta["model_kwargs"])
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model.to(map_location)
-
-
 # ----------------------------------------------------------------------------- health
 
 #: batches between host reads of the on-device health flags (one sync, amortised)
 HEALTH_SYNC_EVERY = 20
-_FIX_DIVERGENCE = (
-    "lower training.lr, or set training.lr_warmup_epochs or training.grad_clip_norm"
-)
 
 
 def finite_flag(model: torch.nn.Module) -> torch.Tensor:
@@ -345,18 +284,6 @@ def finite_flag(model: torch.nn.Module) -> torch.Tensor:
     """
     ts = [t.detach() for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
     return torch.isfinite(torch.stack(torch._foreach_norm(ts, float("inf"))).float().max())
-
-
-def nonfinite_tensors(state: dict) -> list[str]:
-    """Names of the floating tensors of a state dict that hold NaN or inf."""
-    return [
-        k for k, v in state.items()
-        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
-    ]
-
-
-def _names(names: list[str], k: int = 4) -> str:
-    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
 def _fail_if_nonfinite(cfg: TrainConfig, model, epoch: int, bad: torch.Tensor, lr: float, last: Path):
@@ -370,7 +297,7 @@ def _fail_if_nonfinite(cfg: TrainConfig, model, epoch: int, bad: torch.Tensor, l
     else:
         what, b = "model after the optimiser step", model_b
     names = nonfinite_tensors(model.state_dict())
-    tensors = f"; non-finite now: {_names(names)}" if names else ""
+    tensors = f"; non-finite now: {name_list(names)}" if names else ""
     kept = (
         f"the last finite state ({last.name}, epoch {epoch}) stays in {last.parent}"
         if epoch > 0 and last.exists()
@@ -378,18 +305,8 @@ def _fail_if_nonfinite(cfg: TrainConfig, model, epoch: int, bad: torch.Tensor, l
     )
     raise AdvFeaturesError(
         f"non-finite {what} at epoch {epoch + 1}, batch {b + 1} (method {cfg.method}, lr {lr:g})"
-        f"{tensors}; {kept}; {_FIX_DIVERGENCE}"
+        f"{tensors}; {kept}; {FIX_DIVERGENCE}"
     )
-
-
-def _assert_finite(state: dict, cfg: TrainConfig, when: str) -> None:
-    """Last guard before a save: never write a checkpoint holding NaN or inf."""
-    names = nonfinite_tensors(state)
-    if names:
-        raise AdvFeaturesError(
-            f"non-finite weights at {when} (method {cfg.method}): {_names(names)}; "
-            f"not saved; {_FIX_DIVERGENCE}"
-        )
 
 
 def check_above_chance(cfg: TrainConfig, rows: list[dict], num_classes: int) -> bool:
@@ -539,7 +456,7 @@ def train(
             if (b + 1) % HEALTH_SYNC_EVERY == 0:
                 _fail_if_nonfinite(cfg, model, epoch, bad, step_lr, last)
         _fail_if_nonfinite(cfg, model, epoch, bad, step_lr, last)
-        clean, robust = evaluate(model, x_ev, y_ev, cfg.eval_attack, derive_seed(cfg.seed, "eval"), cfg.eval_batch_size)
+        clean, robust = robust_accuracy(model, x_ev, y_ev, cfg.eval_attack, derive_seed(cfg.seed, "eval"), cfg.eval_batch_size)
         row = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -557,9 +474,8 @@ def train(
         )
         if progress:
             progress(epoch + 1)
-        state = model.state_dict()
-        _assert_finite(state, cfg, f"epoch {epoch + 1}")  # no non-finite tensor is ever saved
-        payload = {"model": state, "meta": {**meta, "epoch": epoch + 1}}
+        # save_checkpoint refuses non-finite tensors: nothing non-finite is ever saved
+        payload = {"model": model.state_dict(), "meta": {**meta, "epoch": epoch + 1}}
         if (epoch + 1) in checkpoint_outs:
             save_checkpoint(state_dir / f"epoch_{epoch + 1}.pt", payload)
         save_checkpoint(
@@ -576,9 +492,7 @@ def train(
             raise AdvFeaturesError(f"{src}: epoch checkpoint missing; delete {state_dir} and rerun")
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, out)
-    state = model.state_dict()
-    _assert_finite(state, cfg, "the end of training")
-    save_checkpoint(Path(model_out), {"model": state, "meta": {**meta, "epoch": cfg.epochs}})
+    save_checkpoint(Path(model_out), {"model": model.state_dict(), "meta": {**meta, "epoch": cfg.epochs}})
     write_metrics(metrics_out, rows)
     # the outputs are complete: drop the resume state, so that a later rerun (code or data
     # changed upstream) trains afresh instead of finding a finished run to "resume"
@@ -597,10 +511,7 @@ def data_fingerprint(data: Dataset) -> str:
 
 
 def write_metrics(path: str | Path, rows: list[dict]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)

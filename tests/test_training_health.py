@@ -13,14 +13,13 @@ import torch
 from torch import nn
 
 import advfeatures.training as tr
+from advfeatures.attacks.pgd import PGDSettings
+from advfeatures.models.checkpoint import load_checkpoint, nonfinite_tensors, save_checkpoint
 from advfeatures.training import (
-    AttackConfig,
     TrainConfig,
     eps_factor,
     finite_flag,
-    load_checkpoint,
     lr_factor,
-    nonfinite_tensors,
     scaled_attack,
     train,
     warmup_factor,
@@ -70,6 +69,21 @@ def test_finite_flag_sees_parameters_and_batchnorm_buffers():
         net[0].weight[0, 0, 0, 0] = float("-inf")
     assert not bool(finite_flag(net)) and nonfinite_tensors(net.state_dict()) == ["0.weight"]
 
+
+
+def test_save_checkpoint_refuses_nonfinite_tensors(tmp_path):
+    """The guard lives in save_checkpoint itself: no caller can write a NaN checkpoint."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    meta = {"method": "pgd_linf", "epoch": 3}
+    save_checkpoint(tmp_path / "ok.pt", {"model": net.state_dict(), "meta": meta})
+    assert not nonfinite_tensors(load_checkpoint(tmp_path / "ok.pt")["model"])
+    net[1].running_mean[0] = float("inf")
+    with pytest.raises(AdvFeaturesError) as err:
+        save_checkpoint(tmp_path / "bad.pt", {"model": net.state_dict(), "meta": meta})
+    msg = str(err.value)
+    assert "\n" not in msg and "bad.pt: non-finite weights at epoch 3 (method pgd_linf)" in msg
+    assert "1.running_mean" in msg and "not saved" in msg and "training.lr" in msg
+    assert not list(tmp_path.glob("*bad.pt*"))  # neither the file nor a temporary
 
 @pytest.mark.parametrize("method", ["standard", "trades", "mart"])
 def test_divergence_on_the_last_step_of_an_epoch_is_never_saved(method, tiny_data, tmp_path):
@@ -178,7 +192,7 @@ def test_warmup_schedule_values():
     assert [warmup_factor(s, 4, 0) for s in range(3)] == [1.0, 1.0, 1.0]
     cfg = cfg_for(eps_warmup_epochs=1, lr_warmup_epochs=0)
     assert eps_factor(cfg, 0, 5) == pytest.approx(0.2) and lr_factor(cfg, 0, 5) == 1.0
-    a = scaled_attack(AttackConfig("linf", 0.03, 0.008, 7, True), 0.25)
+    a = scaled_attack(PGDSettings("linf", 0.03, 0.008, 7, True), 0.25)
     assert (a.eps, a.alpha) == pytest.approx((0.0075, 0.002))
     assert (a.steps, a.norm, a.random_start) == (7, "linf", True)
 
