@@ -9,6 +9,14 @@ resumed from its checkpoint ends with exactly the metrics of an uninterrupted ru
 Resume state lives in ``state_dir`` (not a Snakemake output, so Snakemake never deletes it):
 ``last.pt`` after every epoch and ``epoch_{k}.pt`` at the configured epochs.  It is ignored
 when the config it was made with differs from the current one.
+
+Health (issue 13): every parameter and floating buffer is checked for NaN/inf after each
+optimiser step (on the device, read by the host every ``HEALTH_SYNC_EVERY`` batches and at each
+epoch end), nothing non-finite is ever saved (``models.checkpoint.save_checkpoint`` refuses
+it), and a model that ends within ``health.min_acc_over_chance`` points of chance fails the job
+unless ``health.allow_degenerate``.
+Remedies for adversarial training that never leaves chance or diverges: ``eps_warmup_epochs``,
+``lr_warmup_epochs`` (linear, per step) and ``grad_clip_norm``.
 """
 
 from __future__ import annotations
@@ -31,7 +39,13 @@ from advfeatures.attacks.evaluate import adversarial_examples, robust_accuracy
 from advfeatures.attacks.pgd import PGDSettings, pgd
 from advfeatures.data import Dataset, eval_subset
 from advfeatures.models import build_model
-from advfeatures.models.checkpoint import load_checkpoint, save_checkpoint
+from advfeatures.models.checkpoint import (
+    FIX_DIVERGENCE,
+    load_checkpoint,
+    name_list,
+    nonfinite_tensors,
+    save_checkpoint,
+)
 from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
 
 log = logging.getLogger("advfeatures")
@@ -40,6 +54,21 @@ METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",
 )
+
+
+@dataclass
+class HealthConfig:
+    """End-of-training chance check (config key ``training.health``).
+
+    ``min_acc_over_chance`` is in percentage points of clean test accuracy above 100 / classes.
+    Default 10: on an evaluation subset of 500 images a constant predictor's accuracy has a
+    standard error of about 1.3 points at chance (p = 0.1), so 10 points is ~7 standard errors
+    - a dead model never passes by luck - while every working model of the default run
+    (MNIST, > 90%) and of presets/cifar10-cpu.yaml (>= 35%) clears it by far.
+    """
+
+    min_acc_over_chance: float = 10.0
+    allow_degenerate: bool = False
 
 
 @dataclass
@@ -66,6 +95,12 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
+    # remedies for training that diverges or never leaves chance (issue 13; see lr_factor /
+    # eps_factor): linear warm-ups over the first k epochs, per optimiser step, and clipping
+    lr_warmup_epochs: int = 0
+    eps_warmup_epochs: int = 0
+    grad_clip_norm: float | None = None
+    health: HealthConfig = field(default_factory=lambda: HealthConfig())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -73,6 +108,11 @@ class TrainConfig:
         for key in ("attack", "eval_attack"):
             if isinstance(d.get(key), dict):
                 d[key] = PGDSettings(**d[key])
+        if isinstance(d.get("health"), dict):
+            bad = set(d["health"]) - set(HealthConfig.__dataclass_fields__)
+            if bad:
+                raise AdvFeaturesError(f"unknown training.health option(s) {sorted(bad)}")
+            d["health"] = HealthConfig(**d["health"])
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise AdvFeaturesError(f"unknown training option(s) {sorted(unknown)}")
@@ -84,7 +124,8 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """Hash of everything that changes the trajectory (device-independent)."""
         d = json.loads(json.dumps(self.__dict__, default=lambda o: o.__dict__))
-        for key in ("checkpoint_epochs", "device", "eval_batch_size"):
+        # health only judges the result: changing it resumes a finished run instead of retraining
+        for key in ("checkpoint_epochs", "device", "eval_batch_size", "health"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -118,6 +159,44 @@ def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
 
         return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
     raise AdvFeaturesError(f"unknown LR schedule {kind!r} (training.schedule.type)")
+
+
+def warmup_factor(step: int, steps_per_epoch: int, warmup_epochs: int) -> float:
+    """Linear ramp for 0-based optimiser ``step``: (step + 1) / (warmup_epochs * steps_per_epoch),
+    capped at 1; 1 throughout when ``warmup_epochs`` is 0.  Stepped per batch, so even a
+    one-epoch warm-up starts small."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / (warmup_epochs * steps_per_epoch))
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """LR warm-up (``training.lr_warmup_epochs``), multiplied into the epoch's scheduled LR.
+
+    Linear warm-up from Goyal et al. 2017, "Accurate, Large Minibatch SGD" (sec. 2.2): large
+    initial steps on a freshly initialised net are what throws adversarial training into a
+    dead constant predictor or a divergence (Pang et al. 2021, "Bag of Tricks for Adversarial
+    Training", sec. 3, list LR warm-up among the AT tricks).
+    """
+    return warmup_factor(step, steps_per_epoch, cfg.lr_warmup_epochs)
+
+
+def eps_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Training-eps warm-up (``training.eps_warmup_epochs``): eps and the step size alpha of the
+    training attack are scaled by this factor (the number of steps stays).
+
+    Linear eps ramp from Gowal et al. 2018, "On the Effectiveness of Interval Bound Propagation"
+    (sec. 4, "ramp up epsilon"), and curriculum AT (Cai et al. 2018, "Curriculum Adversarial
+    Training"): on hard data, full-strength PGD from the first step leaves a small net at the
+    constant predictor (loss ln C); a clean-ish start lets it learn features first.
+    """
+    return warmup_factor(step, steps_per_epoch, cfg.eps_warmup_epochs)
+
+
+def scaled_attack(a: PGDSettings, factor: float) -> PGDSettings:
+    if factor >= 1.0:
+        return a
+    return PGDSettings(a.norm, a.eps * factor, a.alpha * factor, a.steps, a.random_start)
 
 
 def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -154,24 +233,29 @@ def trades_examples(model, x, a: PGDSettings, generator) -> torch.Tensor:
     )
 
 
-def method_loss(cfg: TrainConfig, model, x, y, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (loss, logits used for train accuracy) for one batch under ``cfg.method``."""
+def method_loss(
+    cfg: TrainConfig, model, x, y, generator, attack: PGDSettings | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (loss, logits used for train accuracy) for one batch under ``cfg.method``.
+
+    ``attack`` replaces ``cfg.attack`` (the eps warm-up passes the ramped budget)."""
     m = cfg.method
+    atk = attack or cfg.attack
     if m == "standard":
         logits = model(x)
         return F.cross_entropy(logits, y), logits
     if m in ("pgd_linf", "pgd_l2"):
-        x_adv = adversarial_examples(model, x, y, cfg.attack, generator)
+        x_adv = adversarial_examples(model, x, y, atk, generator)
         logits = model(x_adv)
         return F.cross_entropy(logits, y), logits
     if m == "trades":
-        x_adv = trades_examples(model, x, cfg.attack, generator)
+        x_adv = trades_examples(model, x, atk, generator)
         logits = model(x)
         logits_adv = model(x_adv)
         kl = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits, 1), reduction="batchmean")
         return F.cross_entropy(logits, y) + cfg.beta * kl, logits_adv
     if m == "mart":
-        x_adv = adversarial_examples(model, x, y, cfg.attack, generator)
+        x_adv = adversarial_examples(model, x, y, atk, generator)
         logits = model(x)
         logits_adv = model(x_adv)
         adv_probs = F.softmax(logits_adv, 1)
@@ -184,6 +268,75 @@ def method_loss(cfg: TrainConfig, model, x, y, generator) -> tuple[torch.Tensor,
         loss_robust = (kl * (1.0000001 - true_probs)).mean()
         return loss_adv + cfg.beta * loss_robust, logits_adv
     raise AdvFeaturesError(f"unknown training method {m!r}")
+
+
+# ----------------------------------------------------------------------------- health
+
+#: batches between host reads of the on-device health flags (one sync, amortised)
+HEALTH_SYNC_EVERY = 20
+
+
+def finite_flag(model: torch.nn.Module) -> torch.Tensor:
+    """0-dim bool tensor on the model's device: every parameter and floating buffer is finite.
+
+    One fused max-abs per tensor (``torch._foreach_norm`` with ord inf, what clip_grad_norm_
+    uses) and a max over them; NaN and inf propagate through both, so no host sync is needed.
+    """
+    ts = [t.detach() for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    return torch.isfinite(torch.stack(torch._foreach_norm(ts, float("inf"))).float().max())
+
+
+def _fail_if_nonfinite(cfg: TrainConfig, model, epoch: int, bad: torch.Tensor, lr: float, last: Path):
+    """Raise naming method, epoch and batch when the device flags ``bad`` = [first batch with a
+    non-finite loss, first batch with a non-finite model] (-1 = none) saw one."""
+    loss_b, model_b = (int(v) for v in bad.tolist())
+    if loss_b < 0 and model_b < 0:
+        return
+    if loss_b >= 0 and (model_b < 0 or loss_b <= model_b):
+        what, b = "training loss", loss_b
+    else:
+        what, b = "model after the optimiser step", model_b
+    names = nonfinite_tensors(model.state_dict())
+    tensors = f"; non-finite now: {name_list(names)}" if names else ""
+    kept = (
+        f"the last finite state ({last.name}, epoch {epoch}) stays in {last.parent}"
+        if epoch > 0 and last.exists()
+        else "nothing was saved"
+    )
+    raise AdvFeaturesError(
+        f"non-finite {what} at epoch {epoch + 1}, batch {b + 1} (method {cfg.method}, lr {lr:g})"
+        f"{tensors}; {kept}; {FIX_DIVERGENCE}"
+    )
+
+
+def check_above_chance(cfg: TrainConfig, rows: list[dict], num_classes: int) -> bool:
+    """End-of-training chance check on the last epoch's clean test accuracy.
+
+    Returns True when the model is degenerate and ``training.health.allow_degenerate`` keeps it
+    (logged as a warning), False when it is healthy; raises otherwise.
+    """
+    last = rows[-1]
+    chance = 100.0 / num_classes
+    acc = 100.0 * last["test_clean_acc"]
+    need = chance + cfg.health.min_acc_over_chance
+    if acc > need:
+        return False
+    knobs = (
+        f"training.lr {cfg.lr:g}, lr_warmup_epochs {cfg.lr_warmup_epochs}, "
+        f"eps_warmup_epochs {cfg.eps_warmup_epochs}, epochs {cfg.epochs}"
+    )
+    what = (
+        f"{cfg.method} model at chance: clean test accuracy {acc:.1f}% is not above chance "
+        f"{chance:.1f}% + training.health.min_acc_over_chance {cfg.health.min_acc_over_chance:g} "
+        f"points (final train loss {last['train_loss']:.4f}, train acc {100 * last['train_acc']:.1f}%)"
+    )
+    if cfg.health.allow_degenerate:
+        log.warning("%s; kept because training.health.allow_degenerate is true", what)
+        return True
+    raise AdvFeaturesError(
+        f"{what}; change the knobs that usually fix it ({knobs}): lower the LR, warm up LR/eps, "
+        f"train longer - or set training.health.allow_degenerate: true to keep it on purpose"
+    )
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -199,8 +352,17 @@ def train(
     state_dir: str | Path,
     progress: Callable | None = None,
     stop_after_epoch: int | None = None,
+    chance_check: bool = True,
 ) -> list[dict]:
     """Train per ``cfg``; writes model, metrics CSV and epoch checkpoints. Returns the metrics rows.
+
+    Health (issue 13): after every optimiser step every parameter and floating buffer must be
+    finite (checked on the device, read by the host every ``HEALTH_SYNC_EVERY`` batches and at
+    each epoch end); the first non-finite step fails the job naming method, epoch and batch,
+    before anything of that epoch is saved.  At the end the clean test accuracy must clear
+    chance by ``cfg.health.min_acc_over_chance`` points unless ``chance_check`` is false (models
+    trained on the synthetic sets, where chance level is a result) or
+    ``cfg.health.allow_degenerate`` is set (then ``meta["degenerate"]`` is true in model.pt).
 
     ``stop_after_epoch`` ends the run early (as a kill would) - used by the resume test.
     """
@@ -253,6 +415,7 @@ def train(
         else torch.autocast(device_type=device.type, enabled=False)
     )
     n = len(x_train)
+    steps_per_epoch = -(-n // cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         lr = lr_at_epoch(cfg, epoch)
@@ -263,27 +426,36 @@ def train(
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        # first batch (0-based) with a non-finite loss / model, kept on the device: no host sync
+        # per step; the host reads them every HEALTH_SYNC_EVERY batches and at the epoch end
+        bad = torch.full((2,), -1, device=device, dtype=torch.long)
         for b, start in enumerate(range(0, n, cfg.batch_size)):
+            step = epoch * steps_per_epoch + b
+            step_lr = lr * lr_factor(cfg, step, steps_per_epoch)
+            if cfg.lr_warmup_epochs:
+                for group in opt.param_groups:
+                    group["lr"] = step_lr
+            attack = scaled_attack(cfg.attack, eps_factor(cfg, step, steps_per_epoch))
             idx = perm[start : start + cfg.batch_size]
             x = augment(x_train[idx], cfg.augmentation, g)
             y = y_train[idx]
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
-                loss, logits = method_loss(cfg, model, x, y, g)
+                loss, logits = method_loss(cfg, model, x, y, g, attack)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
             opt.step()
             ld = loss.detach().float()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld), torch.tensor(b, device=device), first_bad)
+            now_bad = torch.stack([~torch.isfinite(ld), ~finite_flag(model)])
+            bad = torch.where((bad < 0) & now_bad, torch.tensor(b, device=device), bad)
             loss_sum += ld * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
-        if int(first_bad) >= 0:
-            raise AdvFeaturesError(
-                f"non-finite training loss at epoch {epoch + 1}, batch {int(first_bad) + 1} "
-                f"(method {cfg.method}, lr {lr:g}); lower training.lr or check the data"
-            )
+            if (b + 1) % HEALTH_SYNC_EVERY == 0:
+                _fail_if_nonfinite(cfg, model, epoch, bad, step_lr, last)
+        _fail_if_nonfinite(cfg, model, epoch, bad, step_lr, last)
         clean, robust = robust_accuracy(model, x_ev, y_ev, cfg.eval_attack, derive_seed(cfg.seed, "eval"), cfg.eval_batch_size)
         row = {
             "epoch": epoch + 1,
@@ -302,6 +474,7 @@ def train(
         )
         if progress:
             progress(epoch + 1)
+        # save_checkpoint refuses non-finite tensors: nothing non-finite is ever saved
         payload = {"model": model.state_dict(), "meta": {**meta, "epoch": epoch + 1}}
         if (epoch + 1) in checkpoint_outs:
             save_checkpoint(state_dir / f"epoch_{epoch + 1}.pt", payload)
@@ -311,6 +484,8 @@ def train(
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return rows
 
+    if chance_check:
+        meta["degenerate"] = check_above_chance(cfg, rows, data.num_classes)
     for e, out in checkpoint_outs.items():
         src = state_dir / f"epoch_{e}.pt"
         if not src.exists():

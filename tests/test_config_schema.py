@@ -59,6 +59,10 @@ BAD = [
     ("method-unknown-key", {"training": {"methods": {"pgd_linf": {"epohcs": 3}}}}, "training.methods.pgd_linf", "'epohcs' was unexpected"),
     ("method-true", {"training": {"methods": {"mart": True}}}, "training.methods.mart", "not valid"),
     ("top-level-typo", {"trainig": {}}, "<top level>", "'trainig' was unexpected"),
+    ("health-margin-range", {"training": {"common": {"health": {"min_acc_over_chance": 150}}}}, "training.common.health.min_acc_over_chance", "maximum"),
+    ("health-unknown-key", {"training": {"common": {"health": {"allow_dead": True}}}}, "training.common.health", "'allow_dead' was unexpected"),
+    ("eps-warmup-negative", {"training": {"common": {"eps_warmup_epochs": -1}}}, "training.common.eps_warmup_epochs", "minimum"),
+    ("grad-clip-zero", {"training": {"methods": {"mart": {"grad_clip_norm": 0}}}}, "training.methods.mart.grad_clip_norm", "minimum"),
 ]
 # cross-key checks the schema cannot express (rules/common.smk): only through snakemake
 CROSS = [

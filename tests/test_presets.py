@@ -44,8 +44,23 @@ def test_preset_dry_run(tmp_path, preset):
     enabled = [m for m, v in cfg["training"]["methods"].items() if v is not False]
     assert job_count(out, "prepare_data") == 1
     assert job_count(out, "train") == len(enabled)
-    # cluster settings every preset carries
-    assert cfg["device"] == "auto" and cfg["resources"]["gpus"] == 1 and cfg["threads"] > 1
+    if preset.stem.endswith("-cpu"):  # laptop presets: 2 CPU cores, no GPU
+        assert cfg["resources"]["gpus"] == 0 and cfg["threads"] == 1
+    else:  # cluster settings every paper preset carries
+        assert cfg["device"] == "auto" and cfg["resources"]["gpus"] == 1 and cfg["threads"] > 1
+
+
+def test_cifar10_cpu_preset_keeps_adversarial_training_healthy():
+    """The remedies that make PGD-AT and MART leave chance on CIFAR-10 with LeNet-5 (issue 13,
+    measured with benchmarks/bench_cifar_training.py) and the default health checks."""
+    common = yaml.safe_load((ROOT / "presets" / "cifar10-cpu.yaml").read_text())["training"]["common"]
+    assert common["eps_warmup_epochs"] >= 1 and common["lr"] >= 0.05  # a low LR stays on the plateau
+    assert common["eps_warmup_epochs"] < common["epochs"]
+    assert common["health"] == {"min_acc_over_chance": 10, "allow_degenerate": False}
+    a = common["attack"]
+    assert (a["norm"], a["steps"]) == ("linf", 7)
+    assert (a["eps"], a["alpha"]) == pytest.approx((8 / 255, 2 / 255), abs=1e-6)
+    assert common["eval_attack"]["steps"] == 20
 
 
 def test_default_config_dry_run(tmp_path):

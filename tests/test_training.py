@@ -93,8 +93,9 @@ def test_resume_state_ignored_when_data_changed(tiny_data, tmp_path, caplog):
     out = tmp_path / "run"
     run_train(cfg_for("standard"), tiny_data, out, stop_after_epoch=1)
     other = type(tiny_data)(**{**tiny_data.__dict__, "x_train": tiny_data.x_train.flip(3)})
+    # (mirrored training images: the model fails on the unmirrored test set - keep it anyway)
     with caplog.at_level(logging.INFO, logger="advfeatures"):
-        run_train(cfg_for("standard"), other, out)
+        run_train(cfg_for("standard", health={"allow_degenerate": True}), other, out)
     assert "resuming" not in caplog.text
 
 
