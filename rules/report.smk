@@ -61,9 +61,7 @@ rule training_table:
     threads: 1
     params:
         methods=train_methods(),
-        benchmarks=[
-            bench_file("train", f"{DATASET}_{ARCH}_{m}") for m in train_methods()
-        ],
+        benchmarks=[train_bench(m) for m in train_methods()],
         attack=config["training"]["common"]["eval_attack"],
     script:
         "../workflow_scripts/training_table.py"

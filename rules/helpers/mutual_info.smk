@@ -12,6 +12,12 @@ def mi_methods():
             f"config mutual_info.methods names {bad}, not enabled under training.methods; "
             "enable them there or drop them here"
         )
+    pre = [m for m in MI["methods"] if m in pretrained_methods()]
+    if pre:
+        raise ValueError(
+            f"config mutual_info.methods names {pre}, pretrained under training.methods: MI per "
+            "epoch needs the epoch checkpoints of training; drop them here"
+        )
     return list(MI["methods"])
 
 
