@@ -18,6 +18,9 @@ STUDIES = {
     ],
 }
 CLAIM_FILES = [claims_csv(s) for s in ("ilyas", "bottleneck", "attacks", "mutual_info")]
+if not MI["methods"]:  # the MI stage is skipped (mutual_info.methods: [])
+    del STUDIES["Zhang et al.: mutual information"]
+    CLAIM_FILES.remove(claims_csv("mutual_info"))
 FIGURES = [
     "ilyas_samples",
     "ilyas_transfer",
@@ -28,6 +31,8 @@ FIGURES = [
     "mi_vs_epoch",
     "mi_distortions",
 ]
+if not MI["methods"]:
+    FIGURES = [f for f in FIGURES if not f.startswith("mi_")]
 
 
 localrules:

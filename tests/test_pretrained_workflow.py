@@ -1,0 +1,140 @@
+"""A real pretrained model through the workflow: pyautoattack's CIFAR-10 ResNet-18 as `standard`.
+
+The checkpoint (``pyautoattack/examples/model_test.pt``, the kuangliu CIFAR ResNet-18 layout,
+inputs in [0, 1]) is converted by rule convert_pretrained on the shared CIFAR-10 subset
+(``../shared/data/cifar10-subset``; override with ADVFEATURES_CIFAR10_SUBSET), then Kim et al.'s
+Tables 1/2 and a PGD attack run on it at tiny sizes.  Skipped where either file is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import ROOT, Snake, copy_repo
+
+from advfeatures import h5io
+
+pytestmark = pytest.mark.slow
+
+SUBSET = Path(os.environ.get("ADVFEATURES_CIFAR10_SUBSET", ROOT.parent / "shared" / "data" / "cifar10-subset"))
+RUN = "results/imagefolder/resnet18/standard"
+TARGETS = ["results/tables/kim_table1.csv", "results/tables/kim_table2.csv", f"{RUN}/attacks/pgd.h5"]
+
+
+def shipped_checkpoint() -> Path:
+    pa = pytest.importorskip("pyautoattack")
+    path = Path(pa.__file__).parent / "examples" / "model_test.pt"
+    if not path.exists():
+        pytest.skip(f"{path} not installed")
+    return path
+
+
+def overlay(path: str) -> dict:
+    """ResNet-18 on 100 test images; the standard model is the checkpoint at ``path``."""
+    return {
+        "dataset": {"name": "imagefolder", "root": str(SUBSET), "subset_train": 100, "subset_test": 100},
+        "arch": {"name": "resnet18"},
+        "training": {"methods": {
+            "standard": {
+                "pretrained": {"path": path, "format": "cifar_resnet",
+                               "normalization": {"mean": [0, 0, 0], "std": [1, 1, 1]}},
+                "eval_subset": 20,
+                "eval_attack": {"norm": "linf", "eps": 0.0314, "alpha": 0.0157, "steps": 2,
+                                "random_start": True},
+            },
+            "pgd_linf": {},  # enabled (other stages' configs name it) but never built here
+        }},
+        "synthesis": {"robust_method": "pgd_linf"},
+        "bottleneck": {"methods": ["standard"], "sweep_methods": ["standard"], "attacks": ["fgsm", "pgd"],
+                       "betas": [0.3, 1], "iterations": 10, "batch_size": 20, "tsne": {"method": "standard"}},
+        "attacks": {"models": ["standard", "pgd_linf"], "eps": 0.0314, "eval_subset": 20, "batch_size": 20,
+                    "suite": {"pgd": {"steps": 3}}},
+        "mutual_info": {"methods": ["pgd_linf"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    source = shipped_checkpoint()
+    if not (SUBSET / "test").is_dir():
+        pytest.skip(f"{SUBSET} not found (the shared CIFAR-10 subset)")
+    repo = copy_repo(tmp_path_factory.mktemp("repo_pretrained") / "advfeatures")
+    wd = tmp_path_factory.mktemp("pretrained_run")
+    (wd / "checkpoints").mkdir()
+    shutil.copyfile(source, wd / "checkpoints" / "resnet18.pt")
+    cfg = wd / "pretrained.yaml"
+    cfg.write_text(yaml.safe_dump(overlay("checkpoints/resnet18.pt")))
+    snake = Snake(repo, wd, extra_configs=[cfg])
+    snake.run("--cores", "2", *TARGETS, timeout=900)
+    return snake
+
+
+def test_converted_model_is_accurate_and_carries_provenance(pretrained_run):
+    wd = pretrained_run.wd
+    ck = torch.load(wd / RUN / "model.pt", weights_only=True)
+    pre = ck["meta"]["pretrained"]
+    src = wd / "checkpoints" / "resnet18.pt"
+    assert pre["source"] == "checkpoints/resnet18.pt" and pre["format"] == "cifar_resnet"
+    assert pre["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert pre["test_rows"] == 100 and pre["test_acc"] > 0.7  # chance 0.1; issue 16 measured 0.79
+    assert ck["meta"]["arch"] == "resnet18" and ck["meta"]["model_kwargs"]["mean"] == [0.0] * 3
+    metrics = pd.read_csv(wd / RUN / "metrics.csv")
+    assert len(metrics) == 1 and metrics["epoch"].iloc[0] == 0
+    assert metrics["test_clean_acc"].iloc[0] > 0.5
+
+
+def test_kim_tables_and_attack_rows_for_the_pretrained_model(pretrained_run):
+    wd = pretrained_run.wd
+    t1 = pd.read_csv(wd / "results/tables/kim_table1.csv")
+    t2 = pd.read_csv(wd / "results/tables/kim_table2.csv")
+    assert set(t1["model"]) == {"standard"} and set(t1["input"]) == {"clean", "fgsm", "pgd"}
+    clean = t1[(t1["input"] == "clean")].iloc[0]
+    assert clean["n"] == 20 and clean["int_acc"] > 50
+    assert set(t2["attack"]) == {"fgsm", "pgd"} and (t2["n"] == 20).all()
+    atk, _ = h5io.read_h5(wd / RUN / "attacks/pgd.h5", ["y", "pred_clean", "pred_adv", "linf"])
+    assert len(atk["y"]) == 20 and (atk["linf"] <= 0.0314 + 1e-5).all()
+    assert (atk["pred_clean"] == atk["y"]).mean() > 0.5
+    assert (atk["pred_adv"] == atk["y"]).mean() < (atk["pred_clean"] == atk["y"]).mean()
+
+
+def test_replacing_the_checkpoint_reruns_its_dependants(pretrained_run, tmp_path):
+    src = pretrained_run.wd / "checkpoints" / "resnet18.pt"
+    backup = tmp_path / "orig.pt"
+    shutil.copyfile(src, backup)
+    try:
+        sd = torch.load(src, weights_only=True)
+        torch.save({"state_dict": sd}, src)  # same weights, another file
+        assert pretrained_run.pending_rules(*TARGETS) >= {"convert_pretrained", "attack", "distill",
+                                                          "bottleneck_tables"}
+        assert "prepare_data" not in pretrained_run.pending_rules(*TARGETS)
+    finally:
+        shutil.copyfile(backup, src)
+        os.utime(src, (os.path.getmtime(pretrained_run.wd / RUN / "model.pt") - 60,) * 2)
+
+
+def test_bad_checkpoints_fail_at_conversion_with_one_line(pretrained_run, tmp_path):
+    wd = pretrained_run.wd
+    pickled = wd / "checkpoints" / "pickled.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)  # a whole module: needs pickled classes
+    over = tmp_path / "bad.yaml"
+    cfg = overlay("checkpoints/pickled.pt")
+    over.write_text(yaml.safe_dump(cfg))
+    proc = pretrained_run.run("--cores", "1", f"{RUN}/model.pt", configs=[over], check=False)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "advfeatures error:" in ln]
+    assert proc.returncode != 0 and lines, proc.stderr[-2000:]
+    assert "checkpoints/pickled.pt" in lines[0] and "pickled Python objects" in lines[0]
+    # a missing file is refused before any job runs, naming the key
+    cfg = overlay("checkpoints/absent.pt")
+    over.write_text(yaml.safe_dump(cfg))
+    proc = pretrained_run.run("-n", f"{RUN}/model.pt", configs=[over], check=False)
+    assert proc.returncode != 0
+    assert "key training.methods.standard.pretrained.path: file 'checkpoints/absent.pt' not found" in (
+        proc.stdout + proc.stderr
+    )
