@@ -1,7 +1,5 @@
 rule train:
     """Standard or adversarial training of one method: model.pt, metrics.csv, epoch checkpoints."""
-    wildcard_constraints:
-        method=method_regex(trained_methods()),
     input:
         data=data_h5(),
         lib=lib("training", "attacks.pgd", "models", "data"),
@@ -16,6 +14,8 @@ rule train:
         log_file("train", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("train", "{dataset}_{arch}_{method}")
+    wildcard_constraints:
+        method=method_regex(trained_methods()),
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -37,8 +37,6 @@ rule convert_pretrained:
 
     Health-checked on the prepared test set; metrics.csv holds training's evaluation (epoch 0).
     """
-    wildcard_constraints:
-        method=method_regex(pretrained_methods()),
     input:
         source=lambda wc: pretrained_source(wc.method),
         data=data_h5(),
@@ -51,6 +49,8 @@ rule convert_pretrained:
         log_file("convert_pretrained", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("convert_pretrained", "{dataset}_{arch}_{method}")
+    wildcard_constraints:
+        method=method_regex(pretrained_methods()),
     conda:
         CONDA_ENV
     threads: config["threads"]

@@ -106,6 +106,9 @@ EDITS = [
     Case("attack-script", "workflow_scripts/attack.py", {"attack"}, never={"train", "attack_sweep"}),
     Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
     Case("common-script", "workflow_scripts/_common.py", {"prepare_data"}),
+    # the checkpoint converter feeds only convert_pretrained: the tiny run trains every model
+    Case("pretrained-module", "advfeatures/pretrained.py", set(), never={"train", "attack", "distill"}),
+    Case("convert-script", "workflow_scripts/convert_pretrained.py", set(), never={"train"}),
     # not provenance: nothing reruns
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),
