@@ -109,7 +109,7 @@ def test_replacing_the_checkpoint_reruns_its_dependants(pretrained_run, tmp_path
     backup = tmp_path / "orig.pt"
     shutil.copyfile(src, backup)
     try:
-        sd = torch.load(src, weights_only=True)
+        sd = torch.load(src, map_location="cpu", weights_only=True)
         torch.save({"state_dict": sd}, src)  # same weights, another file
         assert pretrained_run.pending_rules(*TARGETS) >= {"convert_pretrained", "attack", "distill",
                                                           "bottleneck_tables"}
