@@ -2,7 +2,6 @@ rule train:
     """Standard or adversarial training of one method: model.pt, metrics.csv, epoch checkpoints."""
     input:
         data=data_h5(),
-        lib=lib("training", "attacks.pgd", "models", "data"),
         script=script_input("train"),
     output:
         model=model_pt(),
@@ -40,7 +39,6 @@ rule convert_pretrained:
     input:
         source=lambda wc: pretrained_source(wc.method),
         data=data_h5(),
-        lib=lib("pretrained", "training", "attacks.pgd", "models", "data"),
         script=script_input("convert_pretrained"),
     output:
         model=model_pt(),

@@ -17,14 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advfeatures.pretrained import (
+from advfeatures.attacks.pgd import PGDSettings
+from advfeatures.models.checkpoint import load_checkpoint, model_from_checkpoint
+from advfeatures.models.pretrained import (
     PretrainedConfig,
-    convert,
     health_check,
     load_pretrained,
     unwrap,
 )
-from advfeatures.training import AttackConfig, load_checkpoint, model_from_checkpoint
+from advfeatures.stages.convert_pretrained import convert
 from advfeatures.utils import AdvFeaturesError
 
 KW = {"in_channels": 3, "num_classes": 10, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
@@ -307,7 +308,7 @@ def test_convert_writes_the_trained_layout_with_provenance(tmp_path, tiny_data):
     from advfeatures.training import TrainConfig, train
 
     tc = TrainConfig(epochs=2, batch_size=40, lr=0.05, eval_subset=20,
-                     eval_attack=AttackConfig(eps=0.1, alpha=0.05, steps=2))
+                     eval_attack=PGDSettings(eps=0.1, alpha=0.05, steps=2))
     train(tc, tiny_data, model_out=tmp_path / "trained.pt", metrics_out=tmp_path / "m.csv",
           state_dir=tmp_path / "state")
     trained = load_checkpoint(tmp_path / "trained.pt")

@@ -1,9 +1,11 @@
-"""Pretrained checkpoints in place of the training stage: read, map, check and convert.
+"""Pretrained checkpoints in place of the training stage: read, map and check.
 
 A method under ``training.methods`` may name a checkpoint instead of being trained (config key
-``training.methods.<m>.pretrained``, see :class:`PretrainedConfig`).  :func:`convert` turns it
-once into the pipeline's own ``model.pt`` (the layout :func:`advfeatures.training.train` writes,
-plus provenance under ``meta["pretrained"]``), so every downstream stage works unchanged.
+``training.methods.<m>.pretrained``, see :class:`PretrainedConfig`).  :func:`load_pretrained`
+builds the architecture with its weights; the stage ``convert_pretrained``
+(:func:`advfeatures.stages.convert_pretrained.convert`) writes it once as the pipeline's own
+``model.pt`` (the layout :func:`advfeatures.training.train` writes, plus provenance under
+``meta["pretrained"]``), so every downstream stage works unchanged.
 
 Reading (:func:`read_checkpoint`) always uses ``torch.load(weights_only=True)``: a file that
 needs pickled Python objects (a whole ``nn.Module``, an ``argparse.Namespace``, numpy arrays)
@@ -43,7 +45,6 @@ import hashlib
 import logging
 import pickle
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,16 +54,8 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
-from advfeatures.data import Dataset, eval_subset
 from advfeatures.models import SplitModel, build_model
-from advfeatures.training import (
-    AttackConfig,
-    data_fingerprint,
-    evaluate,
-    save_checkpoint,
-    write_metrics,
-)
-from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode
+from advfeatures.utils import AdvFeaturesError, eval_mode
 
 log = logging.getLogger("advfeatures")
 
@@ -422,67 +415,7 @@ def health_check(
     return {"test_acc": acc, "test_rows": rows, "chance": chance, "chance_pvalue": p}
 
 
-def convert(
-    cfg: PretrainedConfig,
-    data: Dataset,
-    *,
-    arch: str,
-    arch_options: dict | None,
-    method: str,
-    model_out: str | Path,
-    metrics_out: str | Path,
-    eval_attack: AttackConfig,
-    eval_subset_size: int | None,
-    seed: int,
-    device: str | torch.device = "cpu",
-    eval_batch_size: int = 500,
-) -> dict:
-    """Convert ``cfg.path`` into ``model_out`` (the trained layout) and a one-row ``metrics_out``.
-
-    The metrics row is what training's last epoch reports (clean and PGD accuracy on the same
-    seeded evaluation subset, ``evaluate``), with epoch 0 and no training columns.
-    Returns the health-check numbers.
-    """
-    t0 = time.perf_counter()
-    model, provenance = load_pretrained(
-        cfg, arch=arch, arch_options=arch_options, model_kwargs=data.model_kwargs()
-    )
-    model = model.to(device)
-    health = health_check(
-        model, data.x_test, data.y_test, data.num_classes,
-        allow_degenerate=cfg.allow_degenerate, batch_size=eval_batch_size, what=str(cfg.path),
-    )
-    log.info(
-        "%s: %s in format %s, test accuracy %.4f on %d rows (chance %.3f, p %.2g)",
-        cfg.path, arch, cfg.format, health["test_acc"], health["test_rows"], health["chance"],
-        health["chance_pvalue"],
-    )
-    ev_idx = eval_subset(data.y_test, eval_subset_size, derive_seed(seed, "eval_subset"))
-    x_ev, y_ev = data.x_test[ev_idx].to(device), data.y_test[ev_idx].to(device)
-    clean, robust = evaluate(
-        model, x_ev, y_ev, eval_attack, derive_seed(seed, "eval"), eval_batch_size
-    )
-    meta = {
-        "arch": arch,
-        "arch_options": dict(arch_options or {}),
-        "model_kwargs": {**data.model_kwargs(), **provenance["normalization"]},
-        "method": method,
-        "dataset": data.name,
-        "fingerprint": provenance["sha256"][:16],
-        "data_fingerprint": data_fingerprint(data),
-        "epoch": 0,
-        "pretrained": {**provenance, **health},
-    }
-    save_checkpoint(Path(model_out), {"model": model.cpu().state_dict(), "meta": meta})
-    write_metrics(metrics_out, [{
-        "epoch": 0, "lr": "", "train_loss": "", "train_acc": "",
-        "test_clean_acc": clean, "test_pgd_acc": robust,
-        "epoch_seconds": round(time.perf_counter() - t0, 3),
-    }])
-    return {**health, "eval_clean_acc": clean, "eval_pgd_acc": robust}
-
-
 __all__ = [
-    "FORMATS", "PretrainedConfig", "check_and_load", "convert", "health_check", "load_pretrained",
+    "FORMATS", "PretrainedConfig", "check_and_load", "health_check", "load_pretrained",
     "map_keys", "read_checkpoint", "unwrap",
 ]
