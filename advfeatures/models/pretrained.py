@@ -42,7 +42,6 @@ training (:func:`health_check`): finite outputs on the whole prepared test set a
 from __future__ import annotations
 
 import hashlib
-import logging
 import pickle
 import re
 from collections.abc import Mapping
@@ -56,8 +55,6 @@ from torch import nn
 
 from advfeatures.models import SplitModel, build_model
 from advfeatures.utils import AdvFeaturesError, eval_mode
-
-log = logging.getLogger("advfeatures")
 
 #: format -> architectures it maps onto (None: any)
 FORMATS: dict[str, tuple[str, ...] | None] = {
