@@ -14,6 +14,7 @@
 
 import copy
 import os
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -290,13 +291,67 @@ def train_methods():
     return [m for m, v in config["training"]["methods"].items() if v is not False]
 
 
-def enabled_methods(key, methods):
-    """``methods`` (config key ``key``), each enabled under training.methods (else an error)."""
+def pretrained_methods():
+    """Enabled methods whose model is converted from a checkpoint (key pretrained), not trained."""
+    return [
+        m
+        for m in train_methods()
+        if (config["training"]["methods"][m] or {}).get("pretrained") is not None
+    ]
+
+
+def trained_methods():
+    """Enabled methods the train rule trains."""
+    return [m for m in train_methods() if m not in pretrained_methods()]
+
+
+def method_regex(methods):
+    """A wildcard constraint matching exactly ``methods`` (none: a pattern that never matches)."""
+    return "|".join(re.escape(m) for m in methods) if methods else "(?!)"
+
+
+def pretrained_params(method):
+    """The slice a conversion job uses: the checkpoint settings and the training evaluation."""
+    t = config["training"]
+    cfg = deep_merge(t["common"], t["methods"][method] or {})
+    return {
+        "pretrained": cfg["pretrained"],
+        "eval": {k: cfg[k] for k in ("eval_subset", "eval_batch_size", "eval_attack")},
+    }
+
+
+def pretrained_source(method):
+    """The checkpoint file of a pretrained method (an input: replacing it reruns its jobs)."""
+    return config["training"]["methods"][method]["pretrained"]["path"]
+
+
+def train_bench(method):
+    """The benchmark file of the job that makes ``method``'s model (train or convert_pretrained)."""
+    name = "convert_pretrained" if method in pretrained_methods() else "train"
+    return bench_file(name, f"{DATASET}_{ARCH}_{method}")
+
+
+#: keys a pretrained method may set besides pretrained (it is evaluated, not trained)
+PRETRAINED_KEYS = {"pretrained", "eval_subset", "eval_batch_size", "eval_attack"}
+
+
+def enabled_methods(key, methods, trained=False):
+    """``methods`` (config key ``key``), each enabled under training.methods (else an error).
+
+    ``trained``: each must also be trained, not pretrained (a stage that needs the epoch
+    checkpoints of training).
+    """
     bad = [m for m in methods if m not in train_methods()]
     if bad:
         raise ValueError(
             f"config {key} names {bad}, not enabled under training.methods; "
             "enable them there or drop them here"
+        )
+    pre = [m for m in methods if m in pretrained_methods()] if trained else []
+    if pre:
+        raise ValueError(
+            f"config {key} names {pre}, pretrained under training.methods: this stage needs "
+            "the epoch checkpoints of training; drop them here"
         )
     return list(methods)
 
@@ -309,7 +364,21 @@ def checkpoint_epochs():
 
 def check_training_config():
     """Cross-key checks the schema cannot express, run at parse time (before any job)."""
-    for m in train_methods():
+    for m in pretrained_methods():
+        own = config["training"]["methods"][m]
+        extra = sorted(set(own) - PRETRAINED_KEYS)
+        if extra:
+            raise WorkflowError(
+                f"invalid config: key training.methods.{m}.{extra[0]}: method {m} is pretrained, "
+                f"not trained; drop it (allowed beside pretrained: {sorted(PRETRAINED_KEYS - {'pretrained'})})"
+            )
+        if not os.path.isfile(pretrained_source(m)):
+            raise WorkflowError(
+                f"invalid config: key training.methods.{m}.pretrained.path: file "
+                f"{pretrained_source(m)!r} not found (relative paths start at the working "
+                "directory); fix the path"
+            )
+    for m in trained_methods():
         t = train_params(m)
         if sorted(set(int(e) for e in t["checkpoint_epochs"])) != checkpoint_epochs():
             raise WorkflowError(

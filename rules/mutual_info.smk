@@ -130,4 +130,6 @@ rule report_mi:
         "../workflow_scripts/report_mi.py"
 
 
-TARGETS += rules.report_mi.output
+# mutual_info.methods: [] skips the stage (e.g. a run of pretrained models only)
+if mi_methods():
+    TARGETS += rules.report_mi.output

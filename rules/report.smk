@@ -18,6 +18,9 @@ STUDIES = {
     ],
 }
 CLAIM_FILES = [claims_csv(s) for s in ("ilyas", "bottleneck", "attacks", "mutual_info")]
+if not MI["methods"]:  # the MI stage is skipped (mutual_info.methods: [])
+    del STUDIES["Zhang et al.: mutual information"]
+    CLAIM_FILES.remove(claims_csv("mutual_info"))
 FIGURES = [
     "ilyas_samples",
     "ilyas_transfer",
@@ -28,6 +31,8 @@ FIGURES = [
     "mi_vs_epoch",
     "mi_distortions",
 ]
+if not MI["methods"]:
+    FIGURES = [f for f in FIGURES if not f.startswith("mi_")]
 
 
 localrules:
@@ -55,9 +60,7 @@ rule training_table:
     threads: 1
     params:
         methods=train_methods(),
-        benchmarks=[
-            bench_file("train", f"{DATASET}_{ARCH}_{m}") for m in train_methods()
-        ],
+        benchmarks=[train_bench(m) for m in train_methods()],
         attack=config["training"]["common"]["eval_attack"],
     script:
         "../workflow_scripts/training_table.py"

@@ -13,6 +13,8 @@ rule train:
         log_file("train", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("train", "{dataset}_{arch}_{method}")
+    wildcard_constraints:
+        method=method_regex(trained_methods()),
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -27,6 +29,39 @@ rule train:
         resume_dir=lambda wc: resume_dir(wc.method, wc.dataset, wc.arch),
     script:
         "../workflow_scripts/train.py"
+
+
+rule convert_pretrained:
+    """A pretrained checkpoint (training.methods.<m>.pretrained) as this pipeline's model.pt.
+
+    Health-checked on the prepared test set; metrics.csv holds training's evaluation (epoch 0).
+    """
+    input:
+        source=lambda wc: pretrained_source(wc.method),
+        data=data_h5(),
+        script=script_input("convert_pretrained"),
+    output:
+        model=model_pt(),
+        metrics=metrics_csv(),
+    log:
+        log_file("convert_pretrained", "{dataset}_{arch}_{method}"),
+    benchmark:
+        bench_file("convert_pretrained", "{dataset}_{arch}_{method}")
+    wildcard_constraints:
+        method=method_regex(pretrained_methods()),
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        **compute_resources("train"),
+        gpu=gpus(),
+    params:
+        convert=lambda wc: pretrained_params(wc.method),
+        arch_options=lambda wc: arch_options(wc.arch),
+        runtime=runtime_params(),
+        seed=SEED,
+    script:
+        "../workflow_scripts/convert_pretrained.py"
 
 
 TARGETS += expand(metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods())

@@ -58,6 +58,15 @@ BAD = [
     ("method-lr-string", {"training": {"methods": {"pgd_linf": {"lr": "fast"}}}}, "training.methods.pgd_linf.lr", "not of type"),
     ("method-unknown-key", {"training": {"methods": {"pgd_linf": {"epohcs": 3}}}}, "training.methods.pgd_linf", "'epohcs' was unexpected"),
     ("method-true", {"training": {"methods": {"mart": True}}}, "training.methods.mart", "not valid"),
+    ("pretrained-format-unknown", {"training": {"methods": {"standard": {"pretrained": {"path": "m.pt", "format": "timm"}}}}},
+     "training.methods.standard.pretrained.format", "not one of"),
+    ("pretrained-no-format", {"training": {"methods": {"standard": {"pretrained": {"path": "m.pt"}}}}},
+     "training.methods.standard.pretrained", "'format' is a required property"),
+    ("pretrained-std-zero", {"training": {"methods": {"standard": {"pretrained": {
+        "path": "m.pt", "format": "cifar_resnet", "normalization": {"mean": [0], "std": [0]}}}}}},
+     "training.methods.standard.pretrained.normalization.std.0", "minimum"),
+    ("pretrained-in-common", {"training": {"common": {"pretrained": {"path": "m.pt", "format": "wrn"}}}},
+     "training.common", "should not be valid"),
     ("top-level-typo", {"trainig": {}}, "<top level>", "'trainig' was unexpected"),
     ("health-margin-range", {"training": {"common": {"health": {"min_acc_over_chance": 150}}}}, "training.common.health.min_acc_over_chance", "maximum"),
     ("health-unknown-key", {"training": {"common": {"health": {"allow_dead": True}}}}, "training.common.health", "'allow_dead' was unexpected"),
@@ -68,6 +77,10 @@ BAD = [
 CROSS = [
     ("checkpoint-beyond-epochs", {"training": {"common": {"checkpoint_epochs": [1, 5]}}}, "training.common.checkpoint_epochs", "beyond"),
     ("method-own-checkpoints", {"training": {"methods": {"pgd_linf": {"checkpoint_epochs": [2]}}}}, "training.methods.pgd_linf.checkpoint_epochs", "must equal"),
+    ("pretrained-path-missing", {"training": {"methods": {"standard": {"pretrained": {"path": "absent.pt", "format": "cifar_resnet"}}}}},
+     "training.methods.standard.pretrained.path", "not found"),
+    ("pretrained-with-training-key", {"training": {"methods": {"standard": {"pretrained": {"path": "absent.pt", "format": "cifar_resnet"}, "lr": 0.1}}}},
+     "training.methods.standard.lr", "is pretrained, not trained"),
 ]
 # the sample of BAD that also goes through the command line
 CLI_SAMPLE = {"seed-negative", "eps-non-numeric", "method-unknown-key", "method-true", "top-level-typo"}

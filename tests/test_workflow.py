@@ -110,6 +110,10 @@ EDITS = [
     Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
     Case("stage-job", "advfeatures/stages/job.py", {"prepare_data"}),
     Case("attack-stage", "advfeatures/stages/attack.py", ATTACKS, never={"train", "synthesize", "estimate_mi"}),
+    # the checkpoint converter feeds only convert_pretrained: the tiny run trains every model
+    Case("pretrained-module", "advfeatures/models/pretrained.py", set(), never={"train", "attack", "distill"}),
+    Case("convert-script", "workflow_scripts/convert_pretrained.py", set(), never={"train"}),
+    Case("convert-stage", "advfeatures/stages/convert_pretrained.py", set(), never={"train"}),
     # not provenance: nothing reruns
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),

@@ -6,7 +6,7 @@ MI = config["mutual_info"]
 
 
 def mi_methods():
-    return enabled_methods("mutual_info.methods", MI["methods"])
+    return enabled_methods("mutual_info.methods", MI["methods"], trained=True)
 
 
 def mi_params(distortions=False):
