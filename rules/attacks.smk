@@ -68,7 +68,7 @@ rule attack_tables:
     input:
         attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in attack_cells()],
         sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in sweep_cells()],
-        lib=lib("reporting.__init__", "reporting.attacks"),
+        lib=lib("reporting.__init__", "reporting.attacks", "reporting.verdicts", "stats"),
         script=script_input("attack_tables"),
     output:
         table3=report(
@@ -111,6 +111,7 @@ rule attack_tables:
         },
         models=attack_models(),
         suite=ATK["suite"],
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/attack_tables.py"
 

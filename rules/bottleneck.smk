@@ -42,7 +42,7 @@ rule bottleneck_tables:
     input:
         table=table_distill_files(DATASET, ARCH),
         sweep=sweep_distill_files(DATASET, ARCH),
-        lib=lib("reporting.__init__", "reporting.bottleneck"),
+        lib=lib("reporting.__init__", "reporting.bottleneck", "reporting.verdicts", "stats"),
         script=script_input("bottleneck_tables"),
     output:
         table1=report(
@@ -91,6 +91,7 @@ rule bottleneck_tables:
         attacks=ib_attacks(),
         sweep_methods=ib_methods("sweep_methods"),
         betas=ib_betas(),
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/bottleneck_tables.py"
 

@@ -14,7 +14,7 @@ rule estimate_mi:
     input:
         model=checkpoint_pt(),
         data=data_h5(),
-        lib=lib("mutual_info", "attacks.pgd", "training", "models", "data"),
+        lib=lib("mutual_info", "stats", "attacks.pgd", "training", "models", "data"),
         script=script_input("estimate_mi"),
     output:
         mi_epoch_csv(),
@@ -101,7 +101,8 @@ rule report_mi:
     input:
         epochs=mi_csv(DATASET, ARCH),
         distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
-        lib=lib("reporting.__init__", "reporting.mutual_info"),
+        data=data_h5(DATASET),
+        lib=lib("reporting.__init__", "reporting.mutual_info", "reporting.verdicts", "stats"),
         script=script_input("mi_report"),
     output:
         plane=report(
@@ -149,6 +150,7 @@ rule report_mi:
         runtime=10,
     params:
         methods=mi_methods(),
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/mi_report.py"
 

@@ -135,7 +135,7 @@ rule ilyas_report:
         reference=expand(
             ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH
         ),
-        lib=lib("reporting.__init__", "reporting.ilyas", "data"),
+        lib=lib("reporting.__init__", "reporting.ilyas", "reporting.verdicts", "stats", "data"),
         script=script_input("ilyas_report"),
     output:
         table=report(
@@ -167,6 +167,7 @@ rule ilyas_report:
         robust_method=SYN["robust_method"],
         eval=SYN["eval"],
         seed=SEED,
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/ilyas_report.py"
 

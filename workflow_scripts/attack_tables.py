@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import run, start  # noqa: E402
 
 from advfeatures.reporting import attacks as rep  # noqa: E402
-from advfeatures.reporting import save_figure, write_claims, write_markdown, write_table  # noqa: E402
+from advfeatures.reporting import save_figure, verdicts, write_claims, write_markdown, write_table  # noqa: E402
 
 NOTE3 = (
     "Accuracy (%) on `n` seeded test rows (each attack may use a nested subset; `clean_acc_same_rows` is the "
@@ -36,9 +36,10 @@ def main(snakemake):
     write_table(t4, out.table4, out.table4_md, title="Kim et al. Table 4: gradient ablations", note=NOTE4)
     sweeps = rep.read_sweeps(snakemake.input.sweeps)
     save_figure(rep.eps_figure(sweeps, eps_mark=float(setting["eps"])), out.figure)
-    df = write_claims(rep.claims(records, models), out.claims)
+    cfg = verdicts.settings(snakemake.params.claims)
+    df = write_claims(rep.claims(records, models, cfg=cfg), out.claims)
     for row in df.itertuples():
-        log.info("claim %s: %s (%.2f)", row.holds, row.claim, row.measured)
+        log.info("claim %s: %s (%.2f; %s)", row.verdict, row.claim, row.measured, row.reason)
 
 
 run(main, snakemake)  # noqa: F821

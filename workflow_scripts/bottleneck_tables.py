@@ -8,7 +8,13 @@ from _common import run, start  # noqa: E402
 
 from advfeatures import h5io  # noqa: E402
 from advfeatures.reporting import bottleneck as rb  # noqa: E402
-from advfeatures.reporting import matplotlib_headless, save_figure, write_claims, write_table  # noqa: E402
+from advfeatures.reporting import (  # noqa: E402
+    matplotlib_headless,
+    save_figure,
+    verdicts,
+    write_claims,
+    write_table,
+)
 
 
 def main(snakemake):
@@ -36,9 +42,11 @@ def main(snakemake):
     sw = rb.beta_sweep(sweep_recs, p.sweep_methods, p.betas)
     write_table(sw, out.sweep, out.sweep_md, title="IB beta sweep on clean inputs (Kim et al. Fig. 5)")
     save_figure(rb.beta_sweep_figure(sw), out.sweep_fig)
-    df = write_claims(rb.claims(t1, t2, sw), out.claims)
+    cl = rb.claims(t1, t2, sw, recs, sweep_recs, cfg=verdicts.settings(p.claims))
+    df = write_claims(cl, out.claims)
     for row in df.itertuples(index=False):
-        log.info("claim %s: %s (measured %.3g %s %.3g)", row.holds, row.claim, row.measured, row.comparison, row.threshold)
+        log.info("claim %s: %s (measured %.3g %s %.3g; %s)", row.verdict, row.claim, row.measured, row.comparison,
+                 row.threshold, row.reason)
 
 
 run(main, snakemake)  # noqa: F821

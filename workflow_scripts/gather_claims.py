@@ -12,7 +12,7 @@ from advfeatures.reporting import gather_claims  # noqa: E402
 def main(snakemake):
     log, _ = start(snakemake)
     df = gather_claims(snakemake.input.claims, snakemake.output[0])
-    log.info("%d claims, %d hold", len(df), int((df["holds"] == "yes").sum()))
+    log.info("%d claims: %s", len(df), df["verdict"].value_counts().to_dict())
 
 
 run(main, snakemake)  # noqa: F821

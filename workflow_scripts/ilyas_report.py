@@ -9,7 +9,14 @@ from _common import run, start  # noqa: E402
 
 from advfeatures import h5io  # noqa: E402
 from advfeatures.data import load_dataset  # noqa: E402
-from advfeatures.reporting import ilyas, matplotlib_headless, save_figure, write_claims, write_table  # noqa: E402
+from advfeatures.reporting import (  # noqa: E402
+    ilyas,
+    matplotlib_headless,
+    save_figure,
+    verdicts,
+    write_claims,
+    write_table,
+)
 from advfeatures.utils import derive_seed  # noqa: E402
 
 
@@ -46,7 +53,8 @@ def main(snakemake):
     rows = ilyas.sample_rows(first["source_index"], first["y_source"], 1, derive_seed(p.seed, "ilyas_samples"))
     fig = ilyas.samples_figure(data.x_train.numpy(), sets, rows, data.classes)
     save_figure(fig, snakemake.output.samples)
-    cl = write_claims(ilyas.claims(evals, reference, data.num_classes), snakemake.output.claims)
+    cfg = verdicts.settings(p.claims)
+    cl = write_claims(ilyas.claims(evals, reference, data.num_classes, cfg), snakemake.output.claims)
     log.info("table:\n%s", df.to_string(index=False))
     log.info("claims:\n%s", cl.to_string(index=False))
 
