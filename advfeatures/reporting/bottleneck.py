@@ -326,8 +326,10 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
         recs = {b: next(v for (m, bb), v in sweep_records.items() if m == method and float(bb) == b) for b in betas}
         lo_r, hi_r = recs[betas[0]], recs[betas[-1]]
         common, il, ih = np.intersect1d(lo_r["index"], hi_r["index"], return_indices=True)
-        mpre = model_pre(method) or verdicts.model_precondition(
-            method, 100.0 * float(np.mean(lo_r["pred_full"] == lo_r["y"])), num_classes, cfg)
+        # the sweep's clean files hold the model's own predictions (pred_full) on the same rows
+        mpre = verdicts.model_precondition(
+            method, 100.0 * float(np.mean(lo_r["pred_full"] == lo_r["y"])) if len(lo_r["y"]) else math.nan,
+            num_classes, cfg)
         for suffix, label in (("", "robust channels per sample fall as beta grows (paper Fig. 5)"),
                               ("_predlabel", "control - the same with masks from the predicted label")):
             masks = {b: r[f"mask_robust{suffix}"] for b, r in recs.items()}

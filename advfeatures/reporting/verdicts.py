@@ -29,6 +29,8 @@ from advfeatures import stats
 from advfeatures.utils import AdvFeaturesError
 
 CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+#: study name in claims.csv -> its key under report.claims
+STUDY_KEYS = {"ilyas": "ilyas", "kim2021": "bottleneck", "kim2021_attacks": "attacks", "mutual_info": "mutual_info"}
 
 
 @dataclass
@@ -44,6 +46,7 @@ class ClaimSettings:
     claims: dict = field(default_factory=dict)
 
     def min_effect(self, study: str, claim: str) -> float:
+        study = STUDY_KEYS.get(study, study)
         try:
             return float(self.claims[study][claim]["min_effect"])
         except (KeyError, TypeError):
