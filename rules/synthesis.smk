@@ -182,7 +182,7 @@ rule ilyas_transfer:
             arch=ARCH,
             train_arch=transfer_archs(),
         ),
-        lib=lib("reporting.__init__", "reporting.ilyas"),
+        lib=lib("reporting.__init__", "reporting.ilyas", "reporting.verdicts", "stats"),
         script=script_input("ilyas_transfer"),
     output:
         table=report(

@@ -229,16 +229,19 @@ def samples_figure(
 def transfer_table(evals: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Per architecture trained on ``kind``: test accuracy and transfer rate from the source model."""
     sub = evals[evals["set"] == kind]
-    return pd.DataFrame(
+    df = pd.DataFrame(
         {
             "architecture": sub["train_arch"].astype(str),
             "arch": sub["arch"].astype(str),
             "options": sub["arch_options"].astype(str),
+            "n": sub["n_test"].astype(int) if "n_test" in sub else float("nan"),
             f"test acc trained on {kind}": 100 * sub["clean_acc"].astype(float),
             "transfer rate": 100 * sub["transfer_rate"].astype(float),
             "transfer n": sub["transfer_n"].astype(int),
         }
     ).reset_index(drop=True)
+    return verdicts.add_wilson(df, [f"test acc trained on {kind}", "transfer rate"],
+                               {f"test acc trained on {kind}": "n", "transfer rate": "transfer n"})
 
 
 def transfer_figure(df: pd.DataFrame, kind: str, attack: str):
