@@ -151,7 +151,7 @@ class Claim:
 
 def untestable(*reasons: str) -> str:
     """The failed preconditions (empty ones dropped) as one reason."""
-    return "; ".join(dict.fromkeys(r for r in reasons if r))
+    return " | ".join(dict.fromkeys(r for r in reasons if r))
 
 
 def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:

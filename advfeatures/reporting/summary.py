@@ -117,7 +117,7 @@ def not_testable_markdown(claims: pd.DataFrame) -> str:
     lines = ["\nNot testable on this run (reason: claims):\n"]
     reasons: dict[tuple[str, str], int] = {}
     for study, reason in zip(nt["study"], nt["reason"]):
-        for part in str(reason).split("; "):
+        for part in str(reason).split(" | "):
             reasons[(study, part)] = reasons.get((study, part), 0) + 1
     lines += [f"- {study}: {reason} ({n})" for (study, reason), n in reasons.items()]
     return "\n".join(lines) + "\n"

@@ -100,11 +100,11 @@ def mask_precondition(name: str, robust: np.ndarray, cfg: ClaimSettings) -> str:
     r, nr = m.sum(1), (~m).sum(1)
     if r.mean() < cfg.mask_floor or nr.mean() < cfg.mask_floor:
         return (f"IB mask {name} degenerate ({r.mean():.2f} robust / {nr.mean():.2f} non-robust channels "
-                f"per sample; floor {cfg.mask_floor:g})")
+                f"per sample, floor {cfg.mask_floor:g})")
     empty = float(np.mean((r == 0) | (nr == 0)))
     if empty > cfg.mask_empty_share:
         return (f"IB mask {name} degenerate (robust or non-robust part empty for {100 * empty:.0f}% "
-                f"of samples; limit {100 * cfg.mask_empty_share:.0f}%)")
+                f"of samples, limit {100 * cfg.mask_empty_share:.0f}%)")
     return ""
 
 
