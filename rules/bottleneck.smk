@@ -109,7 +109,7 @@ rule bottleneck_tsne:
             DATASET,
             ARCH,
         ),
-        lib=lib("reporting.__init__", "reporting.bottleneck"),
+        lib=lib("reporting.__init__", "reporting.bottleneck", "reporting.verdicts", "stats"),
         script=script_input("bottleneck_tsne"),
     output:
         report(

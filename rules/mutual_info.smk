@@ -42,7 +42,13 @@ rule mi_distortions:
         model=model_pt(),
         data=data_h5(),
         lib=lib(
-            "mutual_info", "distortions", "attacks.pgd", "training", "models", "data"
+            "mutual_info",
+            "stats",
+            "distortions",
+            "attacks.pgd",
+            "training",
+            "models",
+            "data",
         ),
         script=script_input("mi_distortions"),
     output:

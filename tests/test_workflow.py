@@ -99,6 +99,12 @@ EDITS = [
          never=COMPUTE | {"training_table", "bottleneck_tables"}),
     Case("reporting-mi", "advfeatures/reporting/mutual_info.py", {"report_mi"},
          never=COMPUTE | {"merge_mi", "training_table"}),
+    Case("stats-module", "advfeatures/stats.py",
+         {"estimate_mi", "mi_distortions", "ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables",
+          "bottleneck_tsne", "report_mi"}, never={"train", "attack", "distill", "synthesize"}),
+    Case("reporting-verdicts", "advfeatures/reporting/verdicts.py",
+         {"ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables", "bottleneck_tsne", "report_mi"},
+         never=COMPUTE | {"training_table", "merge_mi"}),
     Case("reporting-summary", "advfeatures/reporting/summary.py", {"training_table", "summary"},
          never=COMPUTE | {"attack_tables", "report_mi", "bottleneck_tables"}),
     # scripts (inputs of their rules, checksummed)
@@ -144,6 +150,12 @@ CONFIG_CHANGES = [
          only={"synthesize": r"/(d_rand|d_det)\.h5$"}, never={"train", "attack", "ilyas_eval_reference"}),
     Case("synthesis-eval", {"synthesis": {"eval": {"subset": 40}}}, {"train_synthetic", "ilyas_eval_reference"},
          never={"train", "synthesize"}),
+    # verdict settings: the claim-writing report jobs only; bootstrap: the per-epoch MI jobs
+    Case("claims-alpha", {"report": {"claims": {"alpha": 0.01}}},
+         {"ilyas_report", "attack_tables", "bottleneck_tables", "report_mi"},
+         never=COMPUTE | {"training_table", "ilyas_transfer", "bottleneck_tsne", "merge_mi"}),
+    Case("mi-bootstrap", {"mutual_info": {"bootstrap": 10}}, {"estimate_mi"},
+         never={"train", "attack", "distill", "mi_distortions"}),
     # scheduling only: threads and cluster resources are not provenance
     Case("threads", {"threads": 2}, set()),
     Case("cluster-resources", {"resources": {"train": {"mem_mb": 2000, "runtime": 30}}}, set()),
