@@ -247,12 +247,13 @@ def distill(
     )
 
 
-# ----------------------------------------------------------------------------- stage record
+# ----------------------------------------------------------------------------- settings
 
 
 @dataclass
 class IBSettings:
-    """The config slice ``bottleneck`` a distill job uses (plus the beta of its wildcard)."""
+    """IB settings: config ``bottleneck`` (distill jobs, beta from the wildcard) and ``attacks.nrf``
+    (the NRF attack's masks); :meth:`kwargs` are those of :func:`distill`."""
 
     beta: float = 0.3
     iterations: int = 200
@@ -265,110 +266,3 @@ class IBSettings:
             "beta": self.beta, "iterations": self.iterations, "lr": self.lr,
             "batch_size": self.batch_size, "threshold": self.threshold,
         }
-
-
-def _record_for(prefix: str, suffix: str, res: DistillResult, preds: dict[str, torch.Tensor]) -> dict:
-    return {
-        f"{prefix}sigma{suffix}": res.sigma,
-        f"{prefix}mask_robust{suffix}": res.mask_robust,
-        f"{prefix}threshold{suffix}": res.threshold,
-        f"{prefix}pred_robust{suffix}": preds["robust"],
-        f"{prefix}pred_nonrobust{suffix}": preds["nonrobust"],
-    }
-
-
-MASK_KINDS = ("", "_predlabel", "_random")  # true label (paper), predicted label, random (controls)
-
-
-def analyse_input(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: IBSettings,
-    seeds: dict[str, int],
-    *,
-    clean_masks: dict[str, torch.Tensor] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Everything one ``bottleneck`` HDF5 file holds for inputs ``x`` (see advfeatures.h5io).
-
-    On ``x`` itself: the IB with the true label (``sigma``, ``mask_robust``, ``pred_robust``,
-    ``pred_nonrobust``; the paper), the IB with the model's predicted label (suffix
-    ``_predlabel``; control) and a random mask with the true-label mask's channel count per
-    row (suffix ``_random``; control).  With ``clean_masks`` (``{"", "_predlabel", "_random"}``
-    -> [N, C] masks computed on the clean images of attacked ``x``): the predictions of the
-    attacked features under the clean masks (``pred_robust_cleanmask{kind}``,
-    ``pred_nonrobust_cleanmask{kind}``; paper Table 1) and the masks (``clean_mask_robust{kind}``).
-    ``seeds``: generator seeds for the keys ``true``, ``pred`` and ``random``.
-    """
-    y = torch.as_tensor(y).long()
-    kw = settings.kwargs()
-    z = features(model, x)
-    pred_full = head_predict(model, z)
-    out: dict[str, torch.Tensor] = {
-        "y": y, "pred_full": pred_full, "sigma_z": spatial_variance(z).cpu(),
-        "z_pool": z.mean(dim=(2, 3)).cpu(),
-    }
-    res_t = distill(model, None, y, z=z, generator=make_generator(seeds["true"]), **kw)
-    res_p = distill(model, None, pred_full, z=z, generator=make_generator(seeds["pred"]), **kw)
-    rnd = random_mask_like(res_t.mask_robust, make_generator(seeds["random"]))
-    out.update(_record_for("", "", res_t, predict_split(model, z, res_t.mask_robust)))
-    out.update(_record_for("", "_predlabel", res_p, predict_split(model, z, res_p.mask_robust)))
-    p_rnd = predict_split(model, z, rnd)
-    out.update({"mask_random": rnd, "pred_robust_random": p_rnd["robust"], "pred_nonrobust_random": p_rnd["nonrobust"]})
-    for kind, mask in (clean_masks or {}).items():
-        p = predict_split(model, z, mask)
-        out[f"clean_mask_robust{kind}"] = mask
-        out[f"pred_robust_cleanmask{kind}"] = p["robust"]
-        out[f"pred_nonrobust_cleanmask{kind}"] = p["nonrobust"]
-    return out
-
-
-def clean_masks_for(
-    index: torch.Tensor,
-    clean: dict[str, torch.Tensor] | None,
-    recompute,
-) -> tuple[dict[str, torch.Tensor], int]:
-    """The clean-input masks of the rows ``index`` (rows of x_test), looked up in ``clean``.
-
-    ``clean``: arrays of the clean input's bottleneck file (``index``, ``mask_robust``,
-    ``mask_robust_predlabel``, ``mask_random``).  Rows it lacks are distilled by
-    ``recompute(rows) -> {kind: mask}`` (positions into ``index``).  Returns the masks and the
-    number of recomputed rows.
-    """
-    index = torch.as_tensor(index).long()
-    n = len(index)
-    pos = torch.full((n,), -1, dtype=torch.long)
-    if clean is not None and len(clean["index"]):
-        cidx = torch.as_tensor(clean["index"]).long()
-        lookup = {int(v): i for i, v in enumerate(cidx.tolist())}
-        pos = torch.tensor([lookup.get(int(v), -1) for v in index.tolist()], dtype=torch.long)
-    have = pos >= 0
-    masks: dict[str, torch.Tensor] = {}
-    for kind in MASK_KINDS:
-        key = f"mask_robust{kind}" if kind != "_random" else "mask_random"
-        if clean is not None and have.any():
-            cm = torch.as_tensor(clean[key]).bool()
-            m = torch.zeros((n, cm.shape[1]), dtype=torch.bool)
-            m[have] = cm[pos[have]]
-            masks[kind] = m
-    missing = torch.nonzero(~have).flatten()
-    if len(missing):
-        fresh = recompute(missing)
-        for kind in MASK_KINDS:
-            if kind not in masks:
-                masks[kind] = torch.zeros((n, fresh[kind].shape[1]), dtype=torch.bool)
-            masks[kind][missing] = fresh[kind]
-    return masks, int(len(missing))
-
-
-def masks_on(model, x, y, settings: IBSettings, seeds: dict[str, int]) -> dict[str, torch.Tensor]:
-    """The three masks (true label, predicted label, random with the same count) of inputs ``x``."""
-    z = features(model, x)
-    kw = settings.kwargs()
-    res_t = distill(model, None, y, z=z, generator=make_generator(seeds["true"]), **kw)
-    res_p = distill(model, None, head_predict(model, z), z=z, generator=make_generator(seeds["pred"]), **kw)
-    return {
-        "": res_t.mask_robust,
-        "_predlabel": res_p.mask_robust,
-        "_random": random_mask_like(res_t.mask_robust, make_generator(seeds["random"])),
-    }

@@ -23,7 +23,7 @@ Layouts by ``kind`` (N samples, C channels, H x W images, K classes):
                  "unbounded"), ``attack_kwargs`` (JSON, resolved arguments), ``mask`` (NRF:
                  nonrobust|robust), ``standard`` (AutoAttack at full standard budget),
                  ``clean_acc``, ``robust_acc``; ``params`` holds the config slice and seed.
-``bottleneck``   (rule distill, advfeatures.bottleneck.analyse_input; one input kind, one beta)
+``bottleneck``   (rule distill, advfeatures.stages.distill.analyse_input; one input kind, one beta)
                  index [N] int64 (rows of x_test); y [N] int64 (true labels); pred_full [N]
                  (head(Z) = model prediction on this input); sigma [N,Cz] float32 (learnt noise
                  scale softplus(lambda)); sigma_z [N,Cz] float32 (spatial VARIANCE of Z);
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ import h5py
 import numpy as np
 
 from advfeatures import __version__
-from advfeatures.utils import AdvFeaturesError
+from advfeatures.utils import AdvFeaturesError, atomic_write
 
 SCHEMA_VERSION = 1
 
@@ -82,24 +81,16 @@ def write_h5(
 ) -> Path:
     """Write ``arrays`` and provenance atomically to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, value in arrays.items():
-                f.create_dataset(name, data=_to_numpy(value), compression=compression)
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["kind"] = kind
-            f.attrs["producer"] = producer
-            f.attrs["advfeatures_version"] = __version__
-            f.attrs["params"] = json.dumps(params or {}, sort_keys=True, default=str)
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = json.dumps(value, default=str) if isinstance(value, dict | list) else value
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, value in arrays.items():
+            f.create_dataset(name, data=_to_numpy(value), compression=compression)
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["kind"] = kind
+        f.attrs["producer"] = producer
+        f.attrs["advfeatures_version"] = __version__
+        f.attrs["params"] = json.dumps(params or {}, sort_keys=True, default=str)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = json.dumps(value, default=str) if isinstance(value, dict | list) else value
     return path
 
 

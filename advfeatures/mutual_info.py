@@ -48,7 +48,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from advfeatures.utils import AdvFeaturesError, eval_mode
+from advfeatures.attacks.evaluate import pgd_batches
+from advfeatures.attacks.pgd import PGDSettings
+from advfeatures.data import eval_subset
+from advfeatures.stats import bootstrap_weights, encode_replicates
+from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
 
 LN2 = math.log(2.0)
 ESTIMATORS = ("kde_upper", "kde_lower", "binning")
@@ -302,8 +306,6 @@ def layer_mi_rows(
     """Tidy rows (``extra``..., input, n, layer, estimator, accuracy, loss, I_XT, I_TY) for every
     input kind in ``inputs`` and every probe layer; one layer's activations in memory at a time.
     With bootstrap ``weights [N, B]`` each row adds ``I_XT_boot``: the B replicates, one cell."""
-    from advfeatures.stats import encode_replicates
-
     rows = []
     layers = list(layers or model.probe_names)
     for kind, x in inputs.items():
@@ -330,31 +332,19 @@ def layer_mi_rows(
 def mi_inputs(model, data, p: Mapping, *, seed: int, tags: tuple, device) -> tuple[torch.Tensor, ...]:
     """The seeded test subset ``(x, x_adv, y)`` on ``device``: PGD per ``p["attack"]`` against
     ``model`` (eval mode, frozen; random start drawn from a generator seeded by ``seed``/``tags``)."""
-    from advfeatures.attacks import pgd
-    from advfeatures.data import eval_subset
-    from advfeatures.utils import derive_seed, make_generator
-
     idx = eval_subset(data.y_test, p["n_samples"], derive_seed(seed, "mutual_info", "subset"))
     x, y = data.x_test[idx].to(device), data.y_test[idx].to(device)
     a = p["attack"]
+    settings = PGDSettings(norm=a["norm"], eps=a["eps"], alpha=a["alpha"], steps=a["steps"],
+                           random_start=a.get("random_start", True))
     g = make_generator(derive_seed(seed, "mutual_info", "pgd", *tags), device)
-    bs = int(p.get("batch_size", 500))
-    x_adv = torch.cat(
-        [
-            pgd(model, x[s : s + bs], y[s : s + bs], eps=a["eps"], alpha=a["alpha"], steps=a["steps"],
-                norm=a["norm"], random_init=a.get("random_start", True), generator=g)
-            for s in range(0, len(x), bs)
-        ]
-    )
+    x_adv = pgd_batches(model, x, y, settings, g, int(p.get("batch_size", 500)))
     return x, x_adv, y
 
 
 def epoch_mi(model, data, p: Mapping, *, seed: int, method: str, epoch: int, device="cpu",
              progress: Callable[[str], None] | None = None) -> list[dict]:
     """Rows of one ``estimate_mi`` job: clean and PGD inputs, every probe layer and estimator."""
-    from advfeatures.stats import bootstrap_weights
-    from advfeatures.utils import derive_seed
-
     cfg = MIConfig.from_params(p)
     x, x_adv, y = mi_inputs(model, data, p, seed=seed, tags=(method, epoch), device=device)
     # one seed for every job: the same resamples of the same N samples -> paired replicates
@@ -366,57 +356,17 @@ def epoch_mi(model, data, p: Mapping, *, seed: int, method: str, epoch: int, dev
     )
 
 
-def distortion_mi(model, data, p: Mapping, *, seed: int, method: str, device="cpu",
-                  progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Rows of one ``mi_distortions`` job: every distortion level applied after the attack to the
-    clean and adversarial inputs of the final model; accuracy, loss and MI per level and layer.
-    Identity levels (saturation 2, shuffle 0/1) reuse one undistorted evaluation."""
-    from advfeatures.distortions import distort, patch_permutations
-    from advfeatures.utils import derive_seed, make_generator
-
-    cfg = MIConfig.from_params(p)
-    x, x_adv, y = mi_inputs(model, data, p, seed=seed, tags=(method, "final"), device=device)
-    base: list[dict] | None = None
-    rows: list[dict] = []
-    levels = p["distortions"]
-    for kind in ("saturation", "shuffle"):
-        for level in levels[kind]:
-            extra = {"method": method, "distortion": kind, "level": level}
-            identity = (kind == "saturation" and level == 2) or (kind == "shuffle" and level <= 1)
-            if identity and base is not None:
-                rows += [{**r, **extra} for r in base]
-                continue
-            perm = None
-            if kind == "shuffle" and not identity:
-                # the same permutation for the clean and the adversarial version of an image
-                gen = make_generator(derive_seed(seed, "mutual_info", "shuffle", level))
-                perm = patch_permutations(len(x), int(level), gen)
-            inputs = {"clean": distort(x, kind, level, perm), "adversarial": distort(x_adv, kind, level, perm)}
-            new = layer_mi_rows(model, inputs, y, cfg, extra=extra,
-                                progress=(lambda s, k=kind, lv=level: progress(f"{k}={lv} {s}")) if progress else None)
-            if identity:
-                base = new
-            rows += new
-    return rows
-
-
 # ----------------------------------------------------------------------------- tidy CSVs
 
 
 def write_rows(rows: list[dict], path) -> None:
     """Write tidy rows as CSV atomically (columns in the order of the first row)."""
-    import os
-    from pathlib import Path
-
     import pandas as pd
 
     if not rows:
         raise AdvFeaturesError(f"{path}: no MI rows to write; check mutual_info.estimators and the probe layers")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
 
 
 def merge_csvs(paths: list, out) -> int:

@@ -34,10 +34,9 @@ from typing import Any
 
 import torch
 
-from advfeatures.attacks import pgd
-from advfeatures.data import Dataset, eval_subset
-from advfeatures.training import AttackConfig, adversarial_examples, evaluate
-from advfeatures.utils import AdvFeaturesError, derive_seed, frozen, make_generator
+from advfeatures.attacks.pgd import pgd
+from advfeatures.data import Dataset
+from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, frozen, make_generator
 
 log = logging.getLogger("advfeatures")
 
@@ -299,9 +298,8 @@ def synthesize(
             index = torch.arange(start, min(n, start + cfg.batch_size))
             g = make_generator(derive_seed(cfg.seed, "synthesis", cfg.kind, k))
             arrays = synthesize_chunk(cfg, model, x_train, y_train, index, num_classes, g)
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch.save({"fingerprint": fp, "arrays": arrays}, tmp)
-            os.replace(tmp, path)
+            with atomic_write(path) as tmp:
+                torch.save({"fingerprint": fp, "arrays": arrays}, tmp)
         else:
             reused += 1
         chunks.append(arrays)
@@ -326,7 +324,7 @@ def clear_state(state_dir: str | os.PathLike) -> None:
         p.unlink()
 
 
-# ----------------------------------------------------------------------------- training and evaluation
+# ----------------------------------------------------------------------------- the set as training data
 
 
 def synthetic_dataset(base: Dataset, x: torch.Tensor, y: torch.Tensor, name: str) -> Dataset:
@@ -343,56 +341,3 @@ def synthetic_dataset(base: Dataset, x: torch.Tensor, y: torch.Tensor, name: str
         name=base.name, x_train=x.float(), y_train=y.long(), x_test=base.x_test, y_test=base.y_test,
         classes=base.classes, mean=base.mean, std=base.std,
     )
-
-
-def attack_configs(attacks: Mapping[str, Mapping]) -> dict[str, AttackConfig]:
-    return {name: AttackConfig(**dict(a)) for name, a in attacks.items()}
-
-
-def evaluate_model(
-    model, data: Dataset, attacks: Mapping[str, AttackConfig], *, subset: int | None, seed: int,
-    batch_size: int = 500,
-) -> dict[str, float]:
-    """Clean accuracy and robust accuracy under each attack on the fixed test subset (eval mode)."""
-    device = next(model.parameters()).device
-    idx = eval_subset(data.y_test, subset, derive_seed(seed, "ilyas_eval_subset"))
-    x, y = data.x_test[idx].to(device), data.y_test[idx].to(device)
-    row: dict[str, float] = {"n_test": float(len(idx))}
-    with frozen(model):
-        for name, a in attacks.items():
-            clean, robust = evaluate(model, x, y, a, derive_seed(seed, "ilyas_eval", name), batch_size)
-            row["clean_acc"] = clean
-            row[f"robust_acc_{name}"] = robust
-    return row
-
-
-@torch.no_grad()
-def _predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-
-
-def transfer_rate(
-    source, target, data: Dataset, attack: AttackConfig, *, subset: int | None, seed: int,
-    batch_size: int = 500,
-) -> dict[str, float]:
-    """How often untargeted adversarial examples made on ``source`` also fool ``target``.
-
-    Counted over test rows that both models classify correctly and on which the attack fools the
-    source model (so the rate measures transfer, not the target's own errors).
-    """
-    device = next(target.parameters()).device
-    idx = eval_subset(data.y_test, subset, derive_seed(seed, "ilyas_eval_subset"))
-    x, y = data.x_test[idx].to(device), data.y_test[idx].to(device)
-    g = make_generator(derive_seed(seed, "ilyas_transfer"), device)
-    with frozen(source), frozen(target):
-        x_adv = torch.cat(
-            [adversarial_examples(source, x[i : i + batch_size], y[i : i + batch_size], attack, g)
-             for i in range(0, len(x), batch_size)]
-        )
-        ok = (_predict(source, x, batch_size) == y) & (_predict(target, x, batch_size) == y)
-        fooled_src = _predict(source, x_adv, batch_size) != y
-        fooled_tgt = _predict(target, x_adv, batch_size) != y
-    base = ok & fooled_src
-    n = int(base.sum())
-    rate = float((fooled_tgt & base).sum()) / n if n else float("nan")
-    return {"transfer_rate": rate, "transfer_n": float(n)}

@@ -17,7 +17,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -28,10 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from advfeatures.attacks import pgd
+from advfeatures.attacks.evaluate import adversarial_examples, robust_accuracy
+from advfeatures.attacks.pgd import PGDSettings, pgd
 from advfeatures.data import Dataset, eval_subset
-from advfeatures.models import SplitModel, build_model
-from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode, make_generator
+from advfeatures.models import build_model
+from advfeatures.models.checkpoint import load_checkpoint, save_checkpoint
+from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
 
 log = logging.getLogger("advfeatures")
 
@@ -39,15 +40,6 @@ METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",
 )
-
-
-@dataclass
-class AttackConfig:
-    norm: str = "linf"
-    eps: float = 0.3
-    alpha: float = 0.01
-    steps: int = 10
-    random_start: bool = True
 
 
 @dataclass
@@ -64,11 +56,11 @@ class TrainConfig:
     nesterov: bool = False
     schedule: dict = field(default_factory=lambda: {"type": "constant"})
     augmentation: str = "none"
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: PGDSettings = field(default_factory=PGDSettings)
     beta: float = 6.0
     checkpoint_epochs: list = field(default_factory=list)
     eval_subset: int = 500
-    eval_attack: AttackConfig = field(default_factory=AttackConfig)
+    eval_attack: PGDSettings = field(default_factory=PGDSettings)
     eval_batch_size: int = 500
     seed: int = 0
     device: str = "cpu"
@@ -80,7 +72,7 @@ class TrainConfig:
         d = dict(d)
         for key in ("attack", "eval_attack"):
             if isinstance(d.get(key), dict):
-                d[key] = AttackConfig(**d[key])
+                d[key] = PGDSettings(**d[key])
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise AdvFeaturesError(f"unknown training option(s) {sorted(unknown)}")
@@ -147,14 +139,7 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Ten
     return out
 
 
-def adversarial_examples(model, x, y, a: AttackConfig, generator) -> torch.Tensor:
-    return pgd(
-        model, x, y, eps=a.eps, alpha=a.alpha, steps=a.steps, norm=a.norm,
-        random_init=a.random_start, generator=generator,
-    )
-
-
-def trades_examples(model, x, a: AttackConfig, generator) -> torch.Tensor:
+def trades_examples(model, x, a: PGDSettings, generator) -> torch.Tensor:
     """TRADES inner maximisation: ascend KL(f(x) || f(x')) from x + 0.001 N(0, 1), eval mode."""
     with eval_mode(model), torch.no_grad():
         p_clean = F.softmax(model(x), dim=1)
@@ -199,56 +184,6 @@ def method_loss(cfg: TrainConfig, model, x, y, generator) -> tuple[torch.Tensor,
         loss_robust = (kl * (1.0000001 - true_probs)).mean()
         return loss_adv + cfg.beta * loss_robust, logits_adv
     raise AdvFeaturesError(f"unknown training method {m!r}")
-
-
-@torch.no_grad()
-def _predict(model, x, batch_size) -> torch.Tensor:
-    with eval_mode(model):
-        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-
-
-def evaluate(model, x, y, a: AttackConfig, seed: int, batch_size: int = 500) -> tuple[float, float]:
-    """Clean and PGD accuracy (model in eval mode, seeded random start)."""
-    g = make_generator(seed, x.device)
-    clean = (_predict(model, x, batch_size) == y).float().mean()
-    robust = []
-    for i in range(0, len(x), batch_size):
-        xa = adversarial_examples(model, x[i : i + batch_size], y[i : i + batch_size], a, g)
-        robust.append(_predict(model, xa, batch_size) == y[i : i + batch_size])
-    return float(clean), float(torch.cat(robust).float().mean())
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint saved by this module (``weights_only=True``); one-line error if bad."""
-    path = Path(path)
-    if not path.exists():
-        raise AdvFeaturesError(f"{path}: checkpoint not found; run the train rule that makes it")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise AdvFeaturesError(
-            f"{path}: unreadable or corrupt checkpoint ({exc.__class__.__name__}); delete it and rerun"
-        ) from None
-
-
-def model_from_checkpoint(path: str | Path, map_location="cpu") -> SplitModel:
-    """Rebuild the architecture recorded in a ``model.pt``/epoch checkpoint and load its weights."""
-    ck = load_checkpoint(path, map_location)
-    meta = ck["meta"]
-    model = build_model(meta["arch"], options=meta.get("arch_options") or {}, **meta["model_kwargs"])
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model.to(map_location)
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -349,7 +284,7 @@ def train(
                 f"non-finite training loss at epoch {epoch + 1}, batch {int(first_bad) + 1} "
                 f"(method {cfg.method}, lr {lr:g}); lower training.lr or check the data"
             )
-        clean, robust = evaluate(model, x_ev, y_ev, cfg.eval_attack, derive_seed(cfg.seed, "eval"), cfg.eval_batch_size)
+        clean, robust = robust_accuracy(model, x_ev, y_ev, cfg.eval_attack, derive_seed(cfg.seed, "eval"), cfg.eval_batch_size)
         row = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -401,10 +336,7 @@ def data_fingerprint(data: Dataset) -> str:
 
 
 def write_metrics(path: str | Path, rows: list[dict]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)

@@ -8,6 +8,7 @@ import os
 import random
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,3 +108,24 @@ def setup_logging(log_path: str | os.PathLike | None = None) -> logging.Logger:
 def batches(n: int, batch_size: int) -> Iterator[slice]:
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    The one atomic-write helper of the package: a killed job leaves no output that looks
+    complete. The temporary name (``.{name}.tmp``) never matches a glob for finished files
+    (``*.pt``, ``chunk_*.pt``), and the next write of the same path overwrites what a killed
+    one left; writers that infer the format from the name need it given explicitly. Parent
+    folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

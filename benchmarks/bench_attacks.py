@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from advfeatures.attacks import pgd
-from advfeatures.attacks.suite import predict
+from advfeatures.attacks.evaluate import predict
+from advfeatures.attacks.pgd import pgd
 from advfeatures.utils import make_generator
 
 
@@ -69,7 +69,7 @@ def run(model_path: str | None = None, n: int = 500, batch_size: int = 250, eps:
     torch.set_num_threads(threads)
     x_tr, y_tr, x_te, y_te = _digits(seed)
     if model_path:
-        from advfeatures.training import model_from_checkpoint
+        from advfeatures.models.checkpoint import model_from_checkpoint
 
         model = model_from_checkpoint(model_path)
     else:

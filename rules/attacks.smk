@@ -68,29 +68,13 @@ rule attack_tables:
     input:
         attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in attack_cells()],
         sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in sweep_cells()],
-        lib=lib("reporting.__init__", "reporting.attacks", "reporting.verdicts", "stats"),
         script=script_input("attack_tables"),
     output:
-        table3=report(
-            table("kim_table3"),
-            caption="../report/kim_table3.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Attacks and NRF",
-        ),
+        table3=kim_attacks_and_nrf(table("kim_table3"), "kim_table3"),
         table3_md=table("kim_table3", "md"),
-        table4=report(
-            table("kim_table4"),
-            caption="../report/kim_table4.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Attacks and NRF",
-        ),
+        table4=kim_attacks_and_nrf(table("kim_table4"), "kim_table4"),
         table4_md=table("kim_table4", "md"),
-        figure=report(
-            figure("robust_acc_vs_eps"),
-            caption="../report/robust_acc_vs_eps.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Attacks and NRF",
-        ),
+        figure=kim_attacks_and_nrf(figure("robust_acc_vs_eps"), "robust_acc_vs_eps"),
         claims=claims_csv("attacks"),
     log:
         log_file("attack_tables"),

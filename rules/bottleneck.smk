@@ -12,7 +12,6 @@ rule distill:
     """IB distillation (sigma, sigma_z, robust masks, predictions of Z, Z_r, Z_nr) on one input kind."""
     input:
         unpack(distill_inputs),
-        lib=lib("bottleneck", "training", "models", "data"),
         script=script_input("distill"),
     output:
         bottleneck_h5(),
@@ -42,35 +41,18 @@ rule bottleneck_tables:
     input:
         table=table_distill_files(DATASET, ARCH),
         sweep=sweep_distill_files(DATASET, ARCH),
-        lib=lib("reporting.__init__", "reporting.bottleneck", "reporting.verdicts", "stats"),
         script=script_input("bottleneck_tables"),
     output:
-        table1=report(
-            table("kim_table1"),
-            caption="../report/kim_table1.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Information bottleneck",
-        ),
+        table1=kim_information_bottleneck(table("kim_table1"), "kim_table1"),
         table1_md=table("kim_table1", "md"),
-        table2=report(
-            table("kim_table2"),
-            caption="../report/kim_table2.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Information bottleneck",
-        ),
+        table2=kim_information_bottleneck(table("kim_table2"), "kim_table2"),
         table2_md=table("kim_table2", "md"),
-        sweep=report(
-            table("kim_beta_sweep"),
-            caption="../report/kim_beta_sweep_table.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Information bottleneck",
+        sweep=kim_information_bottleneck(
+            table("kim_beta_sweep"), "kim_beta_sweep_table"
         ),
         sweep_md=table("kim_beta_sweep", "md"),
-        sweep_fig=report(
-            figure("kim_beta_sweep"),
-            caption="../report/kim_beta_sweep_figure.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Information bottleneck",
+        sweep_fig=kim_information_bottleneck(
+            figure("kim_beta_sweep"), "kim_beta_sweep_figure"
         ),
         claims=claims_csv("bottleneck"),
     log:
@@ -109,15 +91,9 @@ rule bottleneck_tsne:
             DATASET,
             ARCH,
         ),
-        lib=lib("reporting.__init__", "reporting.bottleneck", "reporting.verdicts", "stats"),
         script=script_input("bottleneck_tsne"),
     output:
-        report(
-            figure("kim_tsne"),
-            caption="../report/kim_tsne.rst",
-            category="Kim, Lee, Ro 2021",
-            subcategory="Information bottleneck",
-        ),
+        kim_information_bottleneck(figure("kim_tsne"), "kim_tsne"),
     log:
         log_file("bottleneck_tsne"),
     benchmark:

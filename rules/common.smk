@@ -1,15 +1,15 @@
 # Shared helpers of the rule files (paths, config slices, library inputs, resources).
 #
-# Conventions (see docs/design.md):
+# Conventions (see docs/architecture.md):
 # - Paths come from the helpers below; no rule builds one by hand.
 # - Every config value a job uses reaches it through `params:` (a config slice), never through
 #   `snakemake.config` in the script, so that changing it reruns exactly the jobs that use it.
-# - Every rule lists the library modules it imports with `lib(...)` as inputs, because Snakemake
-#   does not track imported modules: editing a module reruns the jobs that import it and their
-#   descendants, nothing else.
 # - Every rule lists its workflow script with `script_input(...)` as an input, because Snakemake
 #   compares a `script` directive's file by mtime only; profiles/default drops the `code` rerun
 #   trigger and the input checksum decides instead (touched: no rerun; edited: its jobs rerun).
+#   script_input() adds the library files the script imports (advfeatures.deps: its import
+#   graph), because Snakemake does not track imported modules: editing a module reruns the jobs
+#   that import it and their descendants, nothing else.
 # - Stage files append what `rule all` must build to TARGETS.
 
 import copy
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-PKG = Path(workflow.basedir) / "advfeatures"
+from advfeatures.deps import module_files, script_files
+
 SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
 # every rule runs in this environment under --software-deployment-method conda (path relative
 # to the rule files); jobs started without it use the environment snakemake runs in
@@ -37,41 +38,31 @@ wildcard_constraints:
     epoch=r"\d+",
 
 
-# ----------------------------------------------------------------------------- library inputs
+# ----------------------------------------------------------------------------- script and library inputs
 
 
-def lib(*modules):
-    """Source files of advfeatures modules (``"attacks"`` = every file of the package).
-
-    Always includes the modules every job imports (utils, h5io, __init__).
-    """
-    files = {PKG / "__init__.py", PKG / "utils.py", PKG / "h5io.py"}
-    for m in modules:
-        p = PKG.joinpath(*m.split("."))
-        if p.is_dir():
-            files.update(p.rglob("*.py"))
-        elif p.with_suffix(".py").exists():
-            files.add(p.with_suffix(".py"))
-        else:
-            raise ValueError(f"rules: lib() names unknown module advfeatures.{m}")
+def lib_files(*modules):
+    """Source files of advfeatures ``modules`` and of all they import (advfeatures.deps)."""
     # relative to the working directory, so `--directory elsewhere` works and moving the
     # checkout does not change the input list
-    return sorted(os.path.relpath(f) for f in files)
+    return [
+        os.path.relpath(f) for f in module_files(*modules, root=Path(workflow.basedir))
+    ]
 
 
 def script_input(name):
-    """A rule's workflow script and the helper module every script imports, as inputs.
+    """A rule's workflow script and the library files it imports (its import graph), as inputs.
 
-    ``name`` is the script's file name without ``.py``; the file the rule's ``script`` directive
-    runs must be the same (checked at parse time by check_script_inputs in the Snakefile).
+    ``name`` is the script's file name without ``.py`` (the rule's name); the file the rule's
+    ``script`` directive runs must be the same (checked at parse time by check_script_inputs in
+    the Snakefile). The library files come from the ``ast`` of the script and of the modules it
+    imports (advfeatures.deps), so they cannot drift from the code.
     """
-    files = [SCRIPTS / f"{name}.py", SCRIPTS / "_common.py"]
-    missing = [str(f) for f in files if not f.exists()]
-    if missing:
-        raise ValueError(
-            f"rules: script_input({name!r}) names missing file(s) {missing}"
-        )
-    return [os.path.relpath(f) for f in files]
+    script = SCRIPTS / f"{name}.py"
+    if not script.exists():
+        raise ValueError(f"rules: script_input({name!r}) names missing file {script}")
+    libs = script_files(script, root=Path(workflow.basedir))
+    return [os.path.relpath(f) for f in [script, *libs]]
 
 
 def check_script_inputs(rules):
@@ -98,6 +89,40 @@ def check_script_inputs(rules):
                 f"rules: rule {r.name} (file {r.snakefile}) runs {script} but does not list it "
                 f"as an input; add script=script_input(...) to its input"
             )
+
+
+# ----------------------------------------------------------------------------- report entries
+
+
+def study_report(category, subcategory):
+    """``entry(path, caption)``: marks ``path`` for ``snakemake --report`` in one study's section
+    (caption ``report/<caption>.rst``)."""
+
+    def entry(path, caption):
+        return report(
+            path,
+            caption=f"../report/{caption}.rst",
+            category=category,
+            subcategory=subcategory,
+        )
+
+    return entry
+
+
+claims_all_studies = study_report("Claims", "All studies")
+ilyas_robust_and_non_robust_datasets = study_report(
+    "Ilyas et al. 2019", "Robust and non-robust datasets"
+)
+ilyas_transfer_across_architectures = study_report(
+    "Ilyas et al. 2019", "Transfer across architectures"
+)
+kim_attacks_and_nrf = study_report("Kim, Lee, Ro 2021", "Attacks and NRF")
+kim_information_bottleneck = study_report("Kim, Lee, Ro 2021", "Information bottleneck")
+training_trained_models = study_report("Training", "Trained models")
+zhang_distortions = study_report("Zhang et al.", "Distortions")
+zhang_mutual_information_during_training = study_report(
+    "Zhang et al.", "Mutual information during training"
+)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -263,6 +288,17 @@ def train_params(method, arch=None):
 def train_methods():
     """Methods to train: keys of training.methods except those set to false (by an overlay)."""
     return [m for m, v in config["training"]["methods"].items() if v is not False]
+
+
+def enabled_methods(key, methods):
+    """``methods`` (config key ``key``), each enabled under training.methods (else an error)."""
+    bad = [m for m in methods if m not in train_methods()]
+    if bad:
+        raise ValueError(
+            f"config {key} names {bad}, not enabled under training.methods; "
+            "enable them there or drop them here"
+        )
+    return list(methods)
 
 
 def checkpoint_epochs():

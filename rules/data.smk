@@ -1,7 +1,6 @@
 rule prepare_data:
     """Build data/{dataset}.h5 from the configured source (offline default: mnist5k)."""
     input:
-        lib=lib("data"),
         script=script_input("prepare_data"),
     output:
         data_h5(),

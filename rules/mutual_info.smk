@@ -14,7 +14,6 @@ rule estimate_mi:
     input:
         model=checkpoint_pt(),
         data=data_h5(),
-        lib=lib("mutual_info", "stats", "attacks.pgd", "training", "models", "data"),
         script=script_input("estimate_mi"),
     output:
         mi_epoch_csv(),
@@ -41,15 +40,6 @@ rule mi_distortions:
     input:
         model=model_pt(),
         data=data_h5(),
-        lib=lib(
-            "mutual_info",
-            "stats",
-            "distortions",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-        ),
         script=script_input("mi_distortions"),
     output:
         mi_distortions_part_csv(),
@@ -83,8 +73,7 @@ rule merge_mi:
         distortions=expand(
             mi_distortions_part_csv(), method=mi_methods(), allow_missing=True
         ),
-        lib=lib("mutual_info"),
-        script=script_input("mi_merge"),
+        script=script_input("merge_mi"),
     output:
         epochs=mi_csv(),
         distortions=mi_csv(name="mutual_info_distortions"),
@@ -99,7 +88,7 @@ rule merge_mi:
         mem_mb=1000,
         runtime=10,
     script:
-        "../workflow_scripts/mi_merge.py"
+        "../workflow_scripts/merge_mi.py"
 
 
 rule report_mi:
@@ -108,40 +97,22 @@ rule report_mi:
         epochs=mi_csv(DATASET, ARCH),
         distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
         data=data_h5(DATASET),
-        lib=lib("reporting.__init__", "reporting.mutual_info", "reporting.verdicts", "stats"),
-        script=script_input("mi_report"),
+        script=script_input("report_mi"),
     output:
-        plane=report(
-            figure("mi_information_plane"),
-            caption="../report/mi_information_plane.rst",
-            category="Zhang et al.",
-            subcategory="Mutual information during training",
+        plane=zhang_mutual_information_during_training(
+            figure("mi_information_plane"), "mi_information_plane"
         ),
-        vs_epoch=report(
-            figure("mi_vs_epoch"),
-            caption="../report/mi_vs_epoch.rst",
-            category="Zhang et al.",
-            subcategory="Mutual information during training",
+        vs_epoch=zhang_mutual_information_during_training(
+            figure("mi_vs_epoch"), "mi_vs_epoch"
         ),
-        distortions=report(
-            figure("mi_distortions"),
-            caption="../report/mi_distortions_figure.rst",
-            category="Zhang et al.",
-            subcategory="Distortions",
-        ),
+        distortions=zhang_distortions(figure("mi_distortions"), "mi_distortions_figure"),
         claims=claims_csv("mutual_info"),
-        final=report(
-            table("mutual_info_final"),
-            caption="../report/mutual_info_final.rst",
-            category="Zhang et al.",
-            subcategory="Mutual information during training",
+        final=zhang_mutual_information_during_training(
+            table("mutual_info_final"), "mutual_info_final"
         ),
         final_md=table("mutual_info_final", "md"),
-        dist=report(
-            table("mutual_info_distortions"),
-            caption="../report/mutual_info_distortions_table.rst",
-            category="Zhang et al.",
-            subcategory="Distortions",
+        dist=zhang_distortions(
+            table("mutual_info_distortions"), "mutual_info_distortions_table"
         ),
         dist_md=table("mutual_info_distortions", "md"),
     log:
@@ -158,7 +129,7 @@ rule report_mi:
         methods=mi_methods(),
         claims=config["report"]["claims"],
     script:
-        "../workflow_scripts/mi_report.py"
+        "../workflow_scripts/report_mi.py"
 
 
 TARGETS += rules.report_mi.output

@@ -42,15 +42,9 @@ rule training_table:
         metrics=expand(
             metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()
         ),
-        lib=lib("reporting.__init__", "reporting.summary"),
         script=script_input("training_table"),
     output:
-        csv=report(
-            table("training"),
-            caption="../report/training.rst",
-            category="Training",
-            subcategory="Trained models",
-        ),
+        csv=training_trained_models(table("training"), "training"),
         md=table("training", "md"),
     log:
         log_file("training_table"),
@@ -73,15 +67,9 @@ rule gather_claims:
     """Every stage's machine-checkable claims in one file."""
     input:
         claims=CLAIM_FILES,
-        lib=lib("reporting.__init__"),
         script=script_input("gather_claims"),
     output:
-        report(
-            "results/claims.csv",
-            caption="../report/claims.rst",
-            category="Claims",
-            subcategory="All studies",
-        ),
+        claims_all_studies("results/claims.csv", "claims"),
     log:
         log_file("gather_claims"),
     benchmark:
@@ -99,7 +87,6 @@ rule summary:
         training=table("training", "md"),
         tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
         claims="results/claims.csv",
-        lib=lib("reporting.__init__", "reporting.summary"),
         script=script_input("summary"),
     output:
         "results/summary.md",

@@ -11,14 +11,6 @@ rule synthesize:
     input:
         data=data_h5(),
         model=lambda wc: model_pt(SYN_SOURCE[wc.kind], wc.dataset, wc.arch),
-        lib=lib(
-            "synthesis",
-            "attacks.__init__",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-        ),
         script=script_input("synthesize"),
     output:
         synthetic_h5(),
@@ -47,15 +39,6 @@ rule train_synthetic:
         data=data_h5(),
         synthetic=synthetic_h5(),
         source=model_pt("standard"),
-        lib=lib(
-            "synthesis",
-            "attacks.__init__",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-            "reporting.__init__",
-        ),
         script=script_input("train_synthetic"),
     output:
         model=f"{synthetic_run_dir()}/model.pt",
@@ -90,16 +73,7 @@ rule ilyas_eval_reference:
         data=data_h5(),
         model=model_pt(),
         source=model_pt("standard"),
-        lib=lib(
-            "synthesis",
-            "attacks.__init__",
-            "attacks.pgd",
-            "training",
-            "models",
-            "data",
-            "reporting.__init__",
-        ),
-        script=script_input("ilyas_eval"),
+        script=script_input("ilyas_eval_reference"),
     output:
         ilyas_eval_csv(),
     log:
@@ -117,7 +91,7 @@ rule ilyas_eval_reference:
         runtime=runtime_params(),
         seed=SEED,
     script:
-        "../workflow_scripts/ilyas_eval.py"
+        "../workflow_scripts/ilyas_eval_reference.py"
 
 
 rule ilyas_report:
@@ -135,21 +109,14 @@ rule ilyas_report:
         reference=expand(
             ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH
         ),
-        lib=lib("reporting.__init__", "reporting.ilyas", "reporting.verdicts", "stats", "data"),
         script=script_input("ilyas_report"),
     output:
-        table=report(
-            table("ilyas_datasets"),
-            caption="../report/ilyas_datasets.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Robust and non-robust datasets",
+        table=ilyas_robust_and_non_robust_datasets(
+            table("ilyas_datasets"), "ilyas_datasets"
         ),
         table_md=table("ilyas_datasets", "md"),
-        samples=report(
-            figure("ilyas_samples"),
-            caption="../report/ilyas_samples.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Robust and non-robust datasets",
+        samples=ilyas_robust_and_non_robust_datasets(
+            figure("ilyas_samples"), "ilyas_samples"
         ),
         claims=claims_csv("ilyas"),
     log:
@@ -182,21 +149,14 @@ rule ilyas_transfer:
             arch=ARCH,
             train_arch=transfer_archs(),
         ),
-        lib=lib("reporting.__init__", "reporting.ilyas", "reporting.verdicts", "stats"),
         script=script_input("ilyas_transfer"),
     output:
-        table=report(
-            table("ilyas_transfer"),
-            caption="../report/ilyas_transfer_table.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Transfer across architectures",
+        table=ilyas_transfer_across_architectures(
+            table("ilyas_transfer"), "ilyas_transfer_table"
         ),
         table_md=table("ilyas_transfer", "md"),
-        figure=report(
-            figure("ilyas_transfer"),
-            caption="../report/ilyas_transfer_figure.rst",
-            category="Ilyas et al. 2019",
-            subcategory="Transfer across architectures",
+        figure=ilyas_transfer_across_architectures(
+            figure("ilyas_transfer"), "ilyas_transfer_figure"
         ),
     log:
         log_file("ilyas_transfer"),

@@ -2,7 +2,6 @@ rule train:
     """Standard or adversarial training of one method: model.pt, metrics.csv, epoch checkpoints."""
     input:
         data=data_h5(),
-        lib=lib("training", "attacks.pgd", "models", "data"),
         script=script_input("train"),
     output:
         model=model_pt(),

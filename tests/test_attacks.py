@@ -11,17 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advfeatures.attacks import cw_l2, cw_margin, fgsm, nrf, pgd
-from advfeatures.attacks.nrf import masked_feature_grad_norm
+from advfeatures.attacks.cw import cw_l2, cw_margin
+from advfeatures.attacks.evaluate import predict
+from advfeatures.attacks.nrf import masked_feature_grad_norm, nrf
+from advfeatures.attacks.pgd import fgsm, pgd
 from advfeatures.attacks.suite import (
     ATTACK_TYPES,
-    attack_rows,
     evaluate_attack,
     make_attack,
-    predict,
     robust_accuracy_vs_eps,
 )
 from advfeatures.models import build_model
+from advfeatures.stages.attack import attack_rows
 from advfeatures.utils import AdvFeaturesError, make_generator
 
 torch.set_num_threads(1)
@@ -260,7 +261,7 @@ def test_nrf_bounded_respects_eps_and_unbounded_may_exceed_it(model, test_set):
 
 
 def test_nrf_with_bottleneck_masks(model, test_set):
-    from advfeatures.attacks.suite import nrf_mask_fn
+    from advfeatures.stages.attack import nrf_mask_fn
 
     x, y = test_set[0][:20], test_set[1][:20]
     fn = nrf_mask_fn({"beta": 0.3, "iterations": 5, "lr": 0.1, "batch_size": None, "threshold": "batch"})

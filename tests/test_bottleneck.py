@@ -12,6 +12,7 @@ from torch import nn
 from advfeatures import bottleneck as ib
 from advfeatures.models import build_model
 from advfeatures.models.base import SplitModel
+from advfeatures.stages import distill as stage
 from advfeatures.utils import AdvFeaturesError, make_generator
 
 torch.set_num_threads(1)
@@ -180,7 +181,7 @@ def test_analyse_input_record_and_clean_mask_lookup():
     x, y = _data(12)
     s = ib.IBSettings(iterations=5, batch_size=6)
     seeds = {"true": 1, "pred": 2, "random": 3}
-    clean = ib.analyse_input(model, x, y, s, seeds)
+    clean = stage.analyse_input(model, x, y, s, seeds)
     clean["index"] = torch.arange(100, 112)
     assert torch.equal(clean["pred_full"], model(x).argmax(1))
     assert torch.equal(clean["mask_random"].sum(1), clean["mask_robust"].sum(1))
@@ -190,13 +191,13 @@ def test_analyse_input_record_and_clean_mask_lookup():
 
     def recompute(rows):
         calls.append(rows.tolist())
-        return ib.masks_on(model, x[:1], y[:1], s, seeds)
+        return stage.masks_on(model, x[:1], y[:1], s, seeds)
 
-    masks, n_new = ib.clean_masks_for(index, {k: clean[k] for k in clean}, recompute)
+    masks, n_new = stage.clean_masks_for(index, {k: clean[k] for k in clean}, recompute)
     assert n_new == 1 and calls == [[2]]
     assert torch.equal(masks[""][0], clean["mask_robust"][5])
     assert torch.equal(masks["_predlabel"][1], clean["mask_robust_predlabel"][11])
-    rec = ib.analyse_input(model, x[[5, 11, 0]], y[[5, 11, 0]], s, seeds, clean_masks=masks)
+    rec = stage.analyse_input(model, x[[5, 11, 0]], y[[5, 11, 0]], s, seeds, clean_masks=masks)
     assert torch.equal(rec["clean_mask_robust"], masks[""])
     z = ib.features(model, x[[5, 11, 0]])
     assert torch.equal(rec["pred_robust_cleanmask"], ib.head_predict(model, ib.split_features(z, masks[""])[0]))

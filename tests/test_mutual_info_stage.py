@@ -16,6 +16,7 @@ from advfeatures import stats
 from advfeatures.data import Dataset
 from advfeatures.models import build_model
 from advfeatures.reporting import mutual_info as report
+from advfeatures.stages.mi_distortions import distortion_mi
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def test_probes_run_in_eval_mode(tiny):
 
 def test_distortion_rows_reuse_identity_and_differ_otherwise(tiny):
     model, data = tiny
-    df = pd.DataFrame(mi.distortion_mi(model, data, PARAMS, seed=3, method="pgd_linf"))
+    df = pd.DataFrame(distortion_mi(model, data, PARAMS, seed=3, method="pgd_linf"))
     key = ["input", "layer", "estimator"]
     sat2 = df[(df.distortion == "saturation") & (df.level == 2)].set_index(key)
     shuf0 = df[(df.distortion == "shuffle") & (df.level == 0)].set_index(key)

@@ -136,7 +136,7 @@ def test_whole_dag_up_to_date_and_touch_safe(full_run):
             os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-@pytest.mark.parametrize("script, rule", [("mi_report.py", "report_mi"), ("distill.py", "distill")])
+@pytest.mark.parametrize("script, rule", [("report_mi.py", "report_mi"), ("distill.py", "distill")])
 def test_editing_a_script_reruns_its_rule_and_descendants(full_run, script, rule):
     path = full_run.repo / "workflow_scripts" / script
     before, st = path.read_bytes(), path.stat()

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from advfeatures import synthesis as syn
+from advfeatures.attacks.evaluate import evaluate_model, transfer_rate
+from advfeatures.attacks.pgd import PGDSettings
 from advfeatures.data import Dataset
 from advfeatures.models import build_model
-from advfeatures.training import AttackConfig
 from advfeatures.utils import AdvFeaturesError, make_generator
 
 torch.set_num_threads(1)
@@ -147,10 +148,10 @@ def test_transfer_to_itself_is_total_and_eval_row():
     with torch.no_grad():
         y = model(x).argmax(1)  # the model is right on every row
     data = Dataset("tiny", x, y, x, y, [str(i) for i in range(C)], [0.5], [0.25])
-    attack = AttackConfig(norm="l2", eps=3.0, alpha=0.5, steps=10, random_start=False)
-    t = syn.transfer_rate(model, model, data, attack, subset=None, seed=0)
+    attack = PGDSettings(norm="l2", eps=3.0, alpha=0.5, steps=10, random_start=False)
+    t = transfer_rate(model, model, data, attack, subset=None, seed=0)
     assert t["transfer_n"] > 0 and t["transfer_rate"] == 1.0
-    row = syn.evaluate_model(model, data, {"l2": attack}, subset=None, seed=0)
+    row = evaluate_model(model, data, {"l2": attack}, subset=None, seed=0)
     assert row["clean_acc"] == 1.0 and row["robust_acc_l2"] == pytest.approx(1 - t["transfer_n"] / 30)
 
 

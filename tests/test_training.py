@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from advfeatures.attacks.pgd import PGDSettings
 from advfeatures.models import build_model
+from advfeatures.models.checkpoint import load_checkpoint, model_from_checkpoint
 from advfeatures.training import (
     METHODS,
-    AttackConfig,
     TrainConfig,
     augment,
-    load_checkpoint,
     lr_at_epoch,
     method_loss,
-    model_from_checkpoint,
     train,
 )
 from advfeatures.utils import AdvFeaturesError, derive_seed, make_generator
@@ -220,7 +219,7 @@ def test_method_losses_finite_and_mode_restored(method, tiny_data):
 
 def test_adversarial_example_is_made_in_eval_mode(tiny_data, monkeypatch):
     """BatchNorm/dropout models must be attacked in eval mode: record model.training in forward."""
-    import advfeatures.training as tr
+    import advfeatures.attacks.evaluate as tr
 
     modes = []
     real_pgd = tr.pgd
@@ -273,6 +272,6 @@ def test_corrupt_checkpoint_one_line_naming_file(tiny_data, tmp_path, damage):
 
 def test_attack_config_roundtrip():
     cfg = cfg_for("pgd_l2", attack={"norm": "l2", "eps": 1.5, "alpha": 0.375, "steps": 7, "random_start": False})
-    assert isinstance(cfg.attack, AttackConfig) and cfg.attack.norm == "l2" and not cfg.attack.random_start
+    assert isinstance(cfg.attack, PGDSettings) and cfg.attack.norm == "l2" and not cfg.attack.random_start
     assert cfg.fingerprint() == cfg_for("pgd_l2", attack=dict(cfg.attack.__dict__), device="cuda").fingerprint()
     assert cfg.fingerprint() != cfg_for("pgd_l2", attack={**cfg.attack.__dict__, "eps": 1.0}).fingerprint()

@@ -54,21 +54,22 @@ class Case:
     extra: list[str] = field(default_factory=list)  # targets beyond TARGETS for this case
 
 
-#: rules whose jobs import advfeatures.reporting (its __init__: write_table, Claim, figures)
+#: rules whose jobs import advfeatures.reporting (its __init__: write_table, Claim, figures); the
+#: compute stages (train_synthetic, ilyas_eval_reference included) never do (issue 11)
 REPORTING = {
-    "train_synthetic", "ilyas_eval_reference", "ilyas_report", "ilyas_transfer", "attack_tables",
+    "ilyas_report", "ilyas_transfer", "attack_tables",
     "bottleneck_tables", "bottleneck_tsne", "report_mi", "training_table", "gather_claims", "summary",
 }
 ATTACKS = {"attack", "attack_sweep"}  # every attack job imports the whole advfeatures.attacks
 NRF_JOBS = {"attack": r"/attacks/nrf[a-z_]*\.h5$"}  # attacks.suite entries of type nrf (tiny.yaml)
 
 
-#: which rules each file feeds (hand-written from the imports of workflow_scripts/*.py)
+#: which rules each file feeds (hand-written from the imports of workflow_scripts/*.py and the stages)
 EDITS = [
     # foundation modules: everything downstream of the jobs that import them
     Case("training-module", "advfeatures/training.py",
-         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference", "distill", "estimate_mi",
-          "mi_distortions"} | ATTACKS, never={"prepare_data"}),
+         {"train", "synthesize", "train_synthetic", "ilyas_eval_reference"}, never={"prepare_data"}),
+    Case("checkpoint-module", "advfeatures/models/checkpoint.py", {"train"}, never={"prepare_data"}),
     Case("pgd-module", "advfeatures/attacks/pgd.py", {"train"}, never={"prepare_data"}),
     Case("lenet-module", "advfeatures/models/lenet.py", {"train"}, never={"prepare_data"}),
     Case("data-module", "advfeatures/data.py", {"prepare_data"}),
@@ -90,7 +91,8 @@ EDITS = [
          never={"train", "synthesize", "attack", "distill"}),
     Case("distortions-module", "advfeatures/distortions.py", {"mi_distortions"},
          never={"train", "estimate_mi"}),
-    Case("reporting-core", "advfeatures/reporting/__init__.py", REPORTING, never=COMPUTE),
+    Case("reporting-core", "advfeatures/reporting/__init__.py", REPORTING,
+         never=COMPUTE | {"train_synthetic", "ilyas_eval_reference"}),
     Case("reporting-ilyas", "advfeatures/reporting/ilyas.py", {"ilyas_report", "ilyas_transfer"},
          never=COMPUTE | {"train_synthetic", "training_table", "attack_tables"}),
     Case("reporting-bottleneck", "advfeatures/reporting/bottleneck.py",
@@ -100,8 +102,8 @@ EDITS = [
     Case("reporting-mi", "advfeatures/reporting/mutual_info.py", {"report_mi"},
          never=COMPUTE | {"merge_mi", "training_table"}),
     Case("stats-module", "advfeatures/stats.py",
-         {"estimate_mi", "mi_distortions", "ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables",
-          "bottleneck_tsne", "report_mi"}, never={"train", "attack", "distill", "synthesize"}),
+         {"estimate_mi", "mi_distortions", "merge_mi", "ilyas_report", "ilyas_transfer", "attack_tables",
+          "bottleneck_tables", "bottleneck_tsne", "report_mi"}, never={"train", "attack", "distill", "synthesize"}),
     Case("reporting-verdicts", "advfeatures/reporting/verdicts.py",
          {"ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables", "bottleneck_tsne", "report_mi"},
          never=COMPUTE | {"training_table", "merge_mi"}),
@@ -111,7 +113,8 @@ EDITS = [
     Case("train-script", "workflow_scripts/train.py", {"train"}, never={"prepare_data"}),
     Case("attack-script", "workflow_scripts/attack.py", {"attack"}, never={"train", "attack_sweep"}),
     Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
-    Case("common-script", "workflow_scripts/_common.py", {"prepare_data"}),
+    Case("stage-job", "advfeatures/stages/job.py", {"prepare_data"}),
+    Case("attack-stage", "advfeatures/stages/attack.py", ATTACKS, never={"train", "synthesize", "estimate_mi"}),
     # not provenance: nothing reruns
     Case("readme", "README.md", set()),
     Case("design-doc", "docs/notes.md", set()),
@@ -192,6 +195,19 @@ def test_tiny_run_built_every_stage(snake):
     for study in ("ilyas", "bottleneck", "attacks", "mutual_info"):
         assert (wd / "results" / "claims" / f"{study}.csv").stat().st_size > 0
     assert len(claims.splitlines()) > 4
+
+
+def test_tiny_run_records_the_degenerate_flag(snake):
+    """The claims' model precondition reads model.pt's meta["degenerate"] (training.health
+    .allow_degenerate), recorded by the attack and Ilyas evaluation jobs; no tiny model is flagged."""
+    import pandas as pd
+
+    from advfeatures import h5io
+
+    _, attrs = h5io.read_h5(snake.wd / run_path("pgd_linf") / "attacks" / "nrf.h5", [], kind="attack")
+    assert "degenerate" in attrs and not bool(attrs["degenerate"])
+    ev = pd.read_csv(snake.wd / f"results/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2/eval.csv")
+    assert list(ev["degenerate"]) == [False]
 
 
 def test_tiny_run_made_everything(snake):

@@ -1,52 +1,10 @@
-"""Rule bottleneck_tables: Kim et al. Tables 1 and 2 with controls, the beta sweep, claims."""
+"""Rule bottleneck_tables: adapter of advfeatures.stages.report_bottleneck (rerun by hand: python -m advfeatures.stages.report_bottleneck --help)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run, start  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package: its files are inputs
+from advfeatures.stages import report_bottleneck  # noqa: E402
+from advfeatures.stages.job import snakemake_adapter  # noqa: E402
 
-from advfeatures import h5io  # noqa: E402
-from advfeatures.reporting import bottleneck as rb  # noqa: E402
-from advfeatures.reporting import (  # noqa: E402
-    matplotlib_headless,
-    save_figure,
-    verdicts,
-    write_claims,
-    write_table,
-)
-
-
-def main(snakemake):
-    log, _ = start(snakemake)
-    matplotlib_headless()
-    p, out = snakemake.params, snakemake.output
-    inputs = ["clean"] + list(p.attacks)
-    read = lambda path: h5io.read_h5(path, kind="bottleneck")[0]  # noqa: E731
-    files = iter(snakemake.input.table)  # expand() order: method-major, then input
-    recs = {(m, i): read(next(files)) for m in p.methods for i in inputs}
-    files = iter(snakemake.input.sweep)
-    sweep_recs = {(m, b): read(next(files)) for m in p.sweep_methods for b in p.betas}
-    num_classes = int(max(int(r["y"].max()) for r in recs.values()) + 1)
-
-    t1 = rb.table1(recs, p.methods, inputs, dataset=p.dataset, arch=p.arch)
-    write_table(t1, out.table1, out.table1_md, title=f"Kim et al. Table 1 ({p.dataset}, {p.arch}, beta {p.beta})",
-                note=rb.__doc__.split("Table 2")[0].split("Table 1 (``kim_table1``): ")[-1].strip())
-    t2 = rb.table2(recs, p.methods, p.attacks, num_classes=num_classes, dataset=p.dataset, arch=p.arch)
-    write_table(t2, out.table2, out.table2_md, title=f"Kim et al. Table 2 ({p.dataset}, {p.arch}, beta {p.beta})",
-                note="Agreement (%) of NR. predictions with the adversarial prediction on successfully attacked "
-                     "rows. nr_agree: IB on the attacked input with the TRUE label (paper); nr_agree_predlabel: "
-                     "IB with the model's (adversarial) prediction as label; nr_agree_random: random mask with "
-                     "the paper mask's channel count; chance = 1/(K-1); nonrobust_channels: mean channels Z_nr keeps "
-                     "(when it keeps nearly all, NR. = Int. = the adversarial prediction by construction).")
-    sw = rb.beta_sweep(sweep_recs, p.sweep_methods, p.betas)
-    write_table(sw, out.sweep, out.sweep_md, title="IB beta sweep on clean inputs (Kim et al. Fig. 5)")
-    save_figure(rb.beta_sweep_figure(sw), out.sweep_fig)
-    cl = rb.claims(t1, t2, sw, recs, sweep_recs, cfg=verdicts.settings(p.claims))
-    df = write_claims(cl, out.claims)
-    for row in df.itertuples(index=False):
-        log.info("claim %s: %s (measured %.3g %s %.3g; %s)", row.verdict, row.claim, row.measured, row.comparison,
-                 row.threshold, row.reason)
-
-
-run(main, snakemake)  # noqa: F821
+snakemake_adapter(report_bottleneck.STAGES, snakemake)  # noqa: F821

@@ -1,27 +1,10 @@
-"""Rule estimate_mi: MI of the probe layers of one epoch checkpoint on clean and PGD inputs."""
+"""Rule estimate_mi: adapter of advfeatures.stages.mutual_info (rerun by hand: python -m advfeatures.stages.mutual_info --help)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run, start  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package: its files are inputs
+from advfeatures.stages import mutual_info  # noqa: E402
+from advfeatures.stages.job import snakemake_adapter  # noqa: E402
 
-from advfeatures.data import load_dataset  # noqa: E402
-from advfeatures.mutual_info import epoch_mi, write_rows  # noqa: E402
-from advfeatures.training import model_from_checkpoint  # noqa: E402
-
-
-def main(snakemake):
-    log, device = start(snakemake)
-    wc = snakemake.wildcards
-    model = model_from_checkpoint(snakemake.input.model, map_location=device)
-    data = load_dataset(snakemake.input.data)
-    rows = epoch_mi(
-        model, data, dict(snakemake.params.mi), seed=snakemake.params.seed, method=wc.method,
-        epoch=int(wc.epoch), device=device, progress=lambda s: log.info("%s epoch %s: %s", wc.method, wc.epoch, s),
-    )
-    write_rows(rows, snakemake.output[0])
-    log.info("wrote %s (%d rows)", snakemake.output[0], len(rows))
-
-
-run(main, snakemake)  # noqa: F821
+snakemake_adapter(mutual_info.STAGES, snakemake)  # noqa: F821

@@ -1,18 +1,10 @@
-"""Rule gather_claims: concatenate the stages' claims into results/claims.csv."""
+"""Rule gather_claims: adapter of advfeatures.stages.report (rerun by hand: python -m advfeatures.stages.report --help)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run, start  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package: its files are inputs
+from advfeatures.stages import report  # noqa: E402
+from advfeatures.stages.job import snakemake_adapter  # noqa: E402
 
-from advfeatures.reporting import gather_claims  # noqa: E402
-
-
-def main(snakemake):
-    log, _ = start(snakemake)
-    df = gather_claims(snakemake.input.claims, snakemake.output[0])
-    log.info("%d claims: %s", len(df), df["verdict"].value_counts().to_dict())
-
-
-run(main, snakemake)  # noqa: F821
+snakemake_adapter(report.STAGES, snakemake)  # noqa: F821

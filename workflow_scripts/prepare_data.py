@@ -1,28 +1,10 @@
-"""Rule prepare_data: write data/{dataset}.h5 from the configured source."""
+"""Rule prepare_data: adapter of advfeatures.stages.data (rerun by hand: python -m advfeatures.stages.data --help)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run, start  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package: its files are inputs
+from advfeatures.stages import data  # noqa: E402
+from advfeatures.stages.job import snakemake_adapter  # noqa: E402
 
-from advfeatures.data import prepare_dataset  # noqa: E402
-
-
-def main(snakemake):
-    log, _ = start(snakemake)
-    p = snakemake.params.dataset
-    out = prepare_dataset(
-        p["name"],
-        snakemake.output[0],
-        root=p.get("root"),
-        download=p.get("download", True),
-        seed=p["seed"],
-        subset_train=p.get("subset_train"),
-        subset_test=p.get("subset_test"),
-        params=dict(p),
-    )
-    log.info("wrote %s", out)
-
-
-run(main, snakemake)  # noqa: F821
+snakemake_adapter(data.STAGES, snakemake)  # noqa: F821

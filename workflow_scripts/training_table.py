@@ -1,24 +1,10 @@
-"""Rule training_table: final accuracies and wall times of the trained models."""
+"""Rule training_table: adapter of advfeatures.stages.report_summary (rerun by hand: python -m advfeatures.stages.report_summary --help)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import run, start  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package: its files are inputs
+from advfeatures.stages import report_summary  # noqa: E402
+from advfeatures.stages.job import snakemake_adapter  # noqa: E402
 
-from advfeatures.reporting.summary import write_training_table  # noqa: E402
-
-
-def main(snakemake):
-    start(snakemake)
-    methods = snakemake.params.methods
-    write_training_table(
-        dict(zip(methods, snakemake.input.metrics)),
-        dict(zip(methods, snakemake.params.benchmarks)),
-        snakemake.output.csv,
-        snakemake.output.md,
-        attack=snakemake.params.attack,
-    )
-
-
-run(main, snakemake)  # noqa: F821
+snakemake_adapter(report_summary.STAGES, snakemake)  # noqa: F821

@@ -6,10 +6,8 @@
   through pyautoattack, seeded without touching the caller's global RNG state.
 - :mod:`.nrf`: the non-robust feature attack of Kim, Lee, Ro 2021 and its ablations.
 - :mod:`.suite`: the registry (config ``attacks.suite``) and the evaluation loop.
+- :mod:`.evaluate`: batched prediction, the batched attack loop, clean / PGD accuracy, transfer.
+
+The package imports none of its modules: importing ``advfeatures.attacks.pgd`` must not load
+CW, NRF or pyautoattack (rule inputs follow the import graph, see ``advfeatures.deps``).
 """
-
-from advfeatures.attacks.cw import cw_l2, cw_margin
-from advfeatures.attacks.nrf import nrf
-from advfeatures.attacks.pgd import bim, fgsm, pgd, project, random_start
-
-__all__ = ["bim", "cw_l2", "cw_margin", "fgsm", "nrf", "pgd", "project", "random_start"]

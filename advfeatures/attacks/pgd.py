@@ -9,12 +9,25 @@ same answer, and each later step costs only the examples still standing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from advfeatures.utils import frozen
 
 _EPS = 1e-12
+
+
+@dataclass
+class PGDSettings:
+    """One PGD attack as training, synthesis evaluation and MI estimation configure it."""
+
+    norm: str = "linf"
+    eps: float = 0.3
+    alpha: float = 0.01
+    steps: int = 10
+    random_start: bool = True
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:

@@ -24,38 +24,14 @@ import torch
 
 from advfeatures.attacks import autoattack as aa
 from advfeatures.attacks.cw import cw_l2
+from advfeatures.attacks.evaluate import attack_batches, predict
 from advfeatures.attacks.nrf import GRAD_LOSSES, nrf
 from advfeatures.attacks.pgd import bim, fgsm, pgd
-from advfeatures.utils import AdvFeaturesError, batches, derive_seed, eval_mode, make_generator
+from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode, make_generator
 
 log = logging.getLogger("advfeatures")
 
-#: type -> keys it accepts besides ``type`` (and the generic subset/models keys)
-ATTACK_PARAMS: dict[str, tuple[str, ...]] = {
-    "fgsm": ("eps",),
-    "bim": ("eps", "steps", "alpha", "alpha_scale", "early_stop"),
-    "pgd": ("eps", "steps", "alpha", "alpha_scale", "norm", "random_start", "early_stop"),
-    "cw": ("c", "kappa", "lr", "steps", "bound", "eps", "search_steps", "abort_early"),
-    "apgd_ce": ("eps", "n_iter", "n_restarts"),
-    "autoattack": ("eps", "components", "n_iter", "n_target_classes", "n_queries"),
-    "fab": ("eps", "n_iter", "n_restarts", "targeted", "n_target_classes"),
-    "nrf": ("c", "kappa", "lr", "steps", "bound", "eps", "maximize", "mask", "grad_loss"),
-}
-ATTACK_TYPES = tuple(ATTACK_PARAMS)
 GENERIC_KEYS = ("type", "subset", "models")
-#: defaults per type (the reference settings of Kim et al. where they exist)
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "fgsm": {},
-    "bim": {"steps": 10, "alpha_scale": 1.25, "early_stop": False},
-    "pgd": {"steps": 10, "alpha_scale": 2.3, "norm": "linf", "random_start": True, "early_stop": False},
-    "cw": {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "search_steps": 0,
-           "abort_early": True},
-    "apgd_ce": {"n_iter": 100, "n_restarts": 1},
-    "autoattack": {"components": list(aa.AA_COMPONENTS), **aa.AA_STANDARD},
-    "fab": {"n_iter": 100, "n_restarts": 1, "targeted": False, "n_target_classes": 9},
-    "nrf": {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "maximize": True,
-            "mask": "nonrobust", "grad_loss": "ce"},
-}
 
 
 @dataclass
@@ -70,36 +46,44 @@ class Attack:
 
     def __call__(self, model, x, y, *, generator: torch.Generator | None = None, seed: int = 0,
                  mask: torch.Tensor | None = None) -> torch.Tensor:
-        k = self.kwargs
-        t = self.type
-        if t == "fgsm":
-            return fgsm(model, x, y, **k)
-        if t == "bim":
-            return bim(model, x, y, **k)
-        if t == "pgd":
-            return pgd(model, x, y, generator=generator, **k)
-        if t == "cw":
-            return cw_l2(model, x, y, **k)
-        if t == "apgd_ce":
-            return aa.apgd_ce(model, x, y, seed=seed, **k)
-        if t == "autoattack":
-            return aa.autoattack(model, x, y, seed=seed, **k)
-        if t == "fab":
-            return aa.fab(model, x, y, seed=seed, **k)
-        if t == "nrf":
-            if mask is None:
-                raise AdvFeaturesError(f"attack {self.name!r} (nrf) needs a channel mask; none was given")
-            return nrf(model, x, y, mask, **k)
-        raise AdvFeaturesError(f"unknown attack type {t!r}; choose one of {ATTACK_TYPES}")
+        if self.type not in REGISTRY:
+            raise AdvFeaturesError(f"unknown attack type {self.type!r}; choose one of {ATTACK_TYPES}")
+        if self.needs_mask and mask is None:
+            raise AdvFeaturesError(f"attack {self.name!r} ({self.type}) needs a channel mask; none was given")
+        return REGISTRY[self.type].run(model, x, y, self.kwargs, generator=generator, seed=seed, mask=mask)
 
     def with_eps(self, eps: float) -> Attack:
         """The same attack at another Linf budget (for the eps sweep)."""
-        if "eps" not in self.kwargs and self.type not in ("cw", "nrf"):
+        spec = REGISTRY[self.type]
+        if "eps" not in self.kwargs and not spec.has_bound:
             raise AdvFeaturesError(f"attack {self.name!r} has no eps to sweep")
-        spec = dict(self.extra["spec"], eps=float(eps))
-        if self.type in ("cw", "nrf"):
-            spec["bound"] = "linf"
-        return make_attack(self.name, spec, eps_default=float(eps))
+        entry = dict(self.extra["spec"], eps=float(eps))
+        if spec.has_bound:
+            entry["bound"] = "linf"
+        return make_attack(self.name, entry, eps_default=float(eps))
+
+
+#: ``resolve(name, entry, p, eps) -> (kwargs, bound label, extra)``; ``p``: defaults + entry
+Resolve = Callable[[str, Mapping[str, Any], dict[str, Any], float], tuple[dict, str, dict]]
+#: ``run(model, x, y, kwargs, *, generator, seed, mask) -> x_adv``
+Run = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack type of the suite: what it accepts, its defaults, its label in the tables,
+    how its eps and keyword arguments resolve, and how it runs."""
+
+    type: str
+    label: str  #: column label in Kim et al. Table 3 (reporting.attacks)
+    params: tuple[str, ...]  #: keys it accepts besides ``type`` and GENERIC_KEYS
+    defaults: dict[str, Any]  #: the reference settings of Kim et al. where they exist
+    resolve: Resolve
+    run: Run
+    needs_mask: bool = False  #: runs on bottleneck channel masks (NRF)
+    has_bound: bool = False  #: ``bound: none | linf`` (cw, nrf)
+    #: library modules its jobs load lazily (rule inputs; advfeatures.deps.LAZY)
+    modules: tuple[str, ...] = ()
 
 
 def _alpha(p: dict, eps: float) -> float:
@@ -108,66 +92,127 @@ def _alpha(p: dict, eps: float) -> float:
     return float(p["alpha_scale"]) * eps / max(1, int(p["steps"]))
 
 
+def _linf(eps: float) -> str:
+    return f"Linf {eps:.4g}"
+
+
+def _fgsm(name, entry, p, eps):
+    return {"eps": eps}, _linf(eps), {}
+
+
+def _bim(name, entry, p, eps):
+    return {"eps": eps, "steps": int(p["steps"]), "alpha": _alpha(p, eps), "early_stop": bool(p["early_stop"])}, \
+        _linf(eps), {}
+
+
+def _pgd(name, entry, p, eps):
+    k, _, extra = _bim(name, entry, p, eps)
+    norm = p["norm"]
+    if norm == "l2" and entry.get("eps") is None:
+        raise AdvFeaturesError(f"config key attacks.suite.{name}.eps: an L2 PGD needs its own eps")
+    k.update(norm=norm, random_init=bool(p["random_start"]))
+    return k, f"{'Linf' if norm == 'linf' else 'L2'} {eps:.4g}", extra
+
+
+def _cw_like(p, eps):
+    bounded = p["bound"] == "linf"
+    k = {key: p[key] for key in ("c", "kappa", "lr", "steps")}
+    k["eps"] = eps if bounded else None
+    return k, (_linf(eps) if bounded else "unbounded")
+
+
+def _cw(name, entry, p, eps):
+    k, bound = _cw_like(p, eps)
+    k.update(search_steps=int(p["search_steps"]), abort_early=bool(p["abort_early"]))
+    return k, bound, {}
+
+
+def _nrf(name, entry, p, eps):
+    k, bound = _cw_like(p, eps)
+    if p["mask"] not in ("nonrobust", "robust"):
+        raise AdvFeaturesError(f"config key attacks.suite.{name}.mask must be nonrobust or robust")
+    if p["grad_loss"] not in GRAD_LOSSES:
+        raise AdvFeaturesError(f"config key attacks.suite.{name}.grad_loss must be one of {GRAD_LOSSES}")
+    k.update(maximize=bool(p["maximize"]), grad_loss=p["grad_loss"])
+    return k, bound, {"mask": p["mask"]}
+
+
+def _apgd(name, entry, p, eps):
+    return {"eps": eps, "n_iter": int(p["n_iter"]), "n_restarts": int(p["n_restarts"])}, _linf(eps), {}
+
+
+def _autoattack(name, entry, p, eps):
+    bad = set(p["components"]) - set(aa.AA_COMPONENTS)
+    if bad or not p["components"]:
+        raise AdvFeaturesError(
+            f"config key attacks.suite.{name}.components: {sorted(bad)} not in {list(aa.AA_COMPONENTS)}"
+        )
+    k = {"eps": eps, "components": list(p["components"]), "n_iter": int(p["n_iter"]),
+         "n_target_classes": int(p["n_target_classes"]), "n_queries": int(p["n_queries"])}
+    standard = list(p["components"]) == list(aa.AA_COMPONENTS) and all(
+        k[key] >= v for key, v in aa.AA_STANDARD.items()
+    )
+    return k, _linf(eps), {"standard": standard}
+
+
+def _fab(name, entry, p, eps):
+    return {"eps": eps, "n_iter": int(p["n_iter"]), "n_restarts": int(p["n_restarts"]),
+            "targeted": bool(p["targeted"]), "n_target_classes": int(p["n_target_classes"])}, _linf(eps), {}
+
+
+_CW_KEYS = ("c", "kappa", "lr", "steps", "bound", "eps")
+
+#: the attack registry: type -> spec (config key attacks.suite.<name>.type)
+REGISTRY: dict[str, AttackSpec] = {s.type: s for s in (
+    AttackSpec("fgsm", "FGSM", ("eps",), {}, _fgsm,
+               lambda m, x, y, k, **_: fgsm(m, x, y, **k)),
+    AttackSpec("bim", "BIM", ("eps", "steps", "alpha", "alpha_scale", "early_stop"),
+               {"steps": 10, "alpha_scale": 1.25, "early_stop": False}, _bim,
+               lambda m, x, y, k, **_: bim(m, x, y, **k)),
+    AttackSpec("pgd", "PGD", ("eps", "steps", "alpha", "alpha_scale", "norm", "random_start", "early_stop"),
+               {"steps": 10, "alpha_scale": 2.3, "norm": "linf", "random_start": True, "early_stop": False}, _pgd,
+               lambda m, x, y, k, *, generator, **_: pgd(m, x, y, generator=generator, **k)),
+    AttackSpec("cw", "CW-L2", (*_CW_KEYS, "search_steps", "abort_early"),
+               {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "search_steps": 0,
+                "abort_early": True}, _cw,
+               lambda m, x, y, k, **_: cw_l2(m, x, y, **k), has_bound=True),
+    AttackSpec("apgd_ce", "APGD-CE", ("eps", "n_iter", "n_restarts"), {"n_iter": 100, "n_restarts": 1}, _apgd,
+               lambda m, x, y, k, *, seed, **_: aa.apgd_ce(m, x, y, seed=seed, **k)),
+    AttackSpec("autoattack", "AutoAttack", ("eps", "components", "n_iter", "n_target_classes", "n_queries"),
+               {"components": list(aa.AA_COMPONENTS), **aa.AA_STANDARD}, _autoattack,
+               lambda m, x, y, k, *, seed, **_: aa.autoattack(m, x, y, seed=seed, **k)),
+    AttackSpec("fab", "FAB", ("eps", "n_iter", "n_restarts", "targeted", "n_target_classes"),
+               {"n_iter": 100, "n_restarts": 1, "targeted": False, "n_target_classes": 9}, _fab,
+               lambda m, x, y, k, *, seed, **_: aa.fab(m, x, y, seed=seed, **k)),
+    AttackSpec("nrf", "NRF", (*_CW_KEYS, "maximize", "mask", "grad_loss"),
+               {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "maximize": True,
+                "mask": "nonrobust", "grad_loss": "ce"}, _nrf,
+               lambda m, x, y, k, *, mask, **_: nrf(m, x, y, mask, **k),
+               needs_mask=True, has_bound=True, modules=("advfeatures.bottleneck",)),
+)}
+ATTACK_TYPES = tuple(REGISTRY)
+
+
 def make_attack(name: str, spec: Mapping[str, Any], *, eps_default: float) -> Attack:
-    """Resolve a suite entry into an :class:`Attack`; unknown types or keys are one clear error."""
+    """Resolve a suite entry into an :class:`Attack` (a registry lookup); unknown types or keys
+    are one clear error."""
     spec = dict(spec or {})
     t = spec.get("type")
-    if t not in ATTACK_PARAMS:
+    if t not in REGISTRY:
         raise AdvFeaturesError(
             f"config key attacks.suite.{name}.type is {t!r}; choose one of {list(ATTACK_TYPES)}"
         )
-    unknown = set(spec) - set(ATTACK_PARAMS[t]) - set(GENERIC_KEYS)
+    reg = REGISTRY[t]
+    unknown = set(spec) - set(reg.params) - set(GENERIC_KEYS)
     if unknown:
         raise AdvFeaturesError(
             f"config key attacks.suite.{name} has unknown option(s) {sorted(unknown)} for type {t}; "
-            f"allowed: {sorted(ATTACK_PARAMS[t])}"
+            f"allowed: {sorted(reg.params)}"
         )
-    p = {**DEFAULTS[t], **{k: v for k, v in spec.items() if k not in GENERIC_KEYS}}
+    p = {**reg.defaults, **{k: v for k, v in spec.items() if k not in GENERIC_KEYS}}
     eps = float(p.get("eps", eps_default) if p.get("eps") is not None else eps_default)
-    extra = {"spec": spec}
-    if t == "fgsm":
-        return Attack(name, t, {"eps": eps}, f"Linf {eps:.4g}", extra=extra)
-    if t in ("bim", "pgd"):
-        k = {"eps": eps, "steps": int(p["steps"]), "alpha": _alpha(p, eps), "early_stop": bool(p["early_stop"])}
-        norm = "linf"
-        if t == "pgd":
-            norm = p["norm"]
-            if norm == "l2" and spec.get("eps") is None:
-                raise AdvFeaturesError(f"config key attacks.suite.{name}.eps: an L2 PGD needs its own eps")
-            k.update(norm=norm, random_init=bool(p["random_start"]))
-        return Attack(name, t, k, f"{'Linf' if norm == 'linf' else 'L2'} {eps:.4g}", extra=extra)
-    if t in ("cw", "nrf"):
-        bounded = p["bound"] == "linf"
-        k = {key: p[key] for key in ("c", "kappa", "lr", "steps")}
-        k["eps"] = eps if bounded else None
-        if t == "cw":
-            k.update(search_steps=int(p["search_steps"]), abort_early=bool(p["abort_early"]))
-            return Attack(name, t, k, f"Linf {eps:.4g}" if bounded else "unbounded", extra=extra)
-        if p["mask"] not in ("nonrobust", "robust"):
-            raise AdvFeaturesError(f"config key attacks.suite.{name}.mask must be nonrobust or robust")
-        if p["grad_loss"] not in GRAD_LOSSES:
-            raise AdvFeaturesError(f"config key attacks.suite.{name}.grad_loss must be one of {GRAD_LOSSES}")
-        k.update(maximize=bool(p["maximize"]), grad_loss=p["grad_loss"])
-        extra["mask"] = p["mask"]
-        return Attack(name, t, k, f"Linf {eps:.4g}" if bounded else "unbounded", needs_mask=True, extra=extra)
-    if t == "apgd_ce":
-        k = {"eps": eps, "n_iter": int(p["n_iter"]), "n_restarts": int(p["n_restarts"])}
-    elif t == "autoattack":
-        bad = set(p["components"]) - set(aa.AA_COMPONENTS)
-        if bad or not p["components"]:
-            raise AdvFeaturesError(
-                f"config key attacks.suite.{name}.components: {sorted(bad)} not in {list(aa.AA_COMPONENTS)}"
-            )
-        k = {"eps": eps, "components": list(p["components"]), "n_iter": int(p["n_iter"]),
-             "n_target_classes": int(p["n_target_classes"]), "n_queries": int(p["n_queries"])}
-        standard = list(p["components"]) == list(aa.AA_COMPONENTS) and all(
-            k[key] >= v for key, v in aa.AA_STANDARD.items()
-        )
-        extra["standard"] = standard
-    else:  # fab
-        k = {"eps": eps, "n_iter": int(p["n_iter"]), "n_restarts": int(p["n_restarts"]),
-             "targeted": bool(p["targeted"]), "n_target_classes": int(p["n_target_classes"])}
-    return Attack(name, t, k, f"Linf {eps:.4g}", extra=extra)
+    kwargs, bound, extra = reg.resolve(name, spec, p, eps)
+    return Attack(name, t, kwargs, bound, needs_mask=reg.needs_mask, extra={"spec": spec, **extra})
 
 
 @dataclass
@@ -188,13 +233,6 @@ class AttackResult:
     @property
     def robust_acc(self) -> float:
         return float((self.pred_adv == self.y).float().mean()) if len(self.y) else float("nan")
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    with eval_mode(model):
-        return torch.cat([model(x[s]).argmax(1) for s in batches(len(x), batch_size)]) if len(x) else \
-            torch.zeros(0, dtype=torch.long)
 
 
 MaskFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -220,23 +258,25 @@ def evaluate_attack(
     device = next(model.parameters()).device
     g = make_generator(derive_seed(seed, "attack", attack.name), device)
     g_mask = make_generator(derive_seed(seed, "attack-mask", attack.name), device)
-    out = []
-    it = list(enumerate(batches(len(x), batch_size)))
+
+    def run(b, xb, yb):
+        xb, yb = xb.to(device), yb.to(device)
+        mask = None
+        if attack.needs_mask:
+            if mask_fn is None:
+                raise AdvFeaturesError(f"attack {attack.name!r} needs bottleneck masks; pass mask_fn")
+            mask_r = mask_fn(model, xb, yb, g_mask).bool()
+            mask = mask_r if attack.extra["mask"] == "robust" else ~mask_r
+        xa = attack(model, xb, yb, generator=g, seed=derive_seed(seed, "attack", attack.name, b), mask=mask)
+        return xa.detach().clamp(0, 1).cpu()
+
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc=attack.name, leave=False)
+        bar = lambda it: tqdm(it, desc=attack.name, leave=False)  # noqa: E731
     with eval_mode(model):
-        for b, s in it:
-            xb, yb = x[s].to(device), y[s].to(device)
-            mask = None
-            if attack.needs_mask:
-                if mask_fn is None:
-                    raise AdvFeaturesError(f"attack {attack.name!r} needs bottleneck masks; pass mask_fn")
-                mask_r = mask_fn(model, xb, yb, g_mask).bool()
-                mask = mask_r if attack.extra["mask"] == "robust" else ~mask_r
-            xa = attack(model, xb, yb, generator=g, seed=derive_seed(seed, "attack", attack.name, b), mask=mask)
-            out.append(xa.detach().clamp(0, 1).cpu())
+        out = attack_batches(x, y, run, batch_size, progress=bar)
     x_adv = torch.cat(out) if out else x.clone()
     delta = (x_adv - x).flatten(1)
     return AttackResult(
@@ -264,54 +304,3 @@ def robust_accuracy_vs_eps(
         rows.append({"eps": float(eps), "n": len(y), "robust_acc": res.robust_acc, "max_linf": float(res.linf.max())})
         log.info("%s eps=%.4g robust acc %.4f (n=%d)", attack.name, eps, res.robust_acc, len(y))
     return rows
-
-
-# ----------------------------------------------------------------------------- one job
-
-
-def attack_rows(y_test: torch.Tensor, eval_subset_n: int | None, subset_n: int | None, seed: int) -> torch.Tensor:
-    """Test rows an attack runs on, sorted.
-
-    The common rows are the seeded stratified eval subset every stage uses (seed tag
-    ``eval_subset``, as training).  An attack's ``subset`` takes the first ``subset_n`` of those
-    in one seeded, class-interleaved order (seed tag ``attack_subset``, shared by all attacks):
-    each prefix keeps the class proportions, and a smaller subset is always contained in a
-    larger one, so attacks run on different subset sizes are compared on the smaller one's rows.
-    """
-    import numpy as np
-
-    from advfeatures.data import eval_subset
-
-    idx = eval_subset(y_test, eval_subset_n, derive_seed(seed, "eval_subset"))
-    if not subset_n or subset_n >= len(idx):
-        return idx
-    yy = y_test[idx].numpy()
-    perm = np.random.default_rng(derive_seed(seed, "attack_subset")).permutation(len(yy))
-    rank = np.empty(len(yy))
-    position = np.empty(len(yy))
-    position[perm] = np.arange(len(yy))
-    for c in np.unique(yy):
-        members = perm[yy[perm] == c]  # this class's rows in permutation order
-        rank[members] = (np.arange(len(members)) + 0.5) / len(members)
-    first = np.lexsort((position, rank))[: int(subset_n)]
-    return idx[torch.from_numpy(np.sort(first)).long()]
-
-
-def nrf_mask_fn(settings: Mapping[str, Any]) -> MaskFn:
-    """``mask_fn`` for :func:`evaluate_attack` from the ``attacks.nrf`` slice (IB on the clean batch)."""
-    from advfeatures.attacks.nrf import bottleneck_masks
-
-    def fn(model, x, y, generator):
-        return bottleneck_masks(
-            model, x, y, beta=float(settings["beta"]), iterations=int(settings["iterations"]),
-            lr=float(settings["lr"]), batch_size=settings.get("batch_size"),
-            threshold=settings.get("threshold", "batch"), generator=generator,
-        )
-
-    return fn
-
-
-def attack_from_slice(sl: Mapping[str, Any]) -> tuple[Attack, MaskFn | None]:
-    """The :class:`Attack` and (for NRF) mask function of one rule's ``params.attack`` slice."""
-    attack = make_attack(sl["name"], sl["spec"], eps_default=float(sl["eps"]))
-    return attack, (nrf_mask_fn(sl["nrf"]) if attack.needs_mask else None)

@@ -21,14 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from advfeatures.utils import atomic_write
+
 CLAIM_COLUMNS = ("study", "claim", "verdict", "reason", "measured", "comparison", "threshold",
                  "min_effect", "ci_low", "ci_high", "p_value", "n", "test", "note")
 VERDICTS = ("holds", "fails", "inconclusive", "not testable")
-
-
-def _atomic_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.stem}.tmp{path.suffix}")
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -48,10 +45,8 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike | None = None,
                 *, title: str | None = None, note: str | None = None, floatfmt: str = ".2f") -> None:
     """Write ``df`` as CSV and (when ``md_path``) as Markdown with an optional title and note."""
-    csv_path = Path(csv_path)
-    tmp = _atomic_path(csv_path)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
+    with atomic_write(csv_path) as tmp:
+        df.to_csv(tmp, index=False)
     if md_path is not None:
         write_markdown(df, md_path, title=title, note=note, floatfmt=floatfmt)
 
@@ -63,9 +58,8 @@ def write_markdown(df: pd.DataFrame, md_path: str | os.PathLike, *, title: str |
     text = (f"### {title}\n\n" if title else "") + to_markdown(df, floatfmt)
     if note:
         text += f"\n{note}\n"
-    tmp = _atomic_path(md_path)
-    tmp.write_text(text)
-    os.replace(tmp, md_path)
+    with atomic_write(md_path) as tmp:
+        tmp.write_text(text)
 
 
 @dataclass
@@ -156,20 +150,16 @@ def untestable(*reasons: str) -> str:
 
 def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:
     df = pd.DataFrame([c.row() for c in claims], columns=list(CLAIM_COLUMNS))
-    path = Path(path)
-    tmp = _atomic_path(path)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
 def gather_claims(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> pd.DataFrame:
     """Concatenate per-stage claim files into ``results/claims.csv``."""
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    out = Path(out)
-    tmp = _atomic_path(out)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -177,10 +167,9 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    tmp = _atomic_path(path)
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def matplotlib_headless() -> None:

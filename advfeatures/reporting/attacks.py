@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from advfeatures import h5io, stats
+from advfeatures.attacks.suite import REGISTRY
 from advfeatures.reporting import Claim, untestable, verdicts
 
 STUDY = "kim2021_attacks"
@@ -145,7 +146,7 @@ def _label(r: Mapping) -> str:
     if r["type"] == "nrf":
         g = "G_nr" if r["mask"] == "nonrobust" else "G_r"
         return f"NRF {'max' if r['maximize'] else 'min'} norm {g}"
-    return {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGD", "cw": "CW-L2", "apgd_ce": "APGD-CE", "fab": "FAB"}[r["type"]]
+    return REGISTRY[r["type"]].label
 
 
 def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) -> pd.DataFrame:

@@ -11,13 +11,7 @@ ATK = config["attacks"]
 
 def attack_models():
     """attacks.models, each enabled under training.methods (checked before any job runs)."""
-    bad = [m for m in ATK["models"] if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config attacks.models names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    return list(ATK["models"])
+    return enabled_methods("attacks.models", ATK["models"])
 
 
 def attack_cells():
@@ -66,7 +60,7 @@ def attack_slice(name):
 
 
 def attack_lib(wc):
-    mods = ["attacks", "training", "models", "data"]
+    """Lazy library inputs of one attack job (advfeatures.deps.LAZY): NRF runs the bottleneck."""
     if ATK["suite"].get(wc.attack, {}).get("type") == "nrf":
-        mods.append("bottleneck")
-    return lib(*mods)
+        return lib_files("advfeatures.bottleneck")
+    return []

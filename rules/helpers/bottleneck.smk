@@ -16,13 +16,7 @@ def beta_tag(beta):
 
 
 def ib_methods(key="methods"):
-    bad = [m for m in IB[key] if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config bottleneck.{key} names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    return list(IB[key])
+    return enabled_methods(f"bottleneck.{key}", IB[key])
 
 
 def ib_attacks():

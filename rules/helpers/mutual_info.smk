@@ -6,13 +6,7 @@ MI = config["mutual_info"]
 
 
 def mi_methods():
-    bad = [m for m in MI["methods"] if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config mutual_info.methods names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    return list(MI["methods"])
+    return enabled_methods("mutual_info.methods", MI["methods"])
 
 
 def mi_params(distortions=False):

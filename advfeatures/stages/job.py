@@ -1,0 +1,224 @@
+"""A job of a stage: its input and output paths, params, wildcards, log and threads.
+
+Under Snakemake, :func:`from_snakemake` builds the :class:`Job` and :func:`run` records it
+next to the job's log (``<log>.job.yaml``) before running the stage, so a failing job can be
+rerun by hand, without Snakemake, in a debugger or on another machine::
+
+    python -m advfeatures.stages.attack --job results/logs/attack/mnist5k_lenet5_standard_pgd.job.yaml
+    python -m advfeatures.stages.attack --job ....job.yaml --device cuda --log -
+
+or with every piece given explicitly (``--input name=path``, ``--output name=path``,
+``--params FILE.yaml``, ``--wildcard name=value``; a name may repeat to make a list).
+Errors of the science (:class:`~advfeatures.utils.AdvFeaturesError`) end the job with one line
+``advfeatures error: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from advfeatures.utils import (
+    AdvFeaturesError,
+    atomic_write,
+    resolve_device,
+    set_threads,
+    setup_logging,
+)
+
+
+class Files(list):
+    """Paths in order (``files[0]``) with names (``files.model``), like Snakemake's lists."""
+
+    def __init__(self, items=(), names: dict[str, Any] | None = None):
+        super().__init__(items)
+        self._names = dict(names or {})
+
+    def __getattr__(self, name: str):
+        try:
+            return self.__dict__["_names"][name]
+        except KeyError:
+            raise AttributeError(f"job has no file named {name!r}") from None
+
+    def names(self) -> dict[str, Any]:
+        return dict(self._names)
+
+
+@dataclass
+class Job:
+    rule: str
+    input: Files = field(default_factory=Files)
+    output: Files = field(default_factory=Files)
+    params: dict[str, Any] = field(default_factory=dict)
+    wildcards: dict[str, str] = field(default_factory=dict)
+    log: str | None = None
+    threads: int = 1
+
+    @property
+    def p(self) -> SimpleNamespace:
+        """The params with attribute access (``job.p.methods``)."""
+        return SimpleNamespace(**self.params)
+
+    @property
+    def seed(self) -> int:
+        return int(self.params["seed"])
+
+    def device(self):
+        """The torch device of ``params.runtime.device`` (``auto`` when the job has none)."""
+        return resolve_device((self.params.get("runtime") or {}).get("device", "auto"))
+
+    def record(self) -> dict:
+        return {
+            "rule": self.rule, "threads": self.threads, "log": self.log, "wildcards": dict(self.wildcards),
+            "input": {"files": list(self.input), "names": self.input.names()},
+            "output": {"files": list(self.output), "names": self.output.names()},
+            "params": self.params,
+        }
+
+    @classmethod
+    def from_record(cls, d: dict) -> Job:
+        return cls(
+            rule=d["rule"], input=Files(d["input"]["files"], d["input"]["names"]),
+            output=Files(d["output"]["files"], d["output"]["names"]), params=dict(d.get("params") or {}),
+            wildcards=dict(d.get("wildcards") or {}), log=d.get("log"), threads=int(d.get("threads", 1)),
+        )
+
+
+def _plain(value):
+    """Snakemake's lists and config objects as plain YAML-safe values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):  # plain types, not Snakemake's subclasses (YAML-safe)
+        if isinstance(value, kind):
+            return kind(value)
+    return str(value)
+
+
+def _files(named) -> Files:
+    names = {k: _plain(list(v) if isinstance(v, list) else v) for k, v in named.items()}
+    return Files([str(f) for f in named], names)
+
+
+def from_snakemake(smk) -> Job:
+    """The :class:`Job` of a running Snakemake script (``snakemake`` object)."""
+    params = {k: _plain(v) for k, v in smk.params.items()}
+    return Job(
+        rule=smk.rule, input=_files(smk.input), output=_files(smk.output),
+        # a YAML round trip: the job runs on exactly what its record holds
+        params=yaml.safe_load(yaml.safe_dump(params, sort_keys=False)),
+        wildcards={k: str(v) for k, v in smk.wildcards.items()},
+        log=str(smk.log[0]) if smk.log else None, threads=int(smk.threads),
+    )
+
+
+def record_path(job: Job) -> Path | None:
+    return Path(job.log).with_suffix(".job.yaml") if job.log else None
+
+
+def run(stage: Callable[[Job], Any], job: Job, *, record: bool = True) -> None:
+    """Run ``stage(job)`` with the job's logging and threads; one-line exit on AdvFeaturesError."""
+    if record and (path := record_path(job)):
+        with atomic_write(path) as tmp:
+            tmp.write_text(yaml.safe_dump(job.record(), sort_keys=False))
+    setup_logging(job.log)
+    set_threads(job.threads)
+    try:
+        stage(job)
+    except AdvFeaturesError as exc:
+        print(f"advfeatures error: {exc}", file=sys.stderr)
+        if job.log:
+            with open(job.log, "a") as f:
+                f.write(f"advfeatures error: {exc}\n")
+        sys.exit(1)
+
+
+def snakemake_adapter(stages: dict[str, Callable[[Job], Any]], smk) -> None:
+    """What a workflow script does: run the stage of the job's rule on Snakemake's job ``smk``."""
+    job = from_snakemake(smk)
+    run(stages[job.rule], job)
+
+
+def _pairs(items, what) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise SystemExit(f"advfeatures error: --{what} {item!r}: expected name=value")
+        k, v = item.split("=", 1)
+        out[k] = [*out[k], v] if isinstance(out.get(k), list) else ([out[k], v] if k in out else v)
+    return out
+
+
+def _replace(files: Files, new: dict[str, Any]) -> Files:
+    """``files`` with some entries replaced: by name, or by position (``"0"``)."""
+    items, names = list(files), files.names()
+    for key, value in new.items():
+        if key.isdigit() and int(key) < len(items):
+            old, items[int(key)] = items[int(key)], value
+            names = {k: (value if v == old else v) for k, v in names.items()}
+        elif key in names and not isinstance(names[key], list) and not isinstance(value, list):
+            items = [value if f == names[key] else f for f in items]
+            names[key] = value
+        else:
+            raise SystemExit(f"advfeatures error: the job has no single file {key!r} to replace; "
+                             f"names: {sorted(names)}, positions 0-{len(items) - 1}")
+    return Files(items, names)
+
+
+def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
+    """Command-line entry of a stage module (``python -m advfeatures.stages.<module>``);
+    ``stages`` maps rule names to the module's stage functions."""
+    module = next(iter(stages.values())).__module__
+    if module == "__main__":  # python -m advfeatures.stages.<module>
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec else module
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=f"Run a job of rule(s) {', '.join(stages)} by hand: from its record (written beside "
+        "the job's log by the workflow), or from explicit inputs, outputs, params and wildcards.",
+    )
+    ap.add_argument("--job", help="a job record (results/logs/<rule>/<job>.job.yaml)")
+    ap.add_argument("--rule", choices=list(stages), help="the rule (default: the record's, or the only one)")
+    ap.add_argument("--input", action="append", metavar="NAME=PATH",
+                    help="a named input (repeat); with --job, replaces that input (a number: by position)")
+    ap.add_argument("--output", action="append", metavar="NAME=PATH",
+                    help="a named output (repeat); with --job, replaces that output (a number: by position)")
+    ap.add_argument("--params", help="YAML file of the job's params")
+    ap.add_argument("--wildcard", action="append", metavar="NAME=VALUE", help="a wildcard (repeat)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: the record's, else 1)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override params.runtime.device")
+    ap.add_argument("--log", help="log file ('-': stderr only; default: the record's)")
+    a = ap.parse_args(argv)
+    if a.job:
+        job = Job.from_record(yaml.safe_load(Path(a.job).read_text()))
+        job.input = _replace(job.input, _pairs(a.input, "input"))
+        job.output = _replace(job.output, _pairs(a.output, "output"))
+    else:
+        ins, outs = _pairs(a.input, "input"), _pairs(a.output, "output")
+        flat = lambda d: [p for v in d.values() for p in (v if isinstance(v, list) else [v])]  # noqa: E731
+        params = yaml.safe_load(Path(a.params).read_text()) if a.params else {}
+        job = Job(rule=a.rule or next(iter(stages)), input=Files(flat(ins), ins), output=Files(flat(outs), outs),
+                  params=params or {}, wildcards=_pairs(a.wildcard, "wildcard"))
+    if a.threads:
+        job.threads = a.threads
+    if a.device:
+        job.params["runtime"] = {**(job.params.get("runtime") or {}), "device": a.device}
+    if a.log:
+        job.log = None if a.log == "-" else a.log
+    for f in job.output:
+        Path(f).parent.mkdir(parents=True, exist_ok=True)
+    if a.rule:
+        job.rule = a.rule
+    if job.rule not in stages:
+        raise SystemExit(f"advfeatures error: {module} runs rules {list(stages)}, not {job.rule!r}; pass --rule")
+    run(stages[job.rule], job, record=False)

@@ -1,0 +1,85 @@
+"""Ilyas et al. datasets table, samples, claims, transfer figure (ilyas_report, ilyas_transfer)."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from advfeatures import h5io
+from advfeatures.data import load_dataset
+from advfeatures.reporting import (
+    ilyas,
+    matplotlib_headless,
+    save_figure,
+    verdicts,
+    write_claims,
+    write_table,
+)
+from advfeatures.stages.job import Job, main
+from advfeatures.utils import derive_seed
+
+log = logging.getLogger("advfeatures")
+
+
+def ilyas_report(job: Job) -> None:
+    matplotlib_headless()
+    p = job.p
+    data = load_dataset(job.input.data)
+    evals = pd.concat([pd.read_csv(f) for f in job.input.evals], ignore_index=True)
+    reference = pd.concat([pd.read_csv(f) for f in job.input.reference], ignore_index=True)
+    sets, stats = {}, {}
+    for path in job.input.synthetic:
+        arrays, attrs = h5io.read_h5(path, kind="synthetic")
+        kind = str(attrs["synthetic_kind"])
+        sets[kind] = arrays
+        stats[kind] = {
+            "label_hit": float((arrays["source_pred"] == arrays["y"]).mean()),
+            "rep_distance": float(arrays["rep_distance"].mean()),
+        }
+    with_pub = ilyas.published_applies(p.dataset, p.arch, p.eval["attacks"])
+    df = ilyas.datasets_table(evals, reference, stats, robust_method=p.robust_method, with_published=with_pub)
+    note = (
+        f"Fresh {p.arch} models trained by standard training on each set, evaluated on the ORIGINAL test set "
+        f"({int(evals['n_test'].iloc[0])} rows); robust acc under PGD "
+        + ", ".join(f"{k}: eps {a['eps']}, {a['steps']} steps" for k, a in p.eval["attacks"].items())
+        + ". 'source model agrees with label': share of synthetic images that the model they were made "
+        "from assigns their training label. "
+        + ("Published: Ilyas et al. 2019, CIFAR-10 ResNet-50, L2 eps 0.25." if with_pub
+           else "Published columns empty: this run is not the paper's setting (CIFAR-10, ResNet-50, L2 eps 0.25).")
+    )
+    write_table(df, job.output.table, job.output.table_md,
+                title=f"Ilyas et al. datasets on {p.dataset} / {p.arch}", note=note)
+    first = next(iter(sets.values()))
+    rows = ilyas.sample_rows(first["source_index"], first["y_source"], 1, derive_seed(p.seed, "ilyas_samples"))
+    fig = ilyas.samples_figure(data.x_train.numpy(), sets, rows, data.classes)
+    save_figure(fig, job.output.samples)
+    cfg = verdicts.settings(p.claims)
+    cl = write_claims(ilyas.claims(evals, reference, data.num_classes, cfg), job.output.claims)
+    log.info("table:\n%s", df.to_string(index=False))
+    log.info("claims:\n%s", cl.to_string(index=False))
+
+
+def ilyas_transfer(job: Job) -> None:
+    matplotlib_headless()
+    p = job.p
+    evals = pd.concat([pd.read_csv(f) for f in job.input.evals], ignore_index=True)
+    df = ilyas.transfer_table(evals, p.kind)
+    note = (
+        f"Each architecture trained by standard training on {p.kind}; transfer rate: share of untargeted "
+        f"{p.attack} PGD examples made on the standard source model (on test rows both models get right and "
+        "the source gets wrong) that also fool the architecture (n = 'transfer n')."
+    )
+    if len(df) >= 3:
+        corr = df.iloc[:, 3].corr(df["transfer rate"])
+        note += f" Pearson correlation of the two columns: {corr:.2f}."
+    write_table(df, job.output.table, job.output.table_md,
+                title=f"Transferability vs accuracy on {p.kind} (paper Fig. 3)", note=note)
+    save_figure(ilyas.transfer_figure(df, p.kind, p.attack), job.output.figure)
+    log.info("transfer table:\n%s", df.to_string(index=False))
+
+
+STAGES = {"ilyas_report": ilyas_report, "ilyas_transfer": ilyas_transfer}
+
+if __name__ == "__main__":
+    main(STAGES)

@@ -1,0 +1,10 @@
+"""Rule ilyas_eval_reference: adapter of advfeatures.stages.synthesize (rerun by hand: python -m advfeatures.stages.synthesize --help)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package: its files are inputs
+from advfeatures.stages import synthesize  # noqa: E402
+from advfeatures.stages.job import snakemake_adapter  # noqa: E402
+
+snakemake_adapter(synthesize.STAGES, snakemake)  # noqa: F821
