@@ -25,6 +25,13 @@ from which the log-sum-exps over all samples and over same-class samples are tak
 variances; so one pass over the Gram matrix gives both bounds of both quantities, and the peak
 is ``N*d`` (the activations) plus ``block_rows*N`` (the block), never ``N*N``.
 
+Bootstrap (claims' intervals): ``weights [N, B]`` (:func:`advfeatures.stats.bootstrap_weights`,
+one seed for every job, so two jobs on the same N samples give paired replicates) counts how often
+resample b draws sample i.  KDE: ``I_b = ln N - sum_i W_ib ln(sum_j W_jb exp(s_ij)) / N``, the
+estimate on the resampled set, from the same distance blocks (one ``[rows, N] @ [N, B]`` product
+per block and variance; no activation is recomputed).  Binning: ``H(T)`` of the resampled
+pattern counts.  Only I(X;T) is resampled.
+
 Binning (Shwartz-Ziv & Tishby; bins follow the activation range): bin index ``floor(t / w)``
 on raw activations, each sample's row of bin indices is one discrete pattern; for a
 deterministic network I(X;T) = H(T) and I(T;Y) = H(T) - sum_c p(c) H(T | Y=c).  Patterns are
@@ -44,6 +51,7 @@ import torch.nn.functional as F
 from advfeatures.attacks.evaluate import pgd_batches
 from advfeatures.attacks.pgd import PGDSettings
 from advfeatures.data import eval_subset
+from advfeatures.stats import bootstrap_weights, encode_replicates
 from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
 
 LN2 = math.log(2.0)
@@ -80,10 +88,13 @@ def kde_mi(
     block_rows: int | None = None,
     max_block_mib: float = 256.0,
     dtype: torch.dtype = torch.float64,
+    weights=None,
+    boot: dict | None = None,
 ) -> dict[str, tuple[float, float]]:
     """KDE upper and lower bounds of (I(X;T), I(T;Y)) in bits, computed in row blocks.
 
     Returns ``{"kde_upper": (I_XT, I_TY), "kde_lower": (I_XT, I_TY)}``.  Runs on ``t``'s device.
+    With bootstrap ``weights [N, B]``, ``boot[name]`` receives the B resampled I(X;T) (bits).
     """
     if not noise_var > 0:
         raise AdvFeaturesError(f"KDE noise variance must be > 0 (mutual_info.kde.noise_var), got {noise_var}")
@@ -100,6 +111,12 @@ def kde_mi(
     variances = (noise_var, 4.0 * noise_var)
     lse_all = torch.empty(2, n, dtype=dtype, device=x.device)
     lse_cls = torch.empty(2, n, dtype=dtype, device=x.device)
+    w = None
+    if weights is not None and weights.shape[1] > 0:
+        w = torch.as_tensor(weights, dtype=dtype, device=x.device)
+        if w.shape[0] != n:
+            raise AdvFeaturesError(f"bootstrap weights have {w.shape[0]} rows but activations have {n}")
+        lse_boot = torch.empty(2, n, w.shape[1], dtype=dtype, device=x.device)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         d2 = torch.addmm(sq[start:stop, None] + sq[None, :], x[start:stop], x.T, alpha=-2.0)
@@ -108,6 +125,8 @@ def kde_mi(
         for k, v in enumerate(variances):
             s = d2 * (-0.5 / v)
             lse_all[k, start:stop] = torch.logsumexp(s, dim=1)
+            if w is not None:  # s <= 0 and s_ii = 0: exp(s) in (0, 1], the sum >= 1 whenever W_ib > 0
+                lse_boot[k, start:stop] = torch.log((torch.exp(s) @ w).clamp_min(1e-300))
             lse_cls[k, start:stop] = torch.logsumexp(s.masked_fill_(other, -math.inf), dim=1)
     _, counts = torch.unique(y, return_counts=True)
     p = counts.to(dtype) / n
@@ -117,6 +136,8 @@ def kde_mi(
         i_xt = math.log(n) - float(lse_all[k].mean())
         i_ty = h_y_part - float((lse_all[k] - lse_cls[k]).mean())
         out[name] = (i_xt / LN2, i_ty / LN2)
+        if w is not None and boot is not None:
+            boot[name] = ((math.log(n) - (w * lse_boot[k]).sum(0) / n) / LN2).cpu().numpy()
     return out
 
 
@@ -173,9 +194,17 @@ def bin_patterns(t: torch.Tensor, bin_width: float = 0.5, *, max_chunk_mib: floa
     return ids
 
 
-def binning_mi(t: torch.Tensor, y: torch.Tensor, bin_width: float = 0.5) -> tuple[float, float]:
-    """(I(X;T), I(T;Y)) in bits by binning raw activations with width ``bin_width``."""
+def binning_mi(t: torch.Tensor, y: torch.Tensor, bin_width: float = 0.5, *, weights=None,
+               boot: dict | None = None) -> tuple[float, float]:
+    """(I(X;T), I(T;Y)) in bits by binning raw activations with width ``bin_width``; with
+    bootstrap ``weights [N, B]``, ``boot["binning"]`` receives the B resampled I(X;T) = H(T)."""
     ids = bin_patterns(t, bin_width)
+    if weights is not None and weights.shape[1] > 0 and boot is not None:
+        w = torch.as_tensor(weights, dtype=torch.float64, device=ids.device)
+        counts = torch.zeros(int(ids.max()) + 1, w.shape[1], dtype=torch.float64, device=ids.device)
+        counts.index_add_(0, ids, w)
+        p = counts / w.sum(0, keepdim=True)
+        boot["binning"] = (-(p * torch.log2(p.clamp_min(1e-300))).sum(0)).cpu().numpy() + 0.0
     y = _check_labels(y, ids.numel()).to(ids.device)
     h_t = _entropy_bits(ids)
     h_t_y = 0.0
@@ -217,6 +246,7 @@ class MIConfig:
     bin_width: float = 0.5
     max_block_mib: float = 256.0
     batch_size: int = 500
+    bootstrap: int = 0
 
     @classmethod
     def from_params(cls, p: Mapping) -> MIConfig:
@@ -229,16 +259,19 @@ class MIConfig:
             bin_width=float(p["binning"]["bin_width"]),
             max_block_mib=float(p.get("max_block_mib", 256)),
             batch_size=int(p.get("batch_size", 500)),
+            bootstrap=int(p.get("bootstrap", 0) or 0),
         )
 
 
-def estimate(t: torch.Tensor, y: torch.Tensor, cfg: MIConfig) -> dict[str, tuple[float, float]]:
-    """All configured estimators on one layer: ``{estimator: (I_XT, I_TY)}``."""
+def estimate(t: torch.Tensor, y: torch.Tensor, cfg: MIConfig, *, weights=None,
+             boot: dict | None = None) -> dict[str, tuple[float, float]]:
+    """All configured estimators on one layer: ``{estimator: (I_XT, I_TY)}`` (bootstrap
+    replicates of I(X;T) into ``boot[estimator]`` when ``weights`` are given)."""
     out: dict[str, tuple[float, float]] = {}
     if "kde" in cfg.estimators:
-        out.update(kde_mi(t, y, cfg.noise_var, max_block_mib=cfg.max_block_mib))
+        out.update(kde_mi(t, y, cfg.noise_var, max_block_mib=cfg.max_block_mib, weights=weights, boot=boot))
     if "binning" in cfg.estimators:
-        out["binning"] = binning_mi(t, y, cfg.bin_width)
+        out["binning"] = binning_mi(t, y, cfg.bin_width, weights=weights, boot=boot)
     return out
 
 
@@ -268,20 +301,25 @@ def layer_mi_rows(
     layers: Iterable[str] | None = None,
     extra: Mapping[str, object] | None = None,
     progress: Callable[[str], None] | None = None,
+    weights=None,
 ) -> list[dict]:
     """Tidy rows (``extra``..., input, n, layer, estimator, accuracy, loss, I_XT, I_TY) for every
-    input kind in ``inputs`` and every probe layer; one layer's activations in memory at a time."""
+    input kind in ``inputs`` and every probe layer; one layer's activations in memory at a time.
+    With bootstrap ``weights [N, B]`` each row adds ``I_XT_boot``: the B replicates, one cell."""
     rows = []
     layers = list(layers or model.probe_names)
     for kind, x in inputs.items():
         acc, loss = accuracy_loss(model, x, y, cfg.batch_size)
         for layer in layers:
             t = probe_layer(model, x, layer, cfg.batch_size)
-            for est, (i_xt, i_ty) in estimate(t, y, cfg).items():
+            boot: dict = {}
+            for est, (i_xt, i_ty) in estimate(t, y, cfg, weights=weights, boot=boot).items():
                 rows.append(
                     {**(extra or {}), "input": kind, "n": len(y), "layer": layer, "estimator": est,
                      "accuracy": acc, "loss": loss, "I_XT": i_xt, "I_TY": i_ty}
                 )
+                if weights is not None:
+                    rows[-1]["I_XT_boot"] = encode_replicates(boot.get(est, ()))
             del t
             if progress:
                 progress(f"{kind}/{layer}")
@@ -309,9 +347,12 @@ def epoch_mi(model, data, p: Mapping, *, seed: int, method: str, epoch: int, dev
     """Rows of one ``estimate_mi`` job: clean and PGD inputs, every probe layer and estimator."""
     cfg = MIConfig.from_params(p)
     x, x_adv, y = mi_inputs(model, data, p, seed=seed, tags=(method, epoch), device=device)
+    # one seed for every job: the same resamples of the same N samples -> paired replicates
+    weights = (bootstrap_weights(len(y), cfg.bootstrap, derive_seed(seed, "mutual_info", "bootstrap"))
+               if cfg.bootstrap else None)
     return layer_mi_rows(
         model, {"clean": x, "adversarial": x_adv}, y, cfg,
-        extra={"method": method, "epoch": int(epoch)}, progress=progress,
+        extra={"method": method, "epoch": int(epoch)}, progress=progress, weights=weights,
     )
 
 

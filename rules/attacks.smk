@@ -95,6 +95,7 @@ rule attack_tables:
         },
         models=attack_models(),
         suite=ATK["suite"],
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/attack_tables.py"
 

@@ -73,6 +73,7 @@ rule bottleneck_tables:
         attacks=ib_attacks(),
         sweep_methods=ib_methods("sweep_methods"),
         betas=ib_betas(),
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/bottleneck_tables.py"
 

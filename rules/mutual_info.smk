@@ -96,6 +96,7 @@ rule report_mi:
     input:
         epochs=mi_csv(DATASET, ARCH),
         distortions=mi_csv(DATASET, ARCH, name="mutual_info_distortions"),
+        data=data_h5(DATASET),
         script=script_input("report_mi"),
     output:
         plane=zhang_mutual_information_during_training(
@@ -126,6 +127,7 @@ rule report_mi:
         runtime=10,
     params:
         methods=mi_methods(),
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/report_mi.py"
 

@@ -133,6 +133,7 @@ rule ilyas_report:
         robust_method=SYN["robust_method"],
         eval=SYN["eval"],
         seed=SEED,
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/ilyas_report.py"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import subprocess
 from pathlib import Path
 
@@ -89,8 +88,10 @@ def test_paired_comparison_uses_shared_rows_and_claims_follow(tmp_path):
                  mask="nonrobust")
     a_n, a_p, n = rep.paired(nrf, pgd)
     assert (a_n, a_p, n) == (0.0, pytest.approx(200 / 3), 3)
-    (claim,) = rep.claims([pgd, nrf], ["pgd_linf"])
-    assert claim.holds and "same 3 test rows" in claim.note
+    (claim,) = rep.claims([pgd, nrf], ["pgd_linf"], num_classes=2)
+    assert claim.measured == pytest.approx(-200 / 3) and "same 3 test rows" in claim.note
+    assert claim.verdict == "not testable" and "too few rows" in claim.reason  # 3 < report.claims.min_rows
+    assert "bounded (Linf 0.1) NRF stronger than bounded (Linf 0.1) PGD" in claim.claim
 
 
 def test_published_values_only_in_the_paper_setting(tmp_path):
@@ -120,8 +121,8 @@ def test_table4_marks_direction_and_gradient(tmp_path):
                                                           ("G_r", "min")]
     assert list(t4["accuracy"]) == [0.0, 50.0, 50.0, 100.0]
     assert list(t4["published"]) == [14.3, 68.4, 27.3, 82.3]
-    ablation = [c for c in rep.claims(recs, ["trades"]) if "norm of G_nr" in c.claim]
-    assert len(ablation) == 1 and ablation[0].holds and not math.isnan(ablation[0].measured)
+    ablation = [c for c in rep.claims(recs, ["trades"], num_classes=2) if "norm of G_nr" in c.claim]
+    assert len(ablation) == 1 and ablation[0].measured == -50.0 and ablation[0].verdict == "not testable"
 
 
 def test_table3_columns_follow_the_paper_whatever_the_job_order(tmp_path):

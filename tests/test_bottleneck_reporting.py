@@ -71,22 +71,52 @@ def test_claims_and_sweep(recs):
     rng = np.random.default_rng(1)
     betas = ["0.01", "1", "10"]
     sweep = {("pgd_linf", b): record(rng) for b in betas}
-    # make robust channels fall with beta, as the claim expects
+    # make robust channels fall with beta, as the claim expects; an accurate model whose IB mask
+    # beats the random-mask control (else the sweep claim is not testable)
     for j, b in enumerate(betas):
-        sweep[("pgd_linf", b)]["mask_robust"][:] = np.arange(8) < 6 - 2 * j
+        r = sweep[("pgd_linf", b)]
+        r["mask_robust"][:] = np.arange(8) < 6 - 2 * j
+        r["pred_full"] = r["pred_robust"] = r["y"].copy()
     sw = rb.beta_sweep(sweep, ["pgd_linf"], betas)
     assert list(sw.robust_channels) == [6.0, 4.0, 2.0]
     assert list(sw.nonrobust_channels) == [2.0, 4.0, 6.0]
     t1 = rb.table1(recs, ["standard", "pgd_linf"], ["clean", "pgd"], dataset="mnist5k", arch="lenet5")
     t2 = rb.table2(recs, ["standard", "pgd_linf"], ["pgd"], num_classes=10, dataset="mnist5k", arch="lenet5")
-    cl = rb.claims(t1, t2, sw)
+    cl = rb.claims(t1, t2, sw, recs, sweep)
     names = [c.claim for c in cl]
     assert sum("control" in n for n in names) == 2 * 3 + 2 * 2 + 1
     beta_claim = next(c for c in cl if "fall as beta grows" in c.claim)
-    assert beta_claim.measured == -4.0 and beta_claim.holds
+    assert beta_claim.measured == -4.0 and beta_claim.verdict == "holds"
     paper = next(c for c in cl if c.claim.startswith("pgd_linf: R. accuracy under attack"))
     d = t1[(t1.model == "pgd_linf") & (t1.masks == rb.PAPER_MASK) & (t1.input == "pgd")].iloc[0]
     assert paper.measured == pytest.approx(d.r_acc - d.int_acc)
+    # the Table 1/2 models here predict at random: pgd_linf's clean accuracy is exactly 1/K, so nothing
+    # about it is testable; no claim about either random model holds
+    for c in cl[:-2]:  # the last two: the sweep, whose model is accurate
+        assert c.verdict != "holds", c
+        if c.claim.startswith("pgd_linf"):
+            assert c.verdict == "not testable" and "pgd_linf at chance" in c.reason, c
+
+
+def test_degenerate_mask_and_random_control_gate_table2():
+    rng = np.random.default_rng(3)
+    recs = {(m, i): record(rng, n=200, attacked=i != "clean") for m in ("pgd_linf",) for i in ("clean", "pgd")}
+    clean, att = recs[("pgd_linf", "clean")], recs[("pgd_linf", "pgd")]
+    clean["pred_full"] = clean["y"].copy()  # an accurate model
+    att["pred_full"] = (att["y"] + 1) % 10  # every row successfully attacked
+    att["pred_nonrobust"] = att["pred_full"].copy()  # NR. agrees with the adversarial prediction ...
+    att["pred_nonrobust_random"] = att["pred_full"].copy()  # ... and so does the random-mask control
+    t1 = rb.table1(recs, ["pgd_linf"], ["clean", "pgd"], dataset="mnist5k", arch="lenet5")
+    t2 = rb.table2(recs, ["pgd_linf"], ["pgd"], num_classes=10, dataset="mnist5k", arch="lenet5")
+    sw = rb.beta_sweep({("pgd_linf", "1"): clean}, ["pgd_linf"], ["1"])
+    paper = lambda cl: next(c for c in cl if "far more often than chance (IB with the true label" in c.claim)  # noqa: E731
+    c = paper(rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean}))
+    assert c.measured == 100.0 and c.verdict == "not testable" and "random-mask control" in c.reason
+    att["pred_nonrobust_random"] = att["y"].copy()  # the control now loses: the claim holds
+    assert paper(rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean})).verdict == "holds"
+    att["mask_robust"][:] = False  # Z_nr keeps every channel: NR. = Int. by construction
+    c = paper(rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean}))
+    assert c.verdict == "not testable" and "degenerate" in c.reason
 
 
 def test_figures_render(tmp_path, recs):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
 from advfeatures import mutual_info as mi
+from advfeatures import stats
 from advfeatures.data import Dataset
 from advfeatures.models import build_model
 from advfeatures.reporting import mutual_info as report
@@ -81,15 +83,18 @@ def test_distortion_rows_reuse_identity_and_differ_otherwise(tiny):
     assert not shuf4[cols].equals(shuf0[cols])
 
 
-def _fake_epochs(shift_adv: float) -> pd.DataFrame:
+def _fake_epochs(shift_adv: float, adv_acc: float = 0.9) -> pd.DataFrame:
     rows = []
+    rng = np.random.default_rng(0)
     for method, scale in (("standard", 1.0), ("pgd_linf", 0.5)):
         for epoch in (1, 2, 3, 5):
             for inp in ("clean", "adversarial"):
                 for li, layer in enumerate(("conv1", "fc1")):
                     v = scale * (li + 1) * math.log(epoch + 1) + (shift_adv if inp == "adversarial" else 0)
-                    rows.append({"method": method, "epoch": epoch, "input": inp, "layer": layer,
-                                 "estimator": "kde_upper", "accuracy": 0.9, "loss": 0.3, "I_XT": v, "I_TY": v / 2})
+                    boot = stats.encode_replicates(v + rng.normal(0, 0.01, 50))
+                    rows.append({"method": method, "epoch": epoch, "input": inp, "n": 1000, "layer": layer,
+                                 "estimator": "kde_upper", "accuracy": adv_acc if method == "pgd_linf" else 0.9,
+                                 "loss": 0.3, "I_XT": v, "I_TY": v / 2, "I_XT_boot": boot})
     return pd.DataFrame(rows)
 
 
@@ -100,25 +105,42 @@ def _fake_distortions(std_drop: tuple, adv_drop: tuple) -> pd.DataFrame:
             for lv in levels:
                 ident = lv in (2, 0)
                 for inp in ("clean", "adversarial"):
-                    rows.append({"method": method, "distortion": kind, "level": lv, "input": inp, "layer": "fc1",
+                    rows.append({"method": method, "distortion": kind, "level": lv, "input": inp, "n": 1000,
+                                 "layer": "fc1",
                                  "estimator": "kde_lower", "accuracy": 0.9 - (0 if ident else drop), "loss": 0.1,
                                  "I_XT": 1.0, "I_TY": 0.5})
     return pd.DataFrame(rows)
 
 
 def test_claims_on_constructed_tables():
-    claims = report.mi_claims(_fake_epochs(0.3), _fake_distortions((0.4, 0.1), (0.1, 0.5)), ["standard", "pgd_linf"])
+    methods = ["standard", "pgd_linf"]
+    claims = report.mi_claims(_fake_epochs(0.0), _fake_distortions((0.4, 0.1), (0.1, 0.5)), methods, num_classes=10)
     coincide = [c for c in claims if "coincide" in c.claim]
-    assert all(c.measured == pytest.approx(1.0) and c.holds for c in coincide)  # shifted, same trend
+    assert all(c.measured == 0.0 and c.verdict == "holds" for c in coincide)  # the same series
     less = [c for c in claims if "less I(X;T)" in c.claim]
-    assert len(less) == 1 and less[0].holds and less[0].measured > 0
+    assert len(less) == 1 and less[0].verdict == "holds" and less[0].ci_low > 0.1
+    assert less[0].measured == pytest.approx(0.75 * math.log(6))
     slower = [c for c in claims if "advances more slowly" in c.claim]
-    assert len(slower) == 1 and slower[0].holds
+    assert len(slower) == 1 and slower[0].verdict == "holds" and slower[0].measured == pytest.approx(0.75)
     shuffle = [c for c in claims if "patch shuffling" in c.claim]
-    assert [round(c.measured, 6) for c in shuffle] == [-0.3, 0.4] and all(c.holds for c in shuffle)
-    # the other way round: both shuffle claims fail
-    flipped = report.mi_claims(_fake_epochs(0.0), _fake_distortions((0.1, 0.4), (0.5, 0.1)), ["standard", "pgd_linf"])
-    assert not any(c.holds for c in flipped if "patch shuffling" in c.claim)
+    assert [round(c.measured, 6) for c in shuffle] == [-30.0, 40.0] and all(c.verdict == "holds" for c in shuffle)
+    # the other way round: both shuffle claims fail; shifted trends (offset 0.375 bits > 0.1) do not coincide
+    flipped = report.mi_claims(_fake_epochs(0.5), _fake_distortions((0.1, 0.4), (0.5, 0.1)), methods, num_classes=10)
+    assert [c.verdict for c in flipped if "patch shuffling" in c.claim] == ["fails", "fails"]
+    assert [c.verdict for c in flipped if "coincide" in c.claim] == ["fails", "fails"]
+
+
+def test_mi_claims_of_a_model_at_chance_or_at_the_ceiling_are_not_testable():
+    methods = ["standard", "pgd_linf"]
+    claims = report.mi_claims(_fake_epochs(0.0, adv_acc=0.1), _fake_distortions((0.4, 0.1), (0.1, 0.5)), methods,
+                              num_classes=10)
+    uses = [c for c in claims if "pgd_linf" in c.claim]
+    assert len(uses) == 4 and all(c.verdict == "not testable" and "at chance" in c.reason for c in uses)
+    df = _fake_epochs(0.0)
+    df.loc[df.layer == "conv1", "I_XT"] = math.log2(1000) - 0.01  # both models' conv1 at log2 N
+    less = next(c for c in report.mi_claims(df, _fake_distortions((0.4, 0.1), (0.1, 0.5)), methods, num_classes=10)
+                if "less I(X;T)" in c.claim)
+    assert less.verdict == "not testable" and "ceiling" in less.reason
 
 
 def test_flat_series_are_excluded_from_the_correlation():

@@ -6,20 +6,20 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from advfeatures.reporting import Claim, write_claims
 from advfeatures.stages import report
 from advfeatures.stages.job import Files, Job, main, record_path, run
 
 
-def claims(path, study, holds):
-    pd.DataFrame([{"study": study, "claim": "c", "measured": 1.0, "comparison": ">", "threshold": 0.0,
-                   "holds": holds, "note": ""}]).to_csv(path, index=False)
+def claims(path, study, measured):
+    write_claims([Claim(study, "c", measured, ">", 0.0, "")], path)
 
 
 @pytest.fixture
 def claim_files(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    claims(a, "one", "yes")
-    claims(b, "two", "no")
+    claims(a, "one", 1.0)
+    claims(b, "two", -1.0)
     return [str(a), str(b)]
 
 

@@ -39,11 +39,15 @@ def test_summary_inlines_short_tables_links_long_ones_and_splices(tmp_path):
     write_table(pd.DataFrame({"a": [1.0, 2.0]}), tmp_path / "short.csv", short, title="Short")
     write_table(pd.DataFrame({"a": range(50)}), tmp_path / "long.csv", long, title="Long")
     claims = tmp_path / "claims.csv"
-    write_claims([Claim("s", "x above 1", 2.0, ">", 1.0), Claim("s", "y below 0", 1.0, "<", 0.0)], claims)
+    write_claims([Claim("s", "x above 1", 2.0, ">", 1.0, p_value=0.001),
+                  Claim("s", "y below 0", 1.0, "<", 0.0, p_value=0.5),
+                  Claim("t", "z below 0", -1.0, "<", 0.0, p_value=0.001, untestable="model m at chance")], claims)
     text = build_summary([("Study", [short, long])], claims, tmp_path / "summary.md", max_rows=30)
     assert "#### Short" in text and "| 1.00 |" in text
     assert f"50 rows: see `{long}`" in text
-    assert "1 of 2 claims hold" in text
+    assert "Of 3 claims on this run: 1 hold, 0 fail, 1 are inconclusive and 1 are not testable" in text
+    assert "| s | 1 | 0 | 1 | 0 | 2 |" in text and "| all studies | 1 | 0 | 1 | 1 | 3 |" in text
+    assert "- t: model m at chance (1)" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold numbers\n{END}\noutro\n")
     assert splice_readme(readme, tmp_path / "summary.md")

@@ -102,6 +102,12 @@ EDITS = [
          never=COMPUTE | {"training_table", "bottleneck_tables"}),
     Case("reporting-mi", "advfeatures/reporting/mutual_info.py", {"report_mi"},
          never=COMPUTE | {"merge_mi", "training_table"}),
+    Case("stats-module", "advfeatures/stats.py",
+         {"estimate_mi", "mi_distortions", "merge_mi", "ilyas_report", "ilyas_transfer", "attack_tables",
+          "bottleneck_tables", "bottleneck_tsne", "report_mi"}, never={"train", "attack", "distill", "synthesize"}),
+    Case("reporting-verdicts", "advfeatures/reporting/verdicts.py",
+         {"ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables", "bottleneck_tsne", "report_mi"},
+         never=COMPUTE | {"training_table", "merge_mi"}),
     Case("reporting-summary", "advfeatures/reporting/summary.py", {"training_table", "summary"},
          never=COMPUTE | {"attack_tables", "report_mi", "bottleneck_tables"}),
     # scripts (inputs of their rules, checksummed)
@@ -153,6 +159,12 @@ CONFIG_CHANGES = [
     Case("synthesis-eval", {"synthesis": {"eval": {"subset": 40}}},
          {"train_synthetic", "ilyas_eval_reference", "transfer_target"},
          never={"train", "synthesize"}),
+    # verdict settings: the claim-writing report jobs only; bootstrap: the per-epoch MI jobs
+    Case("claims-alpha", {"report": {"claims": {"alpha": 0.01}}},
+         {"ilyas_report", "attack_tables", "bottleneck_tables", "report_mi"},
+         never=COMPUTE | {"training_table", "ilyas_transfer", "bottleneck_tsne", "merge_mi"}),
+    Case("mi-bootstrap", {"mutual_info": {"bootstrap": 10}}, {"estimate_mi"},
+         never={"train", "attack", "distill", "mi_distortions"}),
     # scheduling only: threads and cluster resources are not provenance
     Case("threads", {"threads": 2}, set()),
     Case("cluster-resources", {"resources": {"train": {"mem_mb": 2000, "runtime": 30}}}, set()),
@@ -190,6 +202,19 @@ def test_tiny_run_built_every_stage(snake):
     for study in ("ilyas", "bottleneck", "attacks", "mutual_info"):
         assert (wd / "results" / "claims" / f"{study}.csv").stat().st_size > 0
     assert len(claims.splitlines()) > 4
+
+
+def test_tiny_run_records_the_degenerate_flag(snake):
+    """The claims' model precondition reads model.pt's meta["degenerate"] (training.health
+    .allow_degenerate), recorded by the attack and Ilyas evaluation jobs; no tiny model is flagged."""
+    import pandas as pd
+
+    from advfeatures import h5io
+
+    _, attrs = h5io.read_h5(snake.wd / run_path("pgd_linf") / "attacks" / "nrf.h5", [], kind="attack")
+    assert "degenerate" in attrs and not bool(attrs["degenerate"])
+    ev = pd.read_csv(snake.wd / f"results/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2/eval.csv")
+    assert list(ev["degenerate"]) == [False]
 
 
 def test_tiny_run_made_everything(snake):

@@ -5,7 +5,9 @@ Per-study modules (``reporting.ilyas``, ``reporting.bottleneck``, ``reporting.at
 
 - :func:`write_table` writes ``name.csv`` and a Markdown twin ``name.md``.
 - :class:`Claim` / :func:`write_claims`: one row per claim with the measured value, the
-  threshold, the comparison and whether it holds; ``results/claims.csv`` gathers them.
+  threshold, the comparison, its statistics and a verdict (holds, fails, inconclusive, not
+  testable) with its reason; ``results/claims.csv`` gathers them.  The settings (level,
+  minimum effects, preconditions) are ``report.claims`` in config.yaml (:mod:`.verdicts`).
 - :func:`save_figure` writes a PNG atomically with a fixed DPI (non-interactive backend).
 """
 
@@ -21,7 +23,9 @@ import pandas as pd
 
 from advfeatures.utils import atomic_write
 
-CLAIM_COLUMNS = ("study", "claim", "measured", "comparison", "threshold", "holds", "note")
+CLAIM_COLUMNS = ("study", "claim", "verdict", "reason", "measured", "comparison", "threshold",
+                 "min_effect", "ci_low", "ci_high", "p_value", "n", "test", "note")
+VERDICTS = ("holds", "fails", "inconclusive", "not testable")
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -60,24 +64,88 @@ def write_markdown(df: pd.DataFrame, md_path: str | os.PathLike, *, title: str |
 
 @dataclass
 class Claim:
+    """One machine-checkable claim and its verdict.
+
+    ``measured`` is the effect in the claim's units; the claim says ``measured comparison
+    threshold`` (``>``/``>=``: above, ``<``/``<=``: below).  ``ci_low``/``ci_high`` are its
+    interval at level 1 - ``alpha`` and ``p_value`` the two-sided test of ``measured ==
+    threshold`` (``test`` names it).  ``untestable`` is the failed precondition, if any.
+
+    Verdict (first match): *not testable* when ``untestable`` or nothing was measured;
+    *fails* when ``fails_because`` names a violated second condition of the claim;
+    *inconclusive* when the test is not significant at ``alpha`` (p_value, or the interval when
+    there is no p-value, covers the threshold) or ``|measured - threshold| < min_effect``;
+    otherwise *holds* in the claimed direction and *fails* in the opposite one.
+    """
+
     study: str
     claim: str
     measured: float
     comparison: str  # one of ">", ">=", "<", "<="
     threshold: float
     note: str = ""
+    min_effect: float = 0.0
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_value: float = math.nan
+    n: float = math.nan
+    test: str = ""
+    alpha: float = 0.05
+    untestable: str = ""
+    fails_because: str = ""  # a second condition of the claim is clearly violated (e.g. trends' correlation)
+
+    def _verdict(self) -> tuple[str, str]:
+        m, t = self.measured, self.threshold
+        if self.untestable:
+            return "not testable", self.untestable
+        if m is None or not math.isfinite(float(m)):
+            return "not testable", "nothing measured (missing or non-finite value)"
+        if self.fails_because:
+            return "fails", self.fails_because
+        sign = 1.0 if self.comparison in (">", ">=") else -1.0
+        effect = sign * (float(m) - float(t))
+        ci = (self.ci_low, self.ci_high)
+        has_ci = all(v is not None and math.isfinite(float(v)) for v in ci)
+        if self.p_value is not None and math.isfinite(float(self.p_value)):
+            significant = float(self.p_value) < self.alpha
+            unc = f"p = {float(self.p_value):.3g}"
+        elif has_ci:
+            significant = not (ci[0] <= t <= ci[1])
+            unc = f"{100 * (1 - self.alpha):g}% CI [{ci[0]:.3g}, {ci[1]:.3g}]"
+        else:
+            return "inconclusive", "no uncertainty estimate for this value"
+        if has_ci and self.p_value is not None and math.isfinite(float(self.p_value)):
+            unc += f", {100 * (1 - self.alpha):g}% CI [{ci[0]:.3g}, {ci[1]:.3g}]"
+        if not significant:
+            return "inconclusive", f"within uncertainty of {t:g} ({unc}; level {self.alpha:g})"
+        if abs(effect) < self.min_effect:
+            return "inconclusive", (f"significant ({unc}) but |{m:.3g} - {t:g}| below the minimum "
+                                    f"effect {self.min_effect:g}")
+        if effect > 0:
+            return "holds", f"significant ({unc}) and beyond the minimum effect {self.min_effect:g}"
+        return "fails", f"significant in the opposite direction ({unc}), beyond the minimum effect {self.min_effect:g}"
+
+    @property
+    def verdict(self) -> str:
+        return self._verdict()[0]
+
+    @property
+    def reason(self) -> str:
+        return self._verdict()[1]
 
     @property
     def holds(self) -> bool:
-        m, t = self.measured, self.threshold
-        if m is None or (isinstance(m, float) and math.isnan(m)):
-            return False
-        return {">": m > t, ">=": m >= t, "<": m < t, "<=": m <= t}[self.comparison]
+        return self.verdict == "holds"
 
     def row(self) -> dict:
         d = asdict(self)
-        d["holds"] = "yes" if self.holds else "no"
+        d["verdict"], d["reason"] = self._verdict()
         return {k: d[k] for k in CLAIM_COLUMNS}
+
+
+def untestable(*reasons: str) -> str:
+    """The failed preconditions (empty ones dropped) as one reason."""
+    return " | ".join(dict.fromkeys(r for r in reasons if r))
 
 
 def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:

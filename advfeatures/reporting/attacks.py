@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from advfeatures import h5io
+from advfeatures import h5io, stats
 from advfeatures.attacks.suite import REGISTRY
-from advfeatures.reporting import Claim
+from advfeatures.reporting import Claim, untestable, verdicts
 
 STUDY = "kim2021_attacks"
 METHOD_LABELS = {"standard": "standard", "pgd_linf": "ADV", "pgd_l2": "ADV-L2", "trades": "TRADES", "mart": "MART"}
@@ -112,10 +112,12 @@ def load_record(path: str | Path) -> dict:
         "maximize": bool(kwargs.get("maximize", True)),
         "standard": bool(attrs.get("standard", False)),
         "index": a["index"],
+        "y": a["y"],
         "correct_clean": a["pred_clean"] == a["y"],
         "correct_adv": correct_adv,
         "n": int(len(a["y"])),
         "clean_acc": 100.0 * float(np.mean(a["pred_clean"] == a["y"])) if len(a["y"]) else math.nan,
+        "degenerate": bool(attrs.get("degenerate", False)),
         "robust_acc": 100.0 * float(np.mean(correct_adv)) if len(a["y"]) else math.nan,
         "median_l2_fooled": float(np.median(a["l2"][fooled])) if fooled.any() else math.nan,
         "max_linf": float(a["linf"].max()) if len(a["linf"]) else math.nan,
@@ -196,7 +198,7 @@ def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) 
                          "clean_acc_same_rows": r["clean_acc"], "median_l2_fooled": r["median_l2_fooled"],
                          "max_linf": r["max_linf"],
                          "published": pub.get(m, {}).get(col, math.nan) if col else math.nan})
-    return pd.DataFrame(rows)
+    return verdicts.add_wilson(pd.DataFrame(rows), ["accuracy", "clean_acc_same_rows"], "n")
 
 
 def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
@@ -234,7 +236,7 @@ def table4(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) 
                          "direction": "max" if r["maximize"] else "min", "bound": r["bound"], "n": r["n"],
                          "clean_acc_same_rows": r["clean_acc"], "accuracy": r["robust_acc"],
                          "median_l2_fooled": r["median_l2_fooled"], "published": published})
-    return pd.DataFrame(rows)
+    return verdicts.add_wilson(pd.DataFrame(rows), ["accuracy", "clean_acc_same_rows"], "n")
 
 
 # ----------------------------------------------------------------------------- claims
@@ -248,6 +250,13 @@ def paired(a: Mapping, b: Mapping) -> tuple[float, float, int]:
     return (100.0 * float(a["correct_adv"][ia].mean()), 100.0 * float(b["correct_adv"][ib].mean()), len(common))
 
 
+def paired_test(a: Mapping, b: Mapping, alpha: float = 0.05) -> dict:
+    """Exact McNemar test of robust correctness under ``a`` vs ``b`` on their common test rows
+    (:func:`advfeatures.stats.mcnemar_paired`; fractions)."""
+    _, ia, ib = np.intersect1d(a["index"], b["index"], return_indices=True)
+    return stats.mcnemar_paired(a["correct_adv"][ia], b["correct_adv"][ib], alpha)
+
+
 def _find(records, method, pred) -> Mapping | None:
     hits = [r for r in records if r["method"] == method and pred(r)]
     return max(hits, key=lambda r: r["n"]) if hits else None
@@ -258,15 +267,46 @@ def _is_nrf(bounded: bool, mask="nonrobust", maximize=True):
                       and r["maximize"] == maximize)
 
 
-def claims(records: Sequence[Mapping], models: Sequence[str]) -> list[Claim]:
-    """NRF vs PGD / CW / AutoAttack (bounded on every model; unbounded on ADV) and the ablation."""
+def _bound_name(r: Mapping) -> str:
+    return "unbounded" if r["bound"] == "unbounded" else f"bounded ({r['bound']})"
+
+
+def claims(records: Sequence[Mapping], models: Sequence[str], *, num_classes: int | None = None,
+           cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
+    """NRF vs PGD / CW / AutoAttack (bounded on every model; unbounded on ADV) and the ablation.
+
+    Every comparison is paired on the test rows both attacks ran on: exact McNemar test of the
+    rows' robust correctness.  Not testable: the model at chance or non-finite on its clean rows,
+    or fewer than ``min_rows`` common rows.  Claim texts name each side's budget.
+    """
+    cfg = cfg or verdicts.settings()
+    if num_classes is None:
+        num_classes = len(np.unique(np.concatenate([r["y"] for r in records]))) if records else 2
     out: list[Claim] = []
     baselines = {
         "PGD": lambda r: r["type"] == "pgd" and r["norm"] == "linf",
         "CW": lambda r: r["type"] == "cw",
         "AutoAttack": lambda r: r["type"] == "autoattack",
     }
+
+    def compare(m, a, b, text, key, note_extra=""):
+        t = paired_test(a, b, cfg.alpha)
+        big = max((r for r in records if r["method"] == m), key=lambda r: r["n"])
+        pre = untestable(
+            verdicts.model_precondition(METHOD_LABELS.get(m, m), big["clean_acc"], num_classes, cfg,
+                                        degenerate=bool(big.get("degenerate", False))),
+            verdicts.rows_precondition("common attacked rows", t["n"], cfg),
+        )
+        note = (f"{_label(a)} ({a['bound']}): {100 * t['p_a']:.1f}% vs {_label(b)} ({b['bound']}): "
+                f"{100 * t['p_b']:.1f}% robust accuracy on the same {t['n']} test rows; discordant rows "
+                f"{t['n10']} / {t['n01']}; measured = difference in points{note_extra}")
+        return Claim(STUDY, text, 100 * t["diff"], "<", 0.0, note, min_effect=cfg.min_effect(STUDY, key),
+                     ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"], p_value=t["p_value"], n=t["n"],
+                     test="exact McNemar (statsmodels), paired rows; Newcombe interval", alpha=cfg.alpha,
+                     untestable=pre)
+
     for m in models:
+        label = METHOD_LABELS.get(m, m)
         for bounded in (True, False):
             if not bounded and m != "pgd_linf":
                 continue
@@ -277,26 +317,22 @@ def claims(records: Sequence[Mapping], models: Sequence[str]) -> list[Claim]:
                 base = _find(records, m, pred)
                 if base is None:
                     continue
-                acc_n, acc_b, n = paired(nrf_r, base)
-                form = f"NRF bounded to {nrf_r['bound']}" if bounded else "unbounded NRF (as the paper)"
-                note = (f"{form}: {acc_n:.1f}% vs {_label(base)} ({base['bound']}): {acc_b:.1f}% robust accuracy "
-                        f"on the same {n} test rows; measured = difference in points")
-                if not bounded and base["bound"] != "unbounded":
-                    note += "; NOT a matched budget: NRF here has no Linf bound, the baseline has"
+                extra = ""
+                if nrf_r["bound"] != base["bound"]:
+                    extra = "; NOT a matched budget"
                 if base["type"] == "cw":
-                    note += "; CW is an unbounded L2 attack" + (" with its own c" if bounded else "")
-                out.append(Claim(STUDY, f"{METHOD_LABELS.get(m, m)}: {form} stronger than {bname}",
-                                 acc_n - acc_b, "<", 0.0, note))
+                    extra += "; CW is an unbounded L2 attack with its own c"
+                text = (f"{label}: {_bound_name(nrf_r)} NRF stronger than {_bound_name(base)} {bname}"
+                        + ("" if bounded else " (as the paper)"))
+                out.append(compare(m, nrf_r, base, text, "nrf_vs_baseline", extra))
         up = _find(records, m, _is_nrf(False, "nonrobust", True)) or _find(records, m, _is_nrf(True, "nonrobust", True))
         if up is not None:
             down = _find(records, m, lambda r, up=up: r["type"] == "nrf" and r["mask"] == "nonrobust"
                          and not r["maximize"] and r["bound"] == up["bound"])
             if down is not None:
-                acc_u, acc_d, n = paired(up, down)
-                out.append(Claim(
-                    STUDY, f"{METHOD_LABELS.get(m, m)}: maximising the norm of G_nr beats minimising it", acc_u - acc_d, "<", 0.0,
-                    f"robust accuracy {acc_u:.1f}% (max) vs {acc_d:.1f}% (min), {up['bound']}, same {n} rows",
-                ))
+                out.append(compare(
+                    m, up, down, f"{label}: maximising the norm of G_nr beats minimising it ({_bound_name(up)} NRF)",
+                    "max_vs_min_gnr"))
     return out
 
 

@@ -25,12 +25,15 @@ true labels, so the paper's column uses the TRUE label; controls: the IB with th
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from advfeatures.reporting import Claim
+from advfeatures import stats
+from advfeatures.reporting import Claim, untestable, verdicts
+from advfeatures.utils import AdvFeaturesError
 
 log = logging.getLogger("advfeatures")
 
@@ -114,7 +117,7 @@ def table1(
                     "published_r": p[1] if p else np.nan,
                     "published_nr": p[2] if p else np.nan,
                 })
-    return pd.DataFrame(rows)
+    return verdicts.add_wilson(pd.DataFrame(rows), ["int_acc", "r_acc", "nr_acc"], "n")
 
 
 def table2(
@@ -145,7 +148,7 @@ def table2(
                 "chance": 100.0 / max(num_classes - 1, 1),
                 "published": PUBLISHED_TABLE2.get(atk, np.nan) if pub else np.nan,
             })
-    return pd.DataFrame(rows)
+    return verdicts.add_wilson(pd.DataFrame(rows), ["nr_agree", "nr_agree_predlabel", "nr_agree_random", "r_agree", "r_true"], "n_success")
 
 
 def beta_sweep(records: Mapping[tuple[str, str], Mapping[str, np.ndarray]], methods, betas) -> pd.DataFrame:
@@ -167,7 +170,7 @@ def beta_sweep(records: Mapping[tuple[str, str], Mapping[str, np.ndarray]], meth
                 "robust_channels_predlabel": float(r["mask_robust_predlabel"].sum(1).mean()),
                 "r_acc_random": _pct(r["pred_robust_random"] == y),
             })
-    return pd.DataFrame(rows)
+    return verdicts.add_wilson(pd.DataFrame(rows), ["int_acc", "r_acc", "nr_acc", "r_acc_predlabel", "nr_acc_predlabel", "r_acc_random"], "n")
 
 
 def beta_sweep_figure(df: pd.DataFrame):
@@ -195,58 +198,172 @@ def beta_sweep_figure(df: pd.DataFrame):
     return fig
 
 
-def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame) -> list[Claim]:
+def _correct(r: Mapping, key: str, target: np.ndarray, rows=None) -> np.ndarray:
+    v = r[key] == target
+    return v if rows is None else v[rows]
+
+
+def _pooled(recs: Sequence[Mapping], fn) -> np.ndarray:
+    """Concatenate ``fn(record)`` over the attacked inputs (rows paired within each input)."""
+    parts = [np.asarray(fn(r)) for r in recs]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _beats(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[bool, dict]:
+    t = stats.mcnemar_paired(a, b, alpha)
+    return bool(t["n"] and t["p_value"] < alpha and t["diff"] > 0), t
+
+
+def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
+           records: Mapping[tuple[str, str], Mapping[str, np.ndarray]] | None = None,
+           sweep_records: Mapping[tuple[str, float], Mapping[str, np.ndarray]] | None = None,
+           *, cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
+    """Claims of Tables 1, 2 and the beta sweep, tested on the per-sample arrays.
+
+    ``records[(method, input)]`` / ``sweep_records[(method, beta)]``: the bottleneck files the
+    tables were made from (``t1``/``t2``/``sweep`` give the methods, inputs, attacks and betas).
+    Accuracy comparisons pool the attacked inputs' rows and pair them within each input (exact
+    McNemar); levels use the exact binomial test; the beta sweep a paired t test of the robust
+    channels per sample (scipy).  Not testable: the model at chance on clean inputs, a degenerate
+    mask (:func:`verdicts.mask_precondition`), fewer than ``min_rows`` rows; Table 2's paper claim
+    and the beta sweep also need the IB mask to beat its random-mask control.
+    """
+    if records is None or sweep_records is None:
+        raise AdvFeaturesError("bottleneck claims need the per-sample records of the tables")
+    cfg = cfg or verdicts.settings()
+    a = cfg.alpha
+    num_classes = int(max(int(r["y"].max()) for r in records.values()) + 1)
     out: list[Claim] = []
+
+    def model_pre(method: str) -> str:
+        clean = records.get((method, "clean"))
+        if clean is None:
+            return ""
+        acc = 100.0 * float(np.mean(clean["pred_full"] == clean["y"])) if len(clean["y"]) else math.nan
+        return verdicts.model_precondition(method, acc, num_classes, cfg)
+
+    def paired_claim(text, key, x, y, note, pre, test="exact McNemar (statsmodels), rows paired per input"):
+        t = stats.mcnemar_paired(x, y, a)
+        return Claim(STUDY, text, 100 * t["diff"], ">", 0.0, f"{note}; {100 * t['p_a']:.1f}% vs "
+                     f"{100 * t['p_b']:.1f}%, n = {t['n']}", min_effect=cfg.min_effect(STUDY, key),
+                     ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"], p_value=t["p_value"], n=t["n"],
+                     test=test, alpha=a,
+                     untestable=untestable(pre, verdicts.rows_precondition("compared rows", t["n"], cfg)))
+
+    def level_claim(text, key, hits, bar, note, pre):
+        n, k = int(hits.size), int(hits.sum())
+        lo, hi = stats.wilson(k, n, a)
+        return Claim(STUDY, text, 100 * k / n if n else math.nan, ">", bar, note,
+                     min_effect=cfg.min_effect(STUDY, key), ci_low=100 * lo, ci_high=100 * hi,
+                     p_value=stats.binom_level(k, n, bar / 100), n=n,
+                     test="exact binomial test against the level (scipy); Wilson interval", alpha=a,
+                     untestable=untestable(pre, verdicts.rows_precondition("successfully attacked rows", n, cfg)))
+
     att = t1[t1["input"] != "clean"]
     for method, d in att.groupby("model", sort=False):
-        def gap(mask_label, col="r_acc", ref=None, d=d):
-            a = d[d["masks"] == mask_label].set_index("input")
-            b = a["int_acc"] if ref is None else d[d["masks"] == ref].set_index("input")[col]
-            return float((a[col] - b).mean())
-
+        recs = [records[(method, i)] for i in dict.fromkeys(d["input"])]
+        y = _pooled(recs, lambda r: r["y"])
+        full = _pooled(recs, lambda r: r["pred_full"]) == y
         k = float(d[d["masks"] == PAPER_MASK]["robust_channels"].mean())
-        out.append(Claim(
-            STUDY, f"{method}: R. accuracy under attack exceeds Int. accuracy (clean masks, true label; paper)",
-            gap(PAPER_MASK), ">", 0.0,
-            f"points, mean over attacks; {k:.2f} robust channels per sample of {int(d['channels'].iloc[0])}"))
-        out.append(Claim(
-            STUDY, f"{method}: control - the same with clean masks from the predicted label",
-            gap("clean, predicted label"), ">", 0.0, "points, mean over attacks; no true label in the mask"))
-        out.append(Claim(
-            STUDY, f"{method}: control - the IB mask beats a random mask with the same channel count",
-            gap(PAPER_MASK, "r_acc", "clean, random (same count)"), ">", 0.0,
-            "R. accuracy points over the random mask, mean over attacks"))
-        out.append(Claim(
-            STUDY, f"{method}: control - R. beats Int. with masks from the attacked input and its predicted label",
-            gap("attacked, predicted label"), ">", 0.0,
-            "points, mean over attacks; no label information at all"))
+        mpre = model_pre(method)
+        paper_mask = verdicts.mask_precondition("clean, true label", _pooled(recs, lambda r: r["clean_mask_robust"]), cfg)
+        pred_mask = verdicts.mask_precondition("clean, predicted label",
+                                               _pooled(recs, lambda r: r["clean_mask_robust_predlabel"]), cfg)
+        att_pred_mask = verdicts.mask_precondition("attacked, predicted label",
+                                                   _pooled(recs, lambda r: r["mask_robust_predlabel"]), cfg)
+        r_paper = _pooled(recs, lambda r: r["pred_robust_cleanmask"]) == y
+        out.append(paired_claim(
+            f"{method}: R. accuracy under attack exceeds Int. accuracy (clean masks, true label; paper)",
+            "r_vs_int", r_paper, full,
+            f"points, pooled over attacks; {k:.2f} robust channels per sample of {int(d['channels'].iloc[0])}",
+            untestable(mpre, paper_mask)))
+        out.append(paired_claim(
+            f"{method}: control - the same with clean masks from the predicted label", "r_vs_int",
+            _pooled(recs, lambda r: r["pred_robust_cleanmask_predlabel"]) == y, full,
+            "points, pooled over attacks; no true label in the mask", untestable(mpre, pred_mask)))
+        out.append(paired_claim(
+            f"{method}: control - the IB mask beats a random mask with the same channel count", "ib_vs_random",
+            r_paper, _pooled(recs, lambda r: r["pred_robust_cleanmask_random"]) == y,
+            "R. accuracy points over the random mask, pooled over attacks", untestable(mpre, paper_mask)))
+        out.append(paired_claim(
+            f"{method}: control - R. beats Int. with masks from the attacked input and its predicted label",
+            "r_vs_int", _pooled(recs, lambda r: r["pred_robust_predlabel"]) == y, full,
+            "points, pooled over attacks; no label information at all", untestable(mpre, att_pred_mask)))
     for method, d in t2.groupby("model", sort=False):
         chance = float(d["chance"].iloc[0])
-        out.append(Claim(
-            STUDY, f"{method}: NR. prediction of attacked inputs agrees with the adversarial prediction "
-                   "far more often than chance (IB with the true label; paper)",
-            float(d["nr_agree"].mean()), ">", 2 * chance,
-            f"%, mean over attacks, successfully attacked rows; threshold twice chance (1/(K-1) = {chance:.1f}%); "
-            f"Z_nr keeps {float(d['nonrobust_channels'].mean()):.2f} of {int(d['channels'].iloc[0])} channels"))
-        out.append(Claim(
-            STUDY, f"{method}: control - NR. agreement exceeds that of a random mask with the same channel count",
-            float((d["nr_agree"] - d["nr_agree_random"]).mean()), ">", 0.0, "points, mean over attacks"))
-        out.append(Claim(
-            STUDY, f"{method}: control - NR. agreement stays far above chance when the IB uses the model's "
-                   "(adversarial) prediction as label",
-            float(d["nr_agree_predlabel"].mean()), ">", 2 * chance, "%, mean over attacks"))
+        recs = [records[(method, atk)] for atk in dict.fromkeys(d["attack"])]
+        ok = [r["pred_full"] != r["y"] for r in recs]
+        adv = np.concatenate([r["pred_full"][o] for r, o in zip(recs, ok)]) if recs else np.zeros(0)
+
+        def pick(key, recs=recs, ok=ok):
+            return np.concatenate([r[key][o] for r, o in zip(recs, ok)]) if recs else np.zeros(0)
+
+        nr_hit, rand_hit = pick("pred_nonrobust") == adv, pick("pred_nonrobust_random") == adv
+        mpre = model_pre(method)
+        mask_pre = verdicts.mask_precondition("attacked, true label", pick("mask_robust"), cfg)
+        beaten, ctl = _beats(nr_hit, rand_hit, a)
+        gate = "" if beaten else (
+            f"NR. agreement does not beat the random-mask control ({100 * ctl['p_a']:.1f}% vs "
+            f"{100 * ctl['p_b']:.1f}%, McNemar p = {ctl['p_value']:.3g})")
+        nr_keep = float(d["nonrobust_channels"].mean())
+        out.append(level_claim(
+            f"{method}: NR. prediction of attacked inputs agrees with the adversarial prediction "
+            "far more often than chance (IB with the true label; paper)", "nr_agreement", nr_hit, 2 * chance,
+            f"%, pooled over attacks, successfully attacked rows; threshold twice chance (1/(K-1) = {chance:.1f}%); "
+            f"Z_nr keeps {nr_keep:.2f} of {int(d['channels'].iloc[0])} channels",
+            untestable(mpre, mask_pre, gate)))
+        out.append(paired_claim(
+            f"{method}: control - NR. agreement exceeds that of a random mask with the same channel count",
+            "nr_vs_random", nr_hit, rand_hit, "points, pooled over attacks, successfully attacked rows",
+            untestable(mpre, mask_pre)))
+        out.append(level_claim(
+            f"{method}: control - NR. agreement stays far above chance when the IB uses the model's "
+            "(adversarial) prediction as label", "nr_agreement", pick("pred_nonrobust_predlabel") == adv,
+            2 * chance, "%, pooled over attacks",
+            untestable(mpre, verdicts.mask_precondition("attacked, predicted label", pick("mask_robust_predlabel"), cfg))))
     for method, d in sweep.groupby("model", sort=False):
-        d = d.sort_values("beta")
-        lo, hi = d.iloc[0], d.iloc[-1]
-        out.append(Claim(
-            STUDY, f"{method}: robust channels per sample fall as beta grows (paper Fig. 5)",
-            float(hi["robust_channels"] - lo["robust_channels"]), "<", 0.0,
-            f"channels at beta {hi['beta']:g} minus at beta {lo['beta']:g}, clean inputs"))
-        out.append(Claim(
-            STUDY, f"{method}: control - the same with masks from the predicted label",
-            float(hi["robust_channels_predlabel"] - lo["robust_channels_predlabel"]), "<", 0.0,
-            f"channels at beta {hi['beta']:g} minus at beta {lo['beta']:g}, clean inputs"))
+        betas = sorted(d["beta"])
+        recs = {b: next(v for (m, bb), v in sweep_records.items() if m == method and float(bb) == b) for b in betas}
+        lo_r, hi_r = recs[betas[0]], recs[betas[-1]]
+        common, il, ih = np.intersect1d(lo_r["index"], hi_r["index"], return_indices=True)
+        # the sweep's clean files hold the model's own predictions (pred_full) on the same rows
+        mpre = verdicts.model_precondition(
+            method, 100.0 * float(np.mean(lo_r["pred_full"] == lo_r["y"])) if len(lo_r["y"]) else math.nan,
+            num_classes, cfg)
+        for suffix, label in (("", "robust channels per sample fall as beta grows (paper Fig. 5)"),
+                              ("_predlabel", "control - the same with masks from the predicted label")):
+            masks = {b: r[f"mask_robust{suffix}"] for b, r in recs.items()}
+            usable = [b for b in betas if not verdicts.mask_precondition("", masks[b], cfg)]
+            pre = "" if usable else (f"IB masks{' (predicted label)' if suffix else ''} degenerate at every beta "
+                                     f"({verdicts.mask_precondition('at beta ' + format(betas[0], 'g'), masks[betas[0]], cfg)})")
+            if usable and not suffix:
+                ok = [b for b in usable if _beats(recs[b]["pred_robust"] == recs[b]["y"],
+                                                  recs[b]["pred_robust_random"] == recs[b]["y"], a)[0]]
+                if not ok:
+                    pre = "at no beta with a usable mask does the IB mask's R. accuracy beat the random-mask control"
+            diff = (masks[betas[-1]][ih].sum(1) - masks[betas[0]][il].sum(1)).astype(np.float64)
+            t = _paired_t(diff, a)
+            out.append(Claim(
+                STUDY, f"{method}: {label}", t["mean"], "<", 0.0,
+                f"channels at beta {betas[-1]:g} minus at beta {betas[0]:g} per sample, clean inputs",
+                min_effect=cfg.min_effect(STUDY, "beta_channels"), ci_low=t["ci_low"], ci_high=t["ci_high"],
+                p_value=t["p_value"], n=len(common), test="paired t test (scipy)", alpha=a,
+                untestable=untestable(mpre, pre, verdicts.rows_precondition("sweep rows", len(common), cfg))))
     return out
+
+
+def _paired_t(diff: np.ndarray, alpha: float) -> dict:
+    """One-sample t test of the per-sample differences (scipy), with its interval."""
+    from scipy.stats import ttest_1samp
+
+    if diff.size < 2:
+        return {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
+    if np.ptp(diff) == 0:  # no spread: the difference is exact
+        m = float(diff[0])
+        return {"mean": m, "ci_low": m, "ci_high": m, "p_value": 1.0 if m == 0 else 0.0}
+    r = ttest_1samp(diff, 0.0)
+    ci = r.confidence_interval(1 - alpha)
+    return {"mean": float(diff.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high), "p_value": float(r.pvalue)}
 
 
 def tsne_figure(clean: Mapping[str, np.ndarray], attacked: Mapping[str, np.ndarray], *, points: int,

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from advfeatures.reporting import Claim
+from advfeatures import stats
+from advfeatures.reporting import Claim, untestable, verdicts
 
 STUDY = "ilyas"
 SET_ORDER = ("d_r", "d_nr", "d_rand", "d_det")
@@ -69,7 +70,9 @@ def datasets_table(
     out = []
     for row in rows:
         r, key = row["src"], row["key"]
-        d = {"training set": row["training set"], "clean acc": 100 * float(r["clean_acc"])}
+        n_test = r.get("n_test", float("nan"))
+        d = {"training set": row["training set"], "n": int(n_test) if pd.notna(n_test) else float("nan"),
+             "clean acc": 100 * float(r["clean_acc"])}
         for c in attack_cols:
             d[c.replace("robust_acc_", "robust acc ")] = 100 * float(r[c])
         kind = key if key in SET_ORDER else None
@@ -80,43 +83,92 @@ def datasets_table(
         d["published clean acc"] = pub[0] if pub else float("nan")
         d["published robust acc l2"] = pub[1] if pub else float("nan")
         out.append(d)
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    accs = ["clean acc"] + [c.replace("robust_acc_", "robust acc ") for c in attack_cols]
+    return verdicts.add_wilson(df, accs, "n")
 
 
-def claims(evals: pd.DataFrame, reference: pd.DataFrame, num_classes: int) -> list[Claim]:
-    """The study's machine-checkable claims (accuracies in percent)."""
+def claims(evals: pd.DataFrame, reference: pd.DataFrame, num_classes: int,
+           cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
+    """The study's claims (accuracies in percent) with their statistics and preconditions.
 
-    def get(kind: str, col: str) -> float:
-        sub = evals[evals["set"] == kind]
-        return 100 * float(sub.iloc[0][col]) if len(sub) and col in sub else float("nan")
+    Every model is evaluated on the same seeded test rows (``n_test``), but only its accuracies
+    are stored, so differences use the unpaired two-proportion test (statsmodels; conservative
+    for the same rows) and levels the exact binomial test against the level (scipy).
+    """
+    cfg = cfg or verdicts.settings()
+    a = cfg.alpha
 
-    std = reference[reference["set"] == "D (standard)"]
-    std_clean = 100 * float(std.iloc[0]["clean_acc"]) if len(std) else float("nan")
+    def src(kind: str):
+        if kind == "d":
+            sub = reference[reference["set"] == "D (standard)"]
+        else:
+            sub = evals[evals["set"] == kind]
+        return sub.iloc[0] if len(sub) else None
+
+    def acc(kind: str, col: str) -> tuple[float, int]:
+        r = src(kind)
+        if r is None or col not in r or pd.isna(r[col]):
+            return math.nan, 0
+        return 100 * float(r[col]), int(r["n_test"]) if "n_test" in r and pd.notna(r["n_test"]) else 0
+
+    def model_ok(kind: str) -> str:
+        r = src(kind)
+        name = "D (standard)" if kind == "d" else kind
+        if r is None:
+            return f"model trained on {name} missing"
+        return verdicts.model_precondition(f"trained on {name}", 100 * float(r["clean_acc"]), num_classes, cfg,
+                                           degenerate=bool(r.get("degenerate", False)))
+
+    def diff(kind1: str, kind2: str, col: str, key: str, text: str, note: str) -> Claim:
+        (p1, n1), (p2, n2) = acc(kind1, col), acc(kind2, col)
+        k1, k2 = round(p1 / 100 * n1) if n1 else 0, round(p2 / 100 * n2) if n2 else 0
+        t = stats.two_proportions(k1, n1, k2, n2, a)
+        return Claim(
+            STUDY, text, p1 - p2, ">", 0.0, f"{note}; {p1:.1f}% (n={n1}) vs {p2:.1f}% (n={n2})",
+            min_effect=cfg.min_effect(STUDY, key), ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"],
+            p_value=t["p_value"], n=min(n1, n2), test="two-proportion z test (statsmodels)", alpha=a,
+            untestable=untestable(model_ok(kind1), model_ok(kind2)),
+        )
+
+    def level(kind: str, col: str, op: str, bar: float, key: str, text: str, note: str,
+              extra: str = "") -> Claim:
+        pct, n = acc(kind, col)
+        if not math.isfinite(bar):
+            extra = untestable(extra, "no reference accuracy for the bar")
+            bar = math.nan
+        k = round(pct / 100 * n) if n and math.isfinite(pct) else 0
+        lo, hi = stats.wilson(k, n, a)
+        return Claim(
+            STUDY, text, pct, op, bar, note, min_effect=cfg.min_effect(STUDY, key), ci_low=100 * lo,
+            ci_high=100 * hi, p_value=stats.binom_level(k, n, bar / 100) if math.isfinite(bar) else math.nan, n=n,
+            test="exact binomial test against the level (scipy); Wilson interval", alpha=a,
+            untestable=untestable(model_ok(kind), extra),
+        )
+
+    std_clean, _ = acc("d", "clean_acc")
     chance = 100.0 / num_classes
     out = [
-        Claim(
-            STUDY, "model trained on D_R is far more robust than on D_NR (L2 robust acc, points)",
-            get("d_r", "robust_acc_l2") - get("d_nr", "robust_acc_l2"), ">=", 10.0,
-            "difference of robust accuracies under L2 PGD at synthesis.eval eps",
-        ),
-        Claim(
-            STUDY, "D_NR gives good clean accuracy (ratio to the standard model on D)",
-            get("d_nr", "clean_acc") / std_clean if std_clean else float("nan"), ">=", 0.8,
-            "paper: 88% vs 95.3% (ratio 0.92)",
-        ),
-        Claim(
-            STUDY, "D_NR gives near-zero robustness (L2 robust acc, %)",
-            get("d_nr", "robust_acc_l2"), "<=", 10.0, "paper: 0%",
-        ),
+        diff("d_r", "d", "robust_acc_l2", "d_r_vs_d",
+             "model trained (standard training) on D_R is more robust than the same model trained on D "
+             "(L2 robust acc, points; headline claim)",
+             "same architecture and training; L2 PGD at synthesis.eval eps"),
+        diff("d_r", "d_nr", "robust_acc_l2", "d_r_vs_d_nr",
+             "model trained on D_R is far more robust than on D_NR (L2 robust acc, points)",
+             "difference of robust accuracies under L2 PGD at synthesis.eval eps"),
+        level("d_nr", "clean_acc", ">=", 0.8 * std_clean, "d_nr_clean",
+              "D_NR gives good clean accuracy (clean acc, % ; bar 0.8 x the standard model on D)",
+              f"bar 0.8 x {std_clean:.1f}% (standard model on D); paper: 88% vs 95.3% (ratio 0.92)",
+              extra=model_ok("d")),
+        level("d_nr", "robust_acc_l2", "<=", 10.0, "d_nr_robust",
+              "D_NR gives near-zero robustness (L2 robust acc, %)", "paper: 0%"),
     ]
     for kind in ("d_rand", "d_det"):
-        out.append(
-            Claim(
-                STUDY, f"{SET_LABELS[kind].split(' ')[0]} generalises well above chance to the real test set (clean acc, %)",
-                get(kind, "clean_acc"), ">=", 3 * chance,
-                f"threshold 3 x chance ({chance:.1f}%); paper (CIFAR-10): d_rand 63.3%, d_det 43.7%",
-            )
-        )
+        out.append(level(
+            kind, "clean_acc", ">=", 3 * chance, "generalises",
+            f"{SET_LABELS[kind].split(' ')[0]} generalises well above chance to the real test set (clean acc, %)",
+            f"threshold 3 x chance ({chance:.1f}%); paper (CIFAR-10): d_rand 63.3%, d_det 43.7%",
+        ))
     return out
 
 
@@ -188,17 +240,22 @@ def transfer_table(evals: pd.DataFrame, targets: pd.DataFrame, kind: str) -> pd.
     if missing:
         raise ValueError(f"no eval row of the models trained on {kind} for architectures {missing}")
     sub = sub.loc[tg.index]
-    return pd.DataFrame(
+    df = pd.DataFrame(
         {
             "architecture": tg.index.astype(str),
             "arch": tg["arch"].astype(str).to_numpy(),
             "options": tg["arch_options"].astype(str).to_numpy(),
+            "n": sub["n_test"].astype(int).to_numpy() if "n_test" in sub else np.nan,
             f"test acc trained on {kind}": 100 * sub["clean_acc"].astype(float).to_numpy(),
             "test acc trained on D": 100 * tg["clean_acc"].astype(float).to_numpy(),
             "transfer rate": 100 * tg["transfer_rate"].astype(float).to_numpy(),
             "transfer n": tg["transfer_n"].astype(int).to_numpy(),
+            "n D": tg["n_test"].astype(int).to_numpy() if "n_test" in tg else np.nan,
         }
     ).reset_index(drop=True)
+    return verdicts.add_wilson(df, [f"test acc trained on {kind}", "test acc trained on D", "transfer rate"],
+                               {f"test acc trained on {kind}": "n", "test acc trained on D": "n D",
+                                "transfer rate": "transfer n"})
 
 
 def transfer_correlation(df: pd.DataFrame, kind: str) -> tuple[float, float]:

@@ -19,15 +19,22 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from advfeatures.reporting import Claim, matplotlib_headless, save_figure, write_claims, write_table
+from advfeatures import stats
+from advfeatures.reporting import (
+    Claim,
+    matplotlib_headless,
+    save_figure,
+    untestable,
+    verdicts,
+    write_claims,
+    write_table,
+)
 
 STUDY = "mutual_info"
 INPUTS = ("clean", "adversarial")
 MARKERS = {"kde_upper": "o", "kde_lower": "^", "binning": "s"}
 #: a series of fewer bits of spread than this over the epochs has no trend to correlate
 FLAT_BITS = 0.01
-#: "nearly coincide": mean correlation of the clean and adversarial trends at least this
-COINCIDE_R = 0.8
 
 
 def _layers(df: pd.DataFrame) -> list[str]:
@@ -55,14 +62,16 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     """MI of every layer at each method's last saved epoch."""
     last = df.groupby("method")["epoch"].transform("max")
     t = df[df["epoch"] == last]
-    cols = ["method", "epoch", "input", "layer", "estimator", "I_XT", "I_TY", "accuracy"]
-    return t[cols].sort_values(["method", "input", "estimator"], kind="stable").reset_index(drop=True)
+    cols = ["method", "epoch", "input", "layer", "estimator", "I_XT", "I_TY", "n", "accuracy"]
+    t = t[cols].sort_values(["method", "input", "estimator"], kind="stable").reset_index(drop=True)
+    return verdicts.add_wilson(t, ["accuracy"], "n", scale=1.0)
 
 
 def distortion_table(dd: pd.DataFrame) -> pd.DataFrame:
     """Accuracy and loss per method, input, distortion and level (one row per level)."""
     t = dd.drop_duplicates(["method", "distortion", "level", "input"])
-    return t[["method", "input", "distortion", "level", "accuracy", "loss"]].reset_index(drop=True)
+    t = t[["method", "input", "distortion", "level", "n", "accuracy", "loss"]].reset_index(drop=True)
+    return verdicts.add_wilson(t, ["accuracy"], "n", scale=1.0)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -86,6 +95,17 @@ def trend_correlations(df: pd.DataFrame, method: str) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["layer", "estimator", "quantity", "r", "mean_abs_diff"])
 
 
+def _pooled_accuracy(dd: pd.DataFrame, method: str, kind: str, inp: str) -> tuple[float, int, int]:
+    """Mean accuracy over the non-identity levels of ``kind``: (fraction, successes, trials)."""
+    g = dd[(dd["method"] == method) & (dd["distortion"] == kind) & (dd["input"] == inp)].drop_duplicates("level")
+    rest = g[[not _identity(kind, lv) for lv in g["level"]]]
+    if rest.empty:
+        return math.nan, 0, 0
+    k = int(round(float((rest["accuracy"] * rest["n"]).sum())))
+    n = int(rest["n"].sum())
+    return k / n, k, n
+
+
 def _accuracy_drop(dd: pd.DataFrame, method: str, kind: str, inp: str) -> float:
     g = dd[(dd["method"] == method) & (dd["distortion"] == kind) & (dd["input"] == inp)]
     g = g.drop_duplicates("level")
@@ -96,63 +116,151 @@ def _accuracy_drop(dd: pd.DataFrame, method: str, kind: str, inp: str) -> float:
     return float(ident["accuracy"].iloc[0] - rest["accuracy"].mean())
 
 
-def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str]) -> list[Claim]:
+def _boot(g: pd.DataFrame) -> np.ndarray | None:
+    """[layers, B] bootstrap replicates of I(X;T) of the rows ``g`` (None when absent)."""
+    if "I_XT_boot" not in g:
+        return None
+    reps = [stats.decode_replicates(c) for c in g["I_XT_boot"]]
+    if not reps or any(r.size == 0 for r in reps) or len({r.size for r in reps}) != 1:
+        return None
+    return np.vstack(reps)
+
+
+def _centred_ci(point: float, replicates: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Percentile interval of the replicates shifted to centre on the point estimate (resampling
+    with replacement duplicates samples and biases entropy estimates down by about the same
+    amount for both sides of a paired difference; the shift removes what remains)."""
+    lo, hi = stats.percentile_ci(replicates, alpha)
+    shift = point - float(np.mean(replicates))
+    return lo + shift, hi + shift
+
+
+def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num_classes: int | None = None,
+              cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
+    """Zhang et al.'s qualitative findings as claims with statistics and preconditions.
+
+    - "coincide": mean |clean - adversarial| over the series (bits, t interval over the series)
+      must be at most ``coincide_max_offset`` AND the mean Pearson r of the series with a trend at
+      least ``coincide_min_r`` (else *fails*);
+    - "ends with less I(X;T)": standard minus adversarial at the last epoch, mean over layers,
+      with a paired bootstrap interval over the N samples (``I_XT_boot`` of estimate_mi);
+    - "advances more slowly": the slope of I(X;T) (mean over layers) against ln(1 + epoch),
+      standard minus adversarial, with its t interval (OLS, scipy);
+    - distortions: mean accuracy over saturation levels minus over shuffle levels (points; the
+      identity level cancels), two-proportion test on the pooled rows.
+
+    Not testable: a model at chance (clean accuracy at its last epoch), I(X;T) of the compared
+    layers within ``mi_margin`` of log2 N or 0, or no series with a trend.
+    """
+    cfg = cfg or verdicts.settings()
+    a = cfg.alpha
     out: list[Claim] = []
+    n_mi = int(df["n"].max()) if "n" in df and len(df) else 0
+    last_epoch = df.groupby("method")["epoch"].transform("max")
+    last = df[df["epoch"] == last_epoch]
+
+    def model_pre(method: str) -> str:
+        g = last[(last["method"] == method) & (last["input"] == "clean")]
+        if g.empty:
+            return f"no MI rows for {method}"
+        acc = 100 * float(g["accuracy"].iloc[0])
+        if num_classes is None:
+            return "" if math.isfinite(acc) else f"model {method} has a non-finite clean accuracy"
+        return verdicts.model_precondition(method, acc, num_classes, cfg)
+
     for method in methods:
         tc = trend_correlations(df, method)
         used = tc.dropna(subset=["r"])
+        r_mean = float(used["r"].mean()) if len(used) else float("nan")
+        off = tc["mean_abs_diff"].to_numpy()
+        lo = hi = float("nan")
+        if off.size >= 2:
+            from scipy.stats import t as student
+
+            half = float(student.ppf(1 - a / 2, off.size - 1) * off.std(ddof=1) / math.sqrt(off.size))
+            lo, hi = float(off.mean()) - half, float(off.mean()) + half
+        pre = untestable(model_pre(method), "" if len(used) else "no MI series has a trend over the epochs")
+        fails = "" if not len(used) or r_mean >= cfg.coincide_min_r else (
+            f"mean Pearson r {r_mean:.3f} below {cfg.coincide_min_r:g}")
         out.append(Claim(
-            STUDY, f"{method}: MI trends on clean and adversarial inputs nearly coincide "
-            "(mean Pearson r across epochs over layers, estimators, I_XT and I_TY)",
-            float(used["r"].mean()) if len(used) else float("nan"), ">=", COINCIDE_R,
-            f"{len(used)} of {len(tc)} series have a trend (> {FLAT_BITS} bits spread); "
-            + (f"min r {used['r'].min():.2f}; " if len(used) else "")
-            + f"mean |clean - adversarial| {tc['mean_abs_diff'].mean():.3f} bits",
+            STUDY, f"{method}: MI trends on clean and adversarial inputs nearly coincide (mean |clean - adversarial| "
+            f"over epochs, layers, estimators, I_XT and I_TY at most {cfg.coincide_max_offset:g} bits, AND mean "
+            f"Pearson r at least {cfg.coincide_min_r:g})",
+            float(off.mean()) if off.size else float("nan"), "<=", cfg.coincide_max_offset,
+            f"{len(used)} of {len(tc)} series have a trend (> {FLAT_BITS} bits spread); mean r {r_mean:.3f}"
+            + (f", min r {used['r'].min():.2f}" if len(used) else ""),
+            ci_low=lo, ci_high=hi, n=int(off.size), test="t interval over the series (scipy); r threshold",
+            alpha=a, untestable=pre, fails_because=fails,
         ))
     std = "standard" if "standard" in methods else None
-    last = df[df["epoch"] == df.groupby("method")["epoch"].transform("max")]
     clean = last[last["input"] == "clean"]
     all_clean = df[df["input"] == "clean"]
     for adv in [m for m in methods if m != "standard"]:
         if std is None:
             break
+        mpre = untestable(model_pre(std), model_pre(adv))
         for est in dict.fromkeys(clean["estimator"]):
-            a = clean[(clean["method"] == std) & (clean["estimator"] == est)].set_index("layer")["I_XT"]
-            b = clean[(clean["method"] == adv) & (clean["estimator"] == est)].set_index("layer")["I_XT"]
-            diff = (a - b).dropna()
-            ceiling = math.log2(df["n"].max()) if "n" in df else float("nan")  # I(X;T) <= log2 N
-            saturated = int(((pd.concat([a, b]) > ceiling - FLAT_BITS)).sum())
+            ga = clean[(clean["method"] == std) & (clean["estimator"] == est)].set_index("layer")
+            gb = clean[(clean["method"] == adv) & (clean["estimator"] == est)].set_index("layer")
+            layers = [ly for ly in ga.index if ly in gb.index]
+            ga, gb = ga.loc[layers], gb.loc[layers]
+            diff = ga["I_XT"] - gb["I_XT"]
+            point = float(diff.mean()) if len(diff) else float("nan")
+            ba, bb = _boot(ga), _boot(gb)
+            lo = hi = float("nan")
+            nboot = 0
+            if ba is not None and bb is not None and ba.shape == bb.shape:
+                reps = (ba - bb).mean(0)
+                nboot = reps.size
+                lo, hi = _centred_ci(point, reps, a)
+            pre = untestable(mpre, verdicts.mi_precondition(f"{std}/{adv} ({est}, last epoch)",
+                                                            list(ga["I_XT"]) + list(gb["I_XT"]), n_mi, cfg))
             out.append(Claim(
                 STUDY, f"{adv} ends with less I(X;T) than standard ({est}, clean inputs, "
                 "mean over layers of standard minus adversarial, bits)",
-                float(diff.mean()) if len(diff) else float("nan"), ">", 0.0,
+                point, ">", 0.0,
                 "per layer: " + ", ".join(f"{k} {v:+.3f}" for k, v in diff.items())
-                + f"; {saturated} of {len(a) + len(b)} values within {FLAT_BITS} bits of the log2 N ceiling",
+                + (f"; paired bootstrap over the N = {n_mi} samples, {nboot} resamples" if nboot
+                   else "; no bootstrap replicates (mutual_info.bootstrap = 0)"),
+                min_effect=cfg.min_effect(STUDY, "less_ixt"), ci_low=lo, ci_high=hi, n=n_mi,
+                test="paired bootstrap over samples (percentile, centred)" if nboot else "", alpha=a,
+                untestable=pre,
             ))
         for est in dict.fromkeys(all_clean["estimator"]):
             g = all_clean[all_clean["estimator"] == est]
-            a = g[g["method"] == std].set_index(["epoch", "layer"])["I_XT"]
-            b = g[g["method"] == adv].set_index(["epoch", "layer"])["I_XT"]
-            diff = (a - b).dropna()
-            per_epoch = diff.groupby(level="epoch").mean()
+            sa = g[g["method"] == std].groupby("epoch")["I_XT"].mean()
+            sb = g[g["method"] == adv].groupby("epoch")["I_XT"].mean()
+            t = stats.slope_difference(np.log1p(sa.index.to_numpy(float)), sa.to_numpy(),
+                                       np.log1p(sb.index.to_numpy(float)), sb.to_numpy(), a)
+            fin = g[(g["epoch"] == g.groupby("method")["epoch"].transform("max")) & g["method"].isin([std, adv])]
+            pre = untestable(mpre, verdicts.mi_precondition(f"{std}/{adv} ({est}, last epoch)", fin["I_XT"], n_mi, cfg),
+                             "" if min(len(sa), len(sb)) >= 3 else "fewer than 3 saved epochs per model")
             out.append(Claim(
                 STUDY, f"{adv}: I(X;T) advances more slowly than under standard training ({est}, clean inputs, "
-                "mean over saved epochs and layers of standard minus adversarial, bits)",
-                float(diff.mean()) if len(diff) else float("nan"), ">", 0.0,
-                "per epoch: " + ", ".join(f"{k} {v:+.2f}" for k, v in per_epoch.items()),
+                "slope of the layer-mean I(X;T) against ln(1 + epoch), standard minus adversarial, bits)",
+                t["diff"], ">", 0.0,
+                f"slopes: standard {t['slope_1']:+.3f}, {adv} {t['slope_2']:+.3f} bits per unit ln(1 + epoch)",
+                min_effect=cfg.min_effect(STUDY, "slower_ixt"), ci_low=t["ci_low"], ci_high=t["ci_high"],
+                p_value=t["p_value"], n=min(len(sa), len(sb)), test="difference of OLS slopes, t test (scipy)",
+                alpha=a, untestable=pre,
             ))
     for method in methods:
         drops = {(k, i): _accuracy_drop(dd, method, k, i) for k in ("saturation", "shuffle") for i in INPUTS}
-        measured = drops[("shuffle", "clean")] - drops[("saturation", "clean")]
+        (p_sat, k_sat, n_sat), (p_sh, k_sh, n_sh) = (_pooled_accuracy(dd, method, k, "clean")
+                                                     for k in ("saturation", "shuffle"))
+        t = stats.two_proportions(k_sat, n_sat, k_sh, n_sh, a)
         robust = method != "standard"
         out.append(Claim(
             STUDY, f"{method}: loses {'more' if robust else 'less'} accuracy to patch shuffling than "
-            "to saturation (clean inputs; mean drop over non-identity levels, shuffle minus saturation)",
-            measured, ">" if robust else "<", 0.0,
+            "to saturation (clean inputs; mean drop over non-identity levels, shuffle minus saturation, points)",
+            100 * t["diff"], ">" if robust else "<", 0.0,
             "drops clean: saturation {:.3f} shuffle {:.3f}; adversarial: saturation {:.3f} shuffle {:.3f}".format(
                 drops[("saturation", "clean")], drops[("shuffle", "clean")],
                 drops[("saturation", "adversarial")], drops[("shuffle", "adversarial")],
-            ),
+            ) + "; the levels reuse the same images, so the pooled test is approximate",
+            min_effect=cfg.min_effect(STUDY, "distortion"), ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"],
+            p_value=t["p_value"], n=min(n_sat, n_sh), test="two-proportion z test on pooled levels (statsmodels)",
+            alpha=a, untestable=model_pre(method),
         ))
     return out
 
@@ -274,7 +382,8 @@ def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: 
 
 
 def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_epoch, distortions_fig,
-              claims_out, final: tuple, dist: tuple) -> list[Claim]:
+              claims_out, final: tuple, dist: tuple, num_classes: int | None = None,
+              cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
     """Everything ``report_mi`` writes; returns the claims."""
     df = pd.read_csv(epochs_csv)
     dd = pd.read_csv(distortions_csv)
@@ -288,7 +397,7 @@ def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_
     plot_information_plane(df, plane, methods)
     plot_vs_epoch(df, vs_epoch, methods)
     plot_distortions(dd, distortions_fig, methods)
-    result = mi_claims(df, dd, methods)
+    result = mi_claims(df, dd, methods, num_classes=num_classes, cfg=cfg)
     write_claims(result, claims_out)
     return result
 

@@ -21,7 +21,7 @@ from advfeatures.attacks.suite import (
     robust_accuracy_vs_eps,
 )
 from advfeatures.data import eval_subset, load_dataset
-from advfeatures.models.checkpoint import model_from_checkpoint
+from advfeatures.models.checkpoint import load_checkpoint, model_from_checkpoint
 from advfeatures.stages.job import Job, main
 from advfeatures.utils import atomic_write, derive_seed
 
@@ -103,7 +103,9 @@ def attack(job: Job) -> None:
         params={**sl, "seed": job.seed},
         attrs={"attack": atk.name, "attack_type": atk.type, "method": method, "bound": atk.bound,
                "attack_kwargs": atk.kwargs, "standard": bool(atk.extra.get("standard", False)),
-               "mask": atk.extra.get("mask", ""), "clean_acc": res.clean_acc, "robust_acc": res.robust_acc},
+               "mask": atk.extra.get("mask", ""), "clean_acc": res.clean_acc, "robust_acc": res.robust_acc,
+               # training.health.allow_degenerate models: the claims' precondition reads this flag
+               "degenerate": bool(load_checkpoint(job.input.model)["meta"].get("degenerate", False))},
     )
 
 

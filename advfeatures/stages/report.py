@@ -12,7 +12,7 @@ log = logging.getLogger("advfeatures")
 
 def gather_claims(job: Job) -> None:
     df = reporting.gather_claims(job.input.claims, job.output[0])
-    log.info("%d claims, %d hold", len(df), int((df["holds"] == "yes").sum()))
+    log.info("%d claims: %s", len(df), df["verdict"].value_counts().to_dict())
 
 
 STAGES = {"gather_claims": gather_claims}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from advfeatures.reporting import attacks as rep
-from advfeatures.reporting import save_figure, write_claims, write_markdown, write_table
+from advfeatures.reporting import save_figure, verdicts, write_claims, write_markdown, write_table
 from advfeatures.stages.job import Job, main
 
 log = logging.getLogger("advfeatures")
@@ -37,9 +37,10 @@ def attack_tables(job: Job) -> None:
     write_table(t4, out.table4, out.table4_md, title="Kim et al. Table 4: gradient ablations", note=NOTE4)
     sweeps = rep.read_sweeps(job.input.sweeps)
     save_figure(rep.eps_figure(sweeps, eps_mark=float(setting["eps"])), out.figure)
-    df = write_claims(rep.claims(records, models), out.claims)
+    cfg = verdicts.settings(job.p.claims)
+    df = write_claims(rep.claims(records, models, cfg=cfg), out.claims)
     for row in df.itertuples():
-        log.info("claim %s: %s (%.2f)", row.holds, row.claim, row.measured)
+        log.info("claim %s: %s (%.2f; %s)", row.verdict, row.claim, row.measured, row.reason)
 
 
 STAGES = {"attack_tables": attack_tables}

@@ -6,7 +6,13 @@ import logging
 
 from advfeatures import h5io
 from advfeatures.reporting import bottleneck as rb
-from advfeatures.reporting import matplotlib_headless, save_figure, write_claims, write_table
+from advfeatures.reporting import (
+    matplotlib_headless,
+    save_figure,
+    verdicts,
+    write_claims,
+    write_table,
+)
 from advfeatures.reporting.bottleneck import tsne_figure
 from advfeatures.stages.job import Job, main
 
@@ -37,9 +43,11 @@ def bottleneck_tables(job: Job) -> None:
     sw = rb.beta_sweep(sweep_recs, p.sweep_methods, p.betas)
     write_table(sw, out.sweep, out.sweep_md, title="IB beta sweep on clean inputs (Kim et al. Fig. 5)")
     save_figure(rb.beta_sweep_figure(sw), out.sweep_fig)
-    df = write_claims(rb.claims(t1, t2, sw), out.claims)
+    cl = rb.claims(t1, t2, sw, recs, sweep_recs, cfg=verdicts.settings(p.claims))
+    df = write_claims(cl, out.claims)
     for row in df.itertuples(index=False):
-        log.info("claim %s: %s (measured %.3g %s %.3g)", row.holds, row.claim, row.measured, row.comparison, row.threshold)
+        log.info("claim %s: %s (measured %.3g %s %.3g; %s)", row.verdict, row.claim, row.measured, row.comparison,
+                 row.threshold, row.reason)
 
 
 def bottleneck_tsne(job: Job) -> None:

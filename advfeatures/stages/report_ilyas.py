@@ -8,7 +8,14 @@ import pandas as pd
 
 from advfeatures import h5io
 from advfeatures.data import load_dataset
-from advfeatures.reporting import ilyas, matplotlib_headless, save_figure, write_claims, write_table
+from advfeatures.reporting import (
+    ilyas,
+    matplotlib_headless,
+    save_figure,
+    verdicts,
+    write_claims,
+    write_table,
+)
 from advfeatures.stages.job import Job, main
 from advfeatures.utils import derive_seed
 
@@ -47,7 +54,8 @@ def ilyas_report(job: Job) -> None:
     rows = ilyas.sample_rows(first["source_index"], first["y_source"], 1, derive_seed(p.seed, "ilyas_samples"))
     fig = ilyas.samples_figure(data.x_train.numpy(), sets, rows, data.classes)
     save_figure(fig, job.output.samples)
-    cl = write_claims(ilyas.claims(evals, reference, data.num_classes), job.output.claims)
+    cfg = verdicts.settings(p.claims)
+    cl = write_claims(ilyas.claims(evals, reference, data.num_classes, cfg), job.output.claims)
     log.info("table:\n%s", df.to_string(index=False))
     log.info("claims:\n%s", cl.to_string(index=False))
 

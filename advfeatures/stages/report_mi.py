@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from advfeatures import h5io
 from advfeatures.reporting import mutual_info as report
+from advfeatures.reporting import verdicts
 from advfeatures.stages.job import Job, main
 
 log = logging.getLogger("advfeatures")
@@ -18,10 +20,12 @@ def report_mi(job: Job) -> None:
         methods=list(job.p.methods),
         plane=out.plane, vs_epoch=out.vs_epoch, distortions_fig=out.distortions, claims_out=out.claims,
         final=(out.final, out.final_md), dist=(out.dist, out.dist_md),
+        num_classes=len(h5io.read_attr_json(h5io.read_h5(job.input.data, [])[1], "classes")),
+        cfg=verdicts.settings(job.p.claims),
     )
     for c in claims:
-        log.info("claim %s: measured %.3f %s %g -> %s", c.claim, c.measured, c.comparison, c.threshold,
-                 "holds" if c.holds else "does not hold")
+        log.info("claim %s: measured %.3f %s %g -> %s (%s)", c.claim, c.measured, c.comparison, c.threshold,
+                 c.verdict, c.reason)
 
 
 STAGES = {"report_mi": report_mi}

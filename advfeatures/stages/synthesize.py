@@ -13,7 +13,7 @@ import torch
 from advfeatures import h5io
 from advfeatures.attacks.evaluate import evaluate_model, pgd_settings, transfer_rate
 from advfeatures.data import Dataset, load_dataset
-from advfeatures.models.checkpoint import model_from_checkpoint
+from advfeatures.models.checkpoint import load_checkpoint, model_from_checkpoint
 from advfeatures.stages.job import Job, main
 from advfeatures.stages.train import train_config
 from advfeatures.synthesis import SynthesisConfig, clear_state, synthetic_dataset
@@ -47,13 +47,17 @@ def synthesize(job: Job) -> None:
     log.info("wrote %s", job.output[0])
 
 
-def _eval_row(job: Job, model, source, data: Dataset, row: dict) -> dict:
-    """``row`` plus clean / robust accuracy and the transfer rate from the standard source model."""
+def _eval_row(job: Job, model, source, data: Dataset, row: dict, model_path) -> dict:
+    """``row`` plus clean / robust accuracy, the transfer rate from the standard source model (when
+    ``source`` is given) and whether ``model_path`` is flagged degenerate
+    (training.health.allow_degenerate; the claims' precondition reads it)."""
     ev = job.params["eval"]
+    row["degenerate"] = bool(load_checkpoint(model_path)["meta"].get("degenerate", False))
     attacks = pgd_settings(ev["attacks"])
     row |= evaluate_model(model, data, attacks, subset=ev["subset"], seed=job.seed, batch_size=ev["batch_size"])
-    row |= transfer_rate(source, model, data, attacks[ev["transfer_attack"]], subset=ev["subset"], seed=job.seed,
-                         batch_size=ev["batch_size"])
+    if source is not None:
+        row |= transfer_rate(source, model, data, attacks[ev["transfer_attack"]], subset=ev["subset"],
+                             seed=job.seed, batch_size=ev["batch_size"])
     return row
 
 
@@ -74,10 +78,8 @@ def train_synthetic(job: Job) -> None:
                  state_dir=job.params["resume_dir"],
                  chance_check=False)  # near- or below-chance accuracy on the original test set is a result
     model = model_from_checkpoint(job.output.model, device)
-    ev = job.params["eval"]
     row = {"set": wc["kind"], "train_arch": wc["train_arch"], "arch": spec["arch"], "arch_options": str(spec["options"])}
-    row |= evaluate_model(model, base, pgd_settings(ev["attacks"]), subset=ev["subset"], seed=job.seed,
-                          batch_size=ev["batch_size"])
+    row = _eval_row(job, model, None, base, row, job.output.model)
     row["train_seconds"] = sum(r["epoch_seconds"] for r in rows)
     log.info("evaluation on the original test set: %s", row)
     _write_row(row, job.output.eval)
@@ -89,7 +91,7 @@ def ilyas_eval_reference(job: Job) -> None:
     model = model_from_checkpoint(job.input.model, device)
     source = model_from_checkpoint(job.input.source, device)
     row = {"set": f"D ({wc['method']})", "train_arch": wc["arch"], "arch": wc["arch"], "arch_options": ""}
-    row = _eval_row(job, model, source, data, row)
+    row = _eval_row(job, model, source, data, row, job.input.model)
     log.info("evaluation on the test set: %s", row)
     _write_row(row, job.output[0])
 

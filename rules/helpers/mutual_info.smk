@@ -16,4 +16,6 @@ def mi_params(distortions=False):
     p["attack"] = MI["attack"] or config["training"]["common"]["attack"]
     if distortions:
         p["distortions"] = MI["distortions"]
+    else:  # the claims' intervals need replicates only of the per-epoch estimates
+        p["bootstrap"] = MI.get("bootstrap", 200)
     return p

@@ -1,0 +1,171 @@
+"""Verdicts of the claims and the statistics behind them (advfeatures.stats, reporting.verdicts)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binomtest
+
+from advfeatures import stats
+from advfeatures.mutual_info import binning_mi, kde_mi
+from advfeatures.reporting import Claim, verdicts
+from advfeatures.reporting import attacks as rep
+from advfeatures.utils import AdvFeaturesError
+
+CFG = verdicts.settings()
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_wilson_matches_known_values_and_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    # textbook values (Newcombe 1998, Table I): 81/263 -> 0.2553 .. 0.3662; 0/10 -> 0 .. 0.2775
+    assert stats.wilson(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert stats.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert stats.wilson(7, 20, 0.1) == pytest.approx(proportion_confint(7, 20, 0.1, method="wilson"))
+    assert all(math.isnan(v) for v in stats.wilson(0, 0))
+
+
+def test_mcnemar_is_the_exact_binomial_test_on_discordant_pairs():
+    # 9 rows only a is right, 1 row only b, 40 both, 50 neither
+    a = np.array([1] * 9 + [0] * 1 + [1] * 40 + [0] * 50, bool)
+    b = np.array([0] * 9 + [1] * 1 + [1] * 40 + [0] * 50, bool)
+    t = stats.mcnemar_paired(a, b)
+    assert (t["n10"], t["n01"], t["n"]) == (9, 1, 100)
+    assert t["p_value"] == pytest.approx(binomtest(1, 10, 0.5).pvalue) == pytest.approx(0.021484375)
+    assert t["diff"] == pytest.approx(0.08) and t["ci_low"] < 0.08 < t["ci_high"]
+    assert stats.mcnemar_paired(a, a)["p_value"] == 1.0  # no discordant pairs
+    with pytest.raises(AdvFeaturesError, match="equal lengths"):
+        stats.mcnemar_paired(a, b[:5])
+
+
+def test_two_proportions_and_slopes():
+    t = stats.two_proportions(60, 100, 30, 100)
+    assert t["diff"] == pytest.approx(0.3) and t["p_value"] < 1e-4 and 0.15 < t["ci_low"] < t["ci_high"] < 0.45
+    assert stats.two_proportions(0, 50, 0, 50)["p_value"] == 1.0
+    x = np.log1p([1, 2, 3, 5, 8])
+    s = stats.slope_difference(x, 2 * x + 1, x, 0.5 * x + np.array([0, 0.01, -0.01, 0.0, 0.01]))
+    assert s["diff"] == pytest.approx(1.5, abs=0.02) and s["ci_low"] > 1.4 and s["p_value"] < 1e-6
+
+
+def test_bootstrap_is_seeded_and_reproducible():
+    w1, w2 = stats.bootstrap_weights(50, 20, seed=7), stats.bootstrap_weights(50, 20, seed=7)
+    assert w1.shape == (50, 20) and (w1.sum(0) == 50).all() and np.array_equal(w1, w2)
+    assert not np.array_equal(w1, stats.bootstrap_weights(50, 20, seed=8))
+    g = torch.Generator().manual_seed(0)
+    t, y = torch.randn(50, 6, generator=g), torch.arange(50) % 5
+    b1, b2 = {}, {}
+    kde_mi(t, y, 0.5, weights=w1, boot=b1)
+    kde_mi(t, y, 0.5, weights=w2, boot=b2, block_rows=7)  # blocks do not change the replicates
+    assert np.allclose(b1["kde_upper"], b2["kde_upper"]) and b1["kde_upper"].shape == (20,)
+    assert np.ptp(b1["kde_upper"]) > 0
+    # one resample that takes every sample once is the estimate itself
+    ones = np.ones((50, 1), np.int64)
+    b = {}
+    point = kde_mi(t, y, 0.5, weights=ones, boot=b)
+    assert b["kde_upper"][0] == pytest.approx(point["kde_upper"][0])
+    assert b["kde_lower"][0] == pytest.approx(point["kde_lower"][0])
+    b = {}
+    assert binning_mi(t, y, 0.5, weights=ones, boot=b)[0] == pytest.approx(b["binning"][0])
+    # a resample of one sample repeated: KDE and binning I(X;T) of identical points are 0
+    single = np.zeros((50, 1), np.int64)
+    single[3] = 50
+    b = {}
+    kde_mi(t, y, 0.5, weights=single, boot=b)
+    binning_mi(t, y, 0.5, weights=single, boot=b)
+    assert b["kde_upper"][0] == pytest.approx(0.0, abs=1e-9) and b["binning"][0] == pytest.approx(0.0)
+    assert np.allclose(stats.decode_replicates(stats.encode_replicates([1.0, 2.5])), [1.0, 2.5])
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def test_verdict_rules():
+    sig = dict(p_value=0.001, ci_low=5.0, ci_high=15.0)
+    assert Claim("s", "c", 10.0, ">", 0.0, **sig).verdict == "holds"
+    assert Claim("s", "c", -10.0, ">", 0.0, p_value=0.001).verdict == "fails"
+    assert Claim("s", "c", 10.0, ">", 0.0, p_value=0.2).verdict == "inconclusive"
+    below = Claim("s", "c", 1.0, ">", 0.0, p_value=0.001, min_effect=2.0)
+    assert below.verdict == "inconclusive" and "minimum effect" in below.reason
+    # interval only: significance is the interval excluding the threshold
+    assert Claim("s", "c", 0.5, ">", 0.0, ci_low=0.2, ci_high=0.8).verdict == "holds"
+    assert Claim("s", "c", 0.5, ">", 0.0, ci_low=-0.2, ci_high=0.8).verdict == "inconclusive"
+    assert Claim("s", "c", 0.5, ">", 0.0).verdict == "inconclusive"  # no uncertainty at all
+    # a failed precondition wins over everything, even a huge significant effect
+    dead = Claim("s", "c", 1e6, ">", 0.0, untestable="model m at chance", **sig)
+    assert (dead.verdict, dead.reason) == ("not testable", "model m at chance")
+    assert not dead.holds
+    assert Claim("s", "c", math.nan, ">", 0.0, **sig).verdict == "not testable"
+    row = Claim("s", "c", 10.0, ">", 0.0, **sig).row()
+    assert row["verdict"] == "holds" and "holds" not in row and "reason" in row and "p_value" in row
+
+
+def _records(acc_a: float, acc_b: float, n: int = 100, clean: float = 0.95):
+    """Two paired attack records on the same n rows (robust accuracies in fractions)."""
+    y = np.zeros(n, np.int64)
+    index = np.arange(n)
+    base = {"method": "pgd_linf", "norm": "linf", "mask": "nonrobust", "maximize": True, "standard": False,
+            "index": index, "y": y, "n": n, "clean_acc": 100 * clean, "bound": "Linf 0.1", "degenerate": False}
+    # rows paired: a is right on the first acc_a*n rows, b on the first acc_b*n rows
+    nrf = {**base, "attack": "nrf_linf", "type": "nrf", "correct_adv": index < round(acc_a * n)}
+    pgd = {**base, "attack": "pgd", "type": "pgd", "mask": "", "correct_adv": index < round(acc_b * n)}
+    return [pgd, nrf]
+
+
+def test_one_point_on_100_rows_is_inconclusive_thirty_points_hold():
+    (one,) = rep.claims(_records(0.40, 0.41), ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert one.measured == pytest.approx(-1.0) and one.verdict == "inconclusive"
+    (clear,) = rep.claims(_records(0.10, 0.40), ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert clear.measured == pytest.approx(-30.0) and clear.verdict == "holds"
+    assert clear.p_value == pytest.approx(binomtest(0, 30, 0.5).pvalue)  # 30 discordant rows, all one way
+    (wrong,) = rep.claims(_records(0.40, 0.10), ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert wrong.verdict == "fails"
+
+
+def test_attacks_on_a_model_at_chance_are_not_testable():
+    (c,) = rep.claims(_records(0.0, 0.40, clean=0.105), ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert c.verdict == "not testable" and "at chance" in c.reason
+
+
+def test_preconditions():
+    assert verdicts.model_precondition("m", 11.0, 10, CFG).startswith("model m at chance")
+    assert verdicts.model_precondition("m", 50.0, 10, CFG) == ""
+    assert "non-finite" in verdicts.model_precondition("m", math.nan, 10, CFG)
+    assert "degenerate" in verdicts.model_precondition("m", 90.0, 10, CFG, degenerate=True)
+    keep_all = np.ones((100, 16), bool)
+    assert "degenerate" in verdicts.mask_precondition("x", keep_all, CFG)
+    half = np.zeros((100, 16), bool)
+    half[:, :8] = True
+    assert verdicts.mask_precondition("x", half, CFG) == ""
+    mostly_empty = half.copy()
+    mostly_empty[:60] = True  # 60% of rows: no non-robust channel, although 3.2 per sample on average
+    reason = verdicts.mask_precondition("x", mostly_empty, CFG)
+    assert "empty for 60% of samples" in reason
+    assert "ceiling" in verdicts.mi_precondition("l", [5.0, math.log2(1000) - 0.01], 1000, CFG)
+    assert "of 0" in verdicts.mi_precondition("l", [5.0, 0.0], 1000, CFG)
+    assert verdicts.mi_precondition("l", [5.0, 6.0], 1000, CFG) == ""
+    assert "too few rows" in verdicts.rows_precondition("rows", 29, CFG)
+
+
+def test_settings_name_a_missing_key():
+    cfg = verdicts.settings()  # config.yaml's report.claims
+    assert cfg.alpha == 0.05 and cfg.min_effect("kim2021_attacks", "nrf_vs_baseline") == 2.0
+    with pytest.raises(AdvFeaturesError, match=r"report\.claims\.attacks\.nope\.min_effect"):
+        cfg.min_effect("kim2021_attacks", "nope")
+    with pytest.raises(AdvFeaturesError, match=r"report\.claims\.alpha"):
+        verdicts.settings({"chance_margin": 2})
+
+
+def test_wilson_columns_beside_accuracies():
+    import pandas as pd
+
+    df = verdicts.add_wilson(pd.DataFrame({"n": [100, 0], "acc": [50.0, 10.0]}), ["acc"])
+    assert list(df.columns) == ["n", "acc", "acc lo", "acc hi"]
+    assert (df.loc[0, "acc lo"], df.loc[0, "acc hi"]) == pytest.approx(
+        tuple(100 * v for v in stats.wilson(50, 100)))
+    assert math.isnan(df.loc[1, "acc lo"])
