@@ -3,7 +3,8 @@
 - :func:`wilson`: a proportion's Wilson score interval (``statsmodels proportion_confint``).
 - :func:`binom_level`: one proportion against a fixed level (exact binomial test, scipy).
 - :func:`mcnemar_paired`: two correct/incorrect vectors on the SAME rows; exact McNemar test on the
-  discordant pairs (statsmodels) and a Wilson-based (Newcombe) interval of the difference.
+  discordant pairs (statsmodels) and the exact (Clopper-Pearson) interval of the difference that
+  inverts the same test.
 - :func:`two_proportions`: unpaired proportions (z test, statsmodels) with a Newcombe interval.
 - :func:`bootstrap_weights`: seeded multinomial resampling weights over N samples (resample b
   takes sample i ``W[i, b]`` times), shared by every job with the same seed, so that two
@@ -55,12 +56,17 @@ def mcnemar_paired(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> dict:
     """Paired comparison of two boolean vectors on the same rows (e.g. correct under attack A / B).
 
     Returns ``n``, ``p_a``, ``p_b`` (fractions), ``diff`` = p_a - p_b, ``n01``/``n10`` (rows only
-    b / only a true), ``p_value`` (exact McNemar, binomial on the discordant pairs; 1.0 when there
-    are none) and ``ci_low``/``ci_high`` of the difference (Newcombe's interval for paired data is
-    not in statsmodels; the unpaired Newcombe interval used here is conservative for positively
-    correlated pairs).
+    b / only a true), ``p_value`` (exact McNemar, statsmodels: the central two-sided binomial test
+    of the m = n10 + n01 discordant pairs against 1/2; 1.0 when there are none) and
+    ``ci_low``/``ci_high`` of the difference: the Clopper-Pearson interval of the discordant split
+    pi = n10 / m mapped to diff = (m / n) (2 pi - 1), conditional on m.  It is the inversion of the
+    same exact test, so the interval excludes 0 exactly when p < alpha (an unpaired interval,
+    e.g. Newcombe's, ignores the pairing and can cover 0 while the paired test rejects).  Without
+    discordant pairs the conditional interval is a point, so the unpaired Newcombe interval of
+    the two proportions is given instead.
     """
     from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.proportion import proportion_confint
 
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape:
@@ -71,12 +77,18 @@ def mcnemar_paired(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> dict:
                 "p_value": math.nan, "ci_low": math.nan, "ci_high": math.nan}
     n11, n10 = int((a & b).sum()), int((a & ~b).sum())
     n01, n00 = int((~a & b).sum()), int((~a & ~b).sum())
-    p_value = 1.0 if n01 + n10 == 0 else float(mcnemar([[n11, n10], [n01, n00]], exact=True).pvalue)
     ka, kb = n11 + n10, n11 + n01
     pa, pb = ka / n, kb / n
-    lo, hi = _newcombe(pa, wilson(ka, n, alpha), pb, wilson(kb, n, alpha))
+    m = n01 + n10
+    if m == 0:
+        p_value = 1.0
+        lo, hi = _newcombe(pa, wilson(ka, n, alpha), pb, wilson(kb, n, alpha))
+    else:
+        p_value = float(mcnemar([[n11, n10], [n01, n00]], exact=True).pvalue)
+        pi_lo, pi_hi = proportion_confint(n10, m, alpha=alpha, method="beta")
+        lo, hi = (m / n) * (2 * pi_lo - 1), (m / n) * (2 * pi_hi - 1)
     return {"n": n, "p_a": pa, "p_b": pb, "diff": pa - pb, "n01": n01, "n10": n10,
-            "p_value": p_value, "ci_low": lo, "ci_high": hi}
+            "p_value": p_value, "ci_low": float(lo), "ci_high": float(hi)}
 
 
 def two_proportions(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05) -> dict:

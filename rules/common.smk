@@ -20,6 +20,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from advfeatures.deps import module_files, script_files
+from advfeatures.localgpus import count_local_gpus
 
 SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
 # every rule runs in this environment under --software-deployment-method conda (path relative
@@ -402,6 +403,14 @@ check_training_config()
 def gpus():
     """GPUs a compute job asks for: 1 on the paper presets (resources.gpus), 0 here."""
     return int(config["resources"]["gpus"])
+
+
+# Local runs: `gpu` is a global resource equal to the machine's GPU count (advfeatures.localgpus;
+# 0 without CUDA, where Snakemake scales a job's gpu=1 down to 0 and runs it on the CPU), so
+# `--cores all` never puts two GPU jobs on one device.  `--resources gpu=N` overrides it; on a
+# cluster (--jobs/executor) the scheduler of the cluster places the jobs instead.
+if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", count_local_gpus())
 
 
 def compute_resources(kind):

@@ -1,7 +1,7 @@
 """`snakemake --report` on a whole tiny run, and exact reruns across the whole DAG.
 
-One run of the complete tiny DAG (tests/tiny.yaml, every stage up to results/summary.md) in a
-temporary working directory from a copy of the repository; then
+The session's one run of the complete tiny DAG (tests/tiny.yaml, every stage up to
+results/summary.md; conftest.tiny_run, shared with the rerun matrix and the fault tests); then
 
 - the HTML report holds every table (results/tables/*.csv, results/claims.csv) and figure (*.png)
   the workflow declares, each with a rendered caption, grouped by study;
@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Snake, copy_repo
+from conftest import Snake
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +44,10 @@ def category_of(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory) -> Snake:
-    repo = copy_repo(tmp_path_factory.mktemp("report_repo") / "advfeatures")
-    s = Snake(repo, tmp_path_factory.mktemp("report_wd"))
-    s.run("--cores", "2", timeout=1800)
-    return s
+def full_run(tiny_run) -> Snake:
+    """The whole tiny DAG, run once per session (conftest.tiny_run); every test here leaves it
+    up to date and its repository copy as it found it."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,8 @@ class Claim:
     Verdict (first match): *not testable* when ``untestable`` or nothing was measured;
     *fails* when ``fails_because`` names a violated second condition of the claim;
     *inconclusive* when the test is not significant at ``alpha`` (p_value, or the interval when
-    there is no p-value, covers the threshold) or ``|measured - threshold| < min_effect``;
+    there is no p-value, covers the threshold), when the test rejects but the interval covers the
+    threshold, or when ``|measured - threshold| < min_effect``;
     otherwise *holds* in the claimed direction and *fails* in the opposite one.
     """
 
@@ -116,6 +117,9 @@ class Claim:
             return "inconclusive", "no uncertainty estimate for this value"
         if has_ci and self.p_value is not None and math.isfinite(float(self.p_value)):
             unc += f", {100 * (1 - self.alpha):g}% CI [{ci[0]:.3g}, {ci[1]:.3g}]"
+            if significant and ci[0] <= t <= ci[1]:  # test and interval disagree: no verdict
+                return "inconclusive", (f"the test rejects {t:g} but the interval covers it ({unc}; "
+                                        f"level {self.alpha:g})")
         if not significant:
             return "inconclusive", f"within uncertainty of {t:g} ({unc}; level {self.alpha:g})"
         if abs(effect) < self.min_effect:
