@@ -2,6 +2,8 @@
 # make test : set up .venv and run the test suite (without the SLURM integration test)
 # make test-slurm: start a one-node SLURM cluster (root; slurm-wlm + munge) and run tests/test_slurm.py
 # make bench: run every benchmark and write benchmarks/results.md
+# make gpu-check [DEVICE=cpu GPU_CHECK_ARGS=...]: the GPU readiness check, writes benchmarks/gpu.md
+# make wheels: download the installed requirements (without torch) into wheels/ for an offline GPU box
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test test-slurm bench lint clean
+.PHONY: run test test-slurm bench gpu-check wheels lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +30,16 @@ test: lint
 
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -q -m slurm -s tests/test_slurm.py
+
+DEVICE ?= cuda
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py --device $(DEVICE) $(GPU_CHECK_ARGS)
+
+wheels: $(STAMP)
+	mkdir -p wheels
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|torchvision|triton|nvidia-)' > wheels/requirements.txt
+	$(BIN)/pip download --quiet --no-deps --dest wheels -r wheels/requirements.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check advfeatures workflow_scripts tests benchmarks

@@ -36,7 +36,14 @@ import torch
 
 from advfeatures.attacks.pgd import pgd
 from advfeatures.data import Dataset
-from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, frozen, make_generator
+from advfeatures.utils import (
+    AdvFeaturesError,
+    atomic_write,
+    derive_seed,
+    draw_device,
+    frozen,
+    make_generator,
+)
 
 log = logging.getLogger("advfeatures")
 
@@ -145,7 +152,8 @@ def random_other_index(index: torch.Tensor, n: int, generator: torch.Generator) 
     """For each row index i, a uniformly random j in [0, n) with j != i."""
     if n < 2:
         raise AdvFeaturesError("random_image start needs at least 2 training images; use start: noise")
-    offset = torch.randint(1, n, index.shape, generator=generator, device=index.device)
+    offset = torch.randint(1, n, index.shape, generator=generator,
+                           device=draw_device(generator, index.device)).to(index.device)
     return (index + offset) % n
 
 
@@ -157,7 +165,8 @@ def start_points(
         other = random_other_index(index, len(x_all), generator)
         return x_all[other].clone(), other
     shape = (len(index), *x_all.shape[1:])
-    noise = torch.randn(shape, generator=generator, dtype=x_all.dtype)
+    noise = torch.randn(shape, generator=generator, dtype=x_all.dtype,
+                        device=draw_device(generator, x_all.device)).to(x_all.device)
     return (0.5 + cfg.noise_std * noise).clamp(0, 1), torch.full_like(index, -1)
 
 
@@ -168,7 +177,8 @@ def choose_targets(y: torch.Tensor, num_classes: int, kind: str, generator: torc
     if kind == "d_det":
         return (y + 1) % num_classes
     if kind == "d_rand":
-        offset = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+        offset = torch.randint(1, num_classes, y.shape, generator=generator,
+                               device=draw_device(generator, y.device)).to(y.device)
         return (y + offset) % num_classes
     raise AdvFeaturesError(f"choose_targets: kind {kind!r} is not d_rand or d_det")
 

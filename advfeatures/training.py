@@ -46,7 +46,14 @@ from advfeatures.models.checkpoint import (
     nonfinite_tensors,
     save_checkpoint,
 )
-from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
+from advfeatures.utils import (
+    AdvFeaturesError,
+    atomic_write,
+    derive_seed,
+    draw_device,
+    eval_mode,
+    make_generator,
+)
 
 log = logging.getLogger("advfeatures")
 
@@ -207,13 +214,14 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Ten
         raise AdvFeaturesError(f"unknown augmentation {kind!r}; use none, crop or crop_flip")
     b, c, h, w = x.shape
     pad = F.pad(x, (4, 4, 4, 4))
-    dx = torch.randint(0, 9, (b,), generator=generator, device=x.device)
-    dy = torch.randint(0, 9, (b,), generator=generator, device=x.device)
+    dev = draw_device(generator, x.device)
+    dx = torch.randint(0, 9, (b,), generator=generator, device=dev).to(x.device)
+    dy = torch.randint(0, 9, (b,), generator=generator, device=dev).to(x.device)
     rows = (dy.view(b, 1) + torch.arange(h, device=x.device).view(1, h)).view(b, 1, h, 1)
     cols = (dx.view(b, 1) + torch.arange(w, device=x.device).view(1, w)).view(b, 1, 1, w)
     out = pad.gather(2, rows.expand(b, c, h, w + 8)).gather(3, cols.expand(b, c, h, w))
     if kind == "crop_flip":
-        flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+        flip = torch.rand(b, generator=generator, device=dev).to(x.device) < 0.5
         out = torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
     return out
 
@@ -222,7 +230,8 @@ def trades_examples(model, x, a: PGDSettings, generator) -> torch.Tensor:
     """TRADES inner maximisation: ascend KL(f(x) || f(x')) from x + 0.001 N(0, 1), eval mode."""
     with eval_mode(model), torch.no_grad():
         p_clean = F.softmax(model(x), dim=1)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noise = torch.randn(x.shape, generator=generator, device=draw_device(generator, x.device),
+                        dtype=x.dtype).to(x.device)
 
     def kl_loss(logits, _target):
         return F.kl_div(F.log_softmax(logits, dim=1), p_clean, reduction="sum")

@@ -36,6 +36,13 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return g
 
 
+def draw_device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
+    """Where to draw random numbers for data on ``fallback``: the generator's own device (torch
+    refuses a CPU generator for a CUDA draw), else ``fallback``.  Callers move the draw to the
+    data's device, so a CPU generator gives CUDA data the same numbers as on the CPU."""
+    return generator.device if generator is not None else fallback
+
+
 def derive_seed(seed: int, *tags: object) -> int:
     """A stable per-purpose seed: same (seed, tags) -> same value on every machine."""
     import hashlib

@@ -401,6 +401,23 @@ def test_attacks_and_evaluations_keep_tensors_on_the_models_device(model, test_s
         m(host(x))  # the check itself bites
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_random_start_draws_on_the_generators_device(test_set, device, norm):
+    """A CPU generator serves data on any device, with the numbers it gives on the CPU
+    (synthesis seeds its chunks with CPU generators; torch refuses a CPU generator for a draw
+    made directly on CUDA)."""
+    from advfeatures.attacks.pgd import random_start
+
+    x = test_set[0][:8]
+    ref = random_start(x, EPS, norm, make_generator(3))
+    got = random_start(x.to(device), EPS, norm, make_generator(3))
+    assert got.device.type == device
+    torch.testing.assert_close(got.cpu(), ref)
+    same = random_start(x.to(device), EPS, norm, make_generator(3, device))  # the device's own stream
+    assert same.device.type == device
+
+
 def test_reduced_autoattack_builds_its_step_schedule_from_n_iter(model):
     from pyautoattack.autopgd_base import APGDAttack
 

@@ -106,3 +106,62 @@ def test_conda_env_has_every_pyproject_dependency():
         name = re.split(r"[<>=!\[ ]", dep, maxsplit=1)[0].lower()
         assert conda_name.get(name, name) in names, f"{name} missing from envs/advfeatures.yaml"
     assert "python=3.11" in env["dependencies"]
+
+
+def gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("small", [False, True])
+def test_gpu_check_toy_overlay_is_a_valid_config(tmp_path, preset, small):
+    """benchmarks/gpu_check.py runs each preset with tests/tiny.yaml's budgets over it."""
+    from advfeatures.config import validate_config
+
+    gc = gpu_check_module()
+    tiny = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
+    over = gc.toy_overlay(tiny, tmp_path / "images", "cuda", small)
+    cfg = gc.deep_merge(gc.deep_merge(yaml.safe_load((ROOT / "config.yaml").read_text()),
+                                      yaml.safe_load(preset.read_text())), over)
+    validate_config(cfg, ROOT / "schemas" / "config.schema.yaml")
+    assert cfg["training"]["methods"] == gc.deep_merge(yaml.safe_load((ROOT / "config.yaml").read_text()),
+                                                       yaml.safe_load(preset.read_text()))["training"]["methods"]
+    assert cfg["training"]["common"]["epochs"] == 1 and cfg["device"] == "cuda"
+
+
+def gpu_asks(out: str) -> dict[str, set[int]]:
+    """{rule: the gpu values its jobs ask for} from the job lines of a dry run."""
+    gpu_of, rule = {}, None
+    for local, plain, gpu in re.findall(r"^(?:localrule (\w+)|rule (\w+)):$|^\s+resources: .*?gpu=(\d+)", out,
+                                        re.MULTILINE):
+        rule = local or plain or rule
+        if gpu:
+            gpu_of.setdefault(rule, set()).add(int(gpu))
+    return gpu_of
+
+
+@pytest.mark.parametrize("gpus", [1, 0])
+def test_gpu_preset_asks_what_the_machine_has(tmp_path, monkeypatch, gpus):
+    """A dry run of a GPU preset (toy sizes) on a machine reporting one GPU: every GPU stage asks
+    for gpu=1 of the gpu=1 the run provides, so Snakemake runs them one at a time (the real
+    scheduling is tested in tests/test_gpu_scheduling.py); without a GPU, Snakemake scales the
+    asks down to 0 and the jobs run side by side on the CPU."""
+    gc = gpu_check_module()
+    monkeypatch.setenv("ADVFEATURES_LOCAL_GPUS", str(gpus))
+    tiny = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
+    over = tmp_path / "toy.yaml"
+    over.write_text(yaml.safe_dump(gc.toy_overlay(tiny, tmp_path / "images", "cuda", False)))
+    preset = ROOT / "presets" / "cifar10-wrn28.yaml"
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(preset), str(over)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    asks = gpu_asks(out)
+    for stage in ("train", "attack", "distill", "synthesize", "estimate_mi"):
+        assert asks.get(stage) == {gpus}, (stage, asks)

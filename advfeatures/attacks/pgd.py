@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from advfeatures.utils import frozen
+from advfeatures.utils import draw_device, frozen
 
 _EPS = 1e-12
 
@@ -48,12 +48,13 @@ def random_start(
     x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None
 ) -> torch.Tensor:
     """A uniform draw from the Linf ball, or from the L2 ball (uniform in volume)."""
+    dev = draw_device(generator, x.device)
     if norm == "linf":
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        u = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
         return (2 * u - 1) * eps
     d = x[0].numel()
-    g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    r = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+    g = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
+    r = torch.rand(x.shape[0], generator=generator, device=dev, dtype=x.dtype).to(x.device) ** (1.0 / d)
     return g / _flat_norm(g) * (r * eps).view(-1, *([1] * (x.dim() - 1)))
 
 
