@@ -7,7 +7,7 @@ import re
 import stat
 
 import pytest
-from conftest import Snake
+from conftest import clone_run
 
 from advfeatures.localgpus import ENV, count_local_gpus, visible_devices
 
@@ -70,18 +70,19 @@ def test_max_concurrent_reads_snakemake_job_lines():
 
 
 @pytest.mark.slow
-def test_one_local_gpu_runs_one_gpu_job_at_a_time(repo_copy, tmp_path_factory, monkeypatch):
-    """Two GPU training jobs (resources.gpus: 1, as on the presets) on 2 cores: one at a time
-    with one GPU, side by side with two (the control: the log can show overlap)."""
+def test_one_local_gpu_runs_one_gpu_job_at_a_time(tiny_run, tmp_path_factory, monkeypatch):
+    """Two GPU jobs (two FGSM attack jobs, rerun with --force on a copy of the session's tiny run;
+    resources.gpus: 1 as on the presets) on 2 cores: one at a time when the machine reports one
+    GPU, side by side with two (the control: the log can show overlap)."""
     overlay = tmp_path_factory.mktemp("gpu_cfg") / "gpu.yaml"
-    overlay.write_text("resources: {gpus: 1}\ntraining: {common: {epochs: 1, checkpoint_epochs: [1]}}\n")
-    targets = [f"results/mnist5k/lenet5/{m}/model.pt" for m in ("standard", "pgd_linf")]
+    overlay.write_text("resources: {gpus: 1}\n")
+    targets = [f"results/mnist5k/lenet5/{m}/attacks/fgsm.h5" for m in ("standard", "pgd_linf")]
+    clone = clone_run(tiny_run, tmp_path_factory, "gpu_sched")
     seen = {}
     for gpus in (1, 2):
         monkeypatch.setenv(ENV, str(gpus))
-        snake = Snake(repo_copy, tmp_path_factory.mktemp(f"gpu{gpus}"), extra_configs=[overlay])
-        proc = snake.run("--cores", "2", *targets, timeout=600)
+        proc = clone.run("--cores", "2", "--force", *targets, configs=[overlay], timeout=600)
         log = proc.stdout + proc.stderr
         assert f'gpu=Resource("gpu", {gpus})' in log, log[-2000:]
-        seen[gpus] = max_concurrent(log, "train")
+        seen[gpus] = max_concurrent(log, "attack")
     assert seen == {1: 1, 2: 2}
