@@ -409,7 +409,10 @@ def gpus():
 # 0 without CUDA, where Snakemake scales a job's gpu=1 down to 0 and runs it on the CPU), so
 # `--cores all` never puts two GPU jobs on one device.  `--resources gpu=N` overrides it; on a
 # cluster (--jobs/executor) the scheduler of the cluster places the jobs instead.
-if workflow.global_resources["_nodes"].value is None and "gpu" not in workflow.global_resources:
+if (
+    workflow.global_resources["_nodes"].value is None
+    and "gpu" not in workflow.global_resources
+):
     workflow.register_resource("gpu", count_local_gpus())
 
 
