@@ -1,7 +1,7 @@
 """Benchmark: robust-accuracy evaluation with our PGD against torchattacks' PGD.
 
 Same model, same test rows, batch size, eps, step size and number of steps, in one run.  Times
-are the best of ``repeats`` runs on one thread.  Our PGD is timed without and with early stopping
+are the median (min-max) of ``repeats`` interleaved runs on one thread.  Our PGD is timed without and with early stopping
 (``pgd(..., early_stop=True)``: an example leaves the step loop at its first successful iterate).
 
 Robust accuracy with early stopping can only be lower or equal: an example fooled at an
@@ -52,17 +52,41 @@ def _train_lenet(x, y, seed: int):
     return m.eval()
 
 
-def _best_time(fn, repeats: int):
-    best, out = float("inf"), None
+def _times(fn, repeats: int):
+    times, out = [], None
     for _ in range(repeats):
         t = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        times.append(time.perf_counter() - t)
+    return times, out
+
+
+def _spread(times) -> str:
+    import statistics
+
+    return f"{statistics.median(times):.3f} ({min(times):.3f}-{max(times):.3f})"
+
+
+def early_stop_work(model, x, y, *, eps, alpha, steps, seed, batch_size) -> float:
+    """Rows x steps that early stopping still has to compute, as a share of plain PGD's.
+
+    PGD with ``steps = k`` from the same seed is the first k iterates of the full run, so a row
+    leaves the loop at the first k whose iterate fools the model.  1 / share bounds the speedup
+    that early stopping can give on this model: robust rows are attacked to the end either way."""
+    left = torch.ones(len(y), dtype=torch.bool)
+    work = 0
+    for k in range(steps):
+        work += int(left.sum())
+        g = make_generator(seed)
+        xk = torch.cat([pgd(model, x[i : i + batch_size], y[i : i + batch_size], eps=eps, alpha=alpha, steps=k,
+                            generator=g) if k else x[i : i + batch_size]
+                        for i in range(0, len(y), batch_size)])
+        left &= predict(model, xk) == y
+    return work / (len(y) * steps)
 
 
 def run(model_path: str | None = None, n: int = 500, batch_size: int = 250, eps: float = 0.1,
-        steps: int = 10, repeats: int = 3, seed: int = 0, threads: int = 1) -> dict:
+        steps: int = 10, repeats: int = 5, seed: int = 0, threads: int = 1) -> dict:
     """Time and robust accuracy of torchattacks PGD, our PGD, and our PGD with early stopping."""
     import torchattacks
 
@@ -91,15 +115,29 @@ def run(model_path: str | None = None, n: int = 500, batch_size: int = 250, eps:
             lambda xb, yb: pgd(model, xb, yb, eps=eps, alpha=alpha, steps=steps, generator=g, early_stop=early_stop)
         )
 
-    t_ta, x_ta = _best_time(theirs, repeats)
-    t_ours, x_ours = _best_time(ours(False), repeats)
-    t_es, x_es = _best_time(ours(True), repeats)
+    import statistics
+
+    t_ta, t_ours, t_es = [], [], []
+    for _ in range(repeats):  # interleaved, so drifts of the machine hit all three alike
+        t, x_ta = _times(theirs, 1)
+        t_ta += t
+        t, x_ours = _times(ours(False), 1)
+        t_ours += t
+        t, x_es = _times(ours(True), 1)
+        t_es += t
     ok_ta, ok_ours, ok_es = (predict(model, xa) == y for xa in (x_ta, x_ours, x_es))
+    ratio_es = [a / b for a, b in zip(t_ta, t_es)]
+    share = early_stop_work(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed, batch_size=batch_size)
     return {
         "n": len(y), "batch_size": batch_size, "eps": eps, "steps": steps, "threads": threads,
+        "repeats": repeats,
         "clean_acc": float((predict(model, x) == y).float().mean()),
-        "torchattacks_s": t_ta, "ours_s": t_ours, "ours_early_stop_s": t_es,
-        "speedup_ours": t_ta / t_ours, "speedup_early_stop": t_ta / t_es,
+        "torchattacks_s": _spread(t_ta), "ours_s": _spread(t_ours), "ours_early_stop_s": _spread(t_es),
+        "speedup_ours": statistics.median(a / b for a, b in zip(t_ta, t_ours)),
+        "speedup_early_stop": statistics.median(ratio_es),
+        "speedup_early_stop_min_max": f"{min(ratio_es):.2f}-{max(ratio_es):.2f}",
+        "early_stop_work_share": share,
+        "speedup_bound_early_stop": 1 / share,
         "robust_acc_torchattacks": float(ok_ta.float().mean()),
         "robust_acc_ours": float(ok_ours.float().mean()),
         "robust_acc_ours_early_stop": float(ok_es.float().mean()),
@@ -115,7 +153,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args(argv)
     res = run(a.model, n=a.n, batch_size=a.batch_size, eps=a.eps, steps=a.steps, repeats=a.repeats)
     for k, v in res.items():

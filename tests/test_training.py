@@ -276,3 +276,29 @@ def test_attack_config_roundtrip():
     assert isinstance(cfg.attack, PGDSettings) and cfg.attack.norm == "l2" and not cfg.attack.random_start
     assert cfg.fingerprint() == cfg_for("pgd_l2", attack=dict(cfg.attack.__dict__), device="cuda").fingerprint()
     assert cfg.fingerprint() != cfg_for("pgd_l2", attack={**cfg.attack.__dict__, "eps": 1.0}).fingerprint()
+
+
+# ----------------------------------------------------------------------------- evaluation schedule
+
+
+@pytest.mark.parametrize(
+    "mode, expected", [("all", [1, 2, 3, 4]), ("checkpoints", [2, 4]), ("last", [4])]
+)
+def test_pgd_evaluation_epochs_leave_training_unchanged(mode, expected, tiny_data, tmp_path):
+    """training.eval_pgd_epochs only thins the PGD column: clean accuracy every epoch, the same
+    weights and the same PGD numbers at the epochs that are measured."""
+    from advfeatures.training import pgd_eval_due
+
+    cfg = cfg_for("pgd_linf", epochs=4, checkpoint_epochs=[2], eval_pgd_epochs=mode)
+    assert [e for e in range(1, 5) if pgd_eval_due(cfg, e)] == expected
+    rows, _ = run_train(cfg, tiny_data, tmp_path / mode)
+    ref, _ = run_train(cfg_for("pgd_linf", epochs=4, checkpoint_epochs=[2]), tiny_data, tmp_path / "ref")
+    assert_same_weights(weights(tmp_path / mode / "model.pt"), weights(tmp_path / "ref" / "model.pt"))
+    for r, q in zip(rows, ref):
+        assert r["test_clean_acc"] == q["test_clean_acc"]
+        if r["epoch"] in expected:
+            assert r["test_pgd_acc"] == q["test_pgd_acc"]
+        else:
+            assert math.isnan(r["test_pgd_acc"])
+    with pytest.raises(AdvFeaturesError, match="eval_pgd_epochs"):
+        cfg_for(eval_pgd_epochs="some")
