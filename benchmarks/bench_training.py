@@ -57,6 +57,7 @@ def our_epoch(data: Dataset, tmp: str, seed: int = 0) -> float:
             "attack": {"norm": "linf", "eps": EPS, "alpha": ALPHA, "steps": STEPS},
             "eval_subset": 10, "eval_attack": {"norm": "linf", "eps": EPS, "alpha": ALPHA, "steps": 1},
             "seed": seed,
+            "health": {"allow_degenerate": True},  # one epoch of a timing run: no chance check
         }
     )
     import shutil
@@ -114,6 +115,13 @@ def run(repeats: int = 5) -> dict:
         "ours_profile": prof_ours,
         "reference_profile": prof_ref,
         "speedup_bound_from_profile": round(1 / prof_ref["kernel_share"], 2),
+        "finding": (
+            f"{prof_ref['kernel_share']:.0%} of the reference loop's time and {prof_ours['kernel_share']:.0%} of ours "
+            "is spent in the same network kernels on the same shapes (the model is shared), so a loop that "
+            f"drops every other cost is at most {1 / prof_ref['kernel_share']:.2f}x faster; a faster kernel "
+            "(e.g. pooling) speeds up both loops alike. 1.3x needs less work per epoch (fewer PGD steps or "
+            "examples), which changes the training itself"
+        ),
         "target": "speedup >= 1.3 (issue 15), or a profile showing why not",
         "met": med >= 1.3,
     }
