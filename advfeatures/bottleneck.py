@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from advfeatures.optim import Adam
 from advfeatures.utils import AdvFeaturesError, frozen, make_generator
 
 THRESHOLDS = ("batch", "sample", "channel")
@@ -215,7 +216,7 @@ def distill(
             counts = torch.bincount(bc - bc.min()).to(z.dtype)
             w = (1.0 / counts)[bc - bc.min()]
             lam = torch.zeros((m, c, 1, 1), device=device, requires_grad=True)
-            opt = torch.optim.Adam([lam], lr=lr)
+            opt = Adam([lam], lr=lr)
             ce_rows = kl_rows = None
             for it in range(iterations):
                 sigma = F.softplus(lam)
@@ -229,7 +230,7 @@ def distill(
                         f"bottleneck: non-finite IB loss at iteration {it + 1} (beta {beta}, lr {lr}); "
                         "lower bottleneck.lr or check the model checkpoint"
                     )
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 opt.step()
             sigma_out[sl] = F.softplus(lam.detach()).view(m, c)

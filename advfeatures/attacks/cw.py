@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from advfeatures.optim import Adam
 from advfeatures.utils import frozen
 
 _ATANH_CLAMP = 1.0 - 1e-6
@@ -106,7 +107,7 @@ def minimise_cw_cost(
     examples fooled at some step.
     """
     w = to_tanh_space(x, lo, hi).requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=lr)
+    opt = Adam([w], lr=lr)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     stop = CostRiseStop(steps, stop_checks)
     for step in range(steps):
