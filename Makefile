@@ -50,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf results/* .snakemake
+	rm -rf results/* results/.resume .snakemake
