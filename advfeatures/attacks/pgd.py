@@ -134,9 +134,9 @@ def pgd(
                 done = _success(logits.detach(), ya, targeted)
                 xa = xa.detach()
                 if done.any():
-                    keep = ~done
                     x_adv[active[done]] = xa[done]
-                    active, xa, x0, ya, grad = active[keep], xa[keep], x0[keep], ya[keep], grad[keep]
+                    keep = (~done).nonzero().squeeze(1)  # one nonzero, then cheap gathers
+                    active, xa, x0, ya, grad = (t.index_select(0, keep) for t in (active, xa, x0, ya, grad))
                     if active.numel() == 0:
                         break
                 xa = xa + sign * _step(grad, alpha, norm)
