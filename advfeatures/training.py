@@ -59,7 +59,7 @@ from advfeatures.utils import (
 log = logging.getLogger("advfeatures")
 
 METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
-EVAL_PGD_EPOCHS = ("all", "checkpoints", "last")
+EVAL_PGD_EPOCHS = ("all", "checkpoints", "last", "none")
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",
 )
@@ -162,6 +162,8 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 def pgd_eval_due(cfg: TrainConfig, epoch: int) -> bool:
     """Whether 1-based ``epoch`` gets the test-set PGD evaluation (``training.eval_pgd_epochs``)."""
+    if cfg.eval_pgd_epochs == "none":
+        return False
     if cfg.eval_pgd_epochs == "all" or epoch == cfg.epochs:
         return True
     return cfg.eval_pgd_epochs == "checkpoints" and epoch in cfg.checkpoint_epochs

@@ -282,7 +282,7 @@ def test_attack_config_roundtrip():
 
 
 @pytest.mark.parametrize(
-    "mode, expected", [("all", [1, 2, 3, 4]), ("checkpoints", [2, 4]), ("last", [4])]
+    "mode, expected", [("all", [1, 2, 3, 4]), ("checkpoints", [2, 4]), ("last", [4]), ("none", [])]
 )
 def test_pgd_evaluation_epochs_leave_training_unchanged(mode, expected, tiny_data, tmp_path):
     """training.eval_pgd_epochs only thins the PGD column: clean accuracy every epoch, the same

@@ -80,7 +80,10 @@ def transfer_target_dir(dataset="{dataset}", arch="{arch}", train_arch="{train_a
 
 
 def transfer_target_train_params():
-    """The standard model's training settings (training.common + methods.standard), no checkpoints."""
+    """The standard model's training settings (training.common + methods.standard), no
+    checkpoints and no PGD curve: the target's robust accuracy is measured after training, on the
+    original test set (its eval.csv)."""
     t = train_params("standard")
     t["checkpoint_epochs"] = []
+    t["eval_pgd_epochs"] = "none"
     return t
