@@ -3,7 +3,12 @@
 - DAG build time of the largest preset (``snakemake -n`` on presets/cifar10-wrn28.yaml).
 - A no-op run of the up-to-date default workflow (needs a finished `make run` in this tree).
 - The default run: wall time of each rule from Snakemake's ``benchmark:`` files, summed along
-  the critical path of the DAG, and the total CPU-seconds of all jobs.
+  the critical path of the DAG, and the total CPU-seconds of all jobs, against the baseline runs.
+
+    python benchmarks/bench_workflow.py [--save-baseline COMMIT [--bench-dir DIR]]
+
+``--save-baseline`` writes benchmarks/baselines/default_run_COMMIT.csv (every job's seconds) from
+the benchmark files of a full default run of that commit (default: results/benchmarks).
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ def noop_seconds() -> float | None:
     if proc.returncode != 0 or "Nothing to be done" not in (proc.stdout + proc.stderr):
         return None
     return secs
+
+
+def job_startup_seconds(repeats: int = 3) -> float:
+    """Median time to start Python and import an attack job's modules (torch, h5py, numpy, ...):
+    the fixed cost every job of the DAG pays before its first computation."""
+    import statistics
+
+    cmd = [sys.executable, "-c", "import advfeatures.stages.attack"]
+    return statistics.median(_timed(cmd)[0] for _ in range(repeats))
 
 
 def _rule_graph() -> dict[str, list[str]]:
@@ -131,14 +145,45 @@ def run() -> dict:
     job_s, path = out["default_run"]["job_seconds_all_jobs"], out["default_run"][
         "critical_path_s (rule graph, longest job per rule)"]
     cores = os.cpu_count() or 1
+    startup = job_startup_seconds()
+    jobs = out["default_run"]["jobs"]
+    out["job_startup_s (python + imports, median of 3)"] = round(startup, 2)
     out["default_run_finding"] = (
         f"{job_s:.0f} job-seconds on {cores} cores need at least {job_s / cores:.0f} s (critical path "
         f"{path:.0f} s); the last run took {span:.0f} s, so it is bound by the total work, not by the "
-        f"DAG's shape. {360 * cores:.0f} job-seconds would fit 360 s"
+        f"DAG's shape. {360 * cores:.0f} job-seconds would fit 360 s. Start-up alone is "
+        f"{startup:.1f} s x {jobs} jobs = {startup * jobs:.0f} job-seconds "
+        f"({startup * jobs / job_s:.0%} of the run)" if job_s else "no default run measured"
     )
     return out
 
 
+def save_baseline(commit: str, bench_dir: Path = ROOT / "results" / "benchmarks") -> Path:
+    """Every job's seconds and peak RSS from a default run's benchmark files, as a baseline CSV."""
+    import pandas as pd
+
+    rows = []
+    for f in sorted(Path(bench_dir).rglob("*.tsv")):
+        rel = f.relative_to(bench_dir).with_suffix("")
+        rule, job = (rel.parts[0], "/".join(rel.parts[1:])) if len(rel.parts) > 1 else (rel.name, rel.name)
+        last = pd.read_csv(f, sep="\t").iloc[-1]
+        rows.append({"rule": rule, "job": job, "s": float(last["s"]), "max_rss_mib": float(last["max_rss"])})
+    if not rows:
+        raise SystemExit(f"bench_workflow: no benchmark files under {bench_dir}; run the default DAG first")
+    out = ROOT / "benchmarks" / "baselines" / f"default_run_{commit}.csv"
+    pd.DataFrame(rows).sort_values(["rule", "job"]).to_csv(out, index=False)
+    return out
+
+
 if __name__ == "__main__":
-    for k, v in run().items():
-        print(f"{k}: {v}")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--save-baseline", metavar="COMMIT")
+    ap.add_argument("--bench-dir", type=Path, default=ROOT / "results" / "benchmarks")
+    a = ap.parse_args()
+    if a.save_baseline:
+        print(f"wrote {save_baseline(a.save_baseline, a.bench_dir)}")
+    else:
+        for k, v in run().items():
+            print(f"{k}: {v}")
