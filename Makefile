@@ -25,8 +25,10 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 	$(BIN)/python -m advfeatures.reporting.summary results/summary.md README.md
 
+# pytest-xdist: one worker per core; the tests of the tiny run stay on one worker (conftest)
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/python -m pytest -q -m "not slurm"
+	$(BIN)/python -m pytest -q -m "not slurm" -n $(TEST_WORKERS) --dist loadgroup
 
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -q -m slurm -s tests/test_slurm.py

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 from pathlib import Path
 
 PACKAGE = "advfeatures"
@@ -77,9 +78,16 @@ def _with_parents(name: str) -> list[str]:
 
 def imports_of(path: Path, root: Path = ROOT, *, lazy: bool = False) -> set[str]:
     """Modules of ``advfeatures`` that the file at ``path`` imports (module level, or lazily)."""
-    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    st = os.stat(path)  # the key: an edited file (new mtime or size) is parsed again
+    return set(_imports_of(str(path), st.st_mtime_ns, st.st_size, Path(root), lazy))
+
+
+@functools.cache
+def _imports_of(path: str, _mtime_ns: int, _size: int, root: Path, lazy: bool) -> frozenset[str]:
+    # a Snakemake parse asks for the same modules many times (every rule's script_input)
+    tree = ast.parse(Path(path).read_text(), filename=path)
     nodes = _lazy(tree) if lazy else _module_level(tree)
-    return {m for node in nodes for t in _targets(node, root) for m in _with_parents(t)}
+    return frozenset(m for node in nodes for t in _targets(node, root) for m in _with_parents(t))
 
 
 @functools.cache
@@ -110,4 +118,5 @@ def module_files(*modules: str, root: Path = ROOT) -> list[Path]:
 
 def script_files(script: str | Path, root: Path = ROOT) -> list[Path]:
     """Library source files a workflow script loads (its own file not included)."""
-    return module_files(*imports_of(Path(script), root), root=root) if imports_of(Path(script), root) else []
+    imported = imports_of(Path(script), root)
+    return module_files(*imported, root=root) if imported else []

@@ -197,6 +197,12 @@ def repo_copy(tmp_path_factory) -> Path:
     return copy_repo(tmp_path_factory.mktemp("repo") / "advfeatures")
 
 
+# every test that uses ``tiny_run`` carries this mark: under pytest-xdist (make test runs with
+# ``-n auto --dist loadgroup``) session fixtures are per worker, so the group keeps those tests on
+# one worker and the tiny DAG runs once, not once per worker
+TINY_RUN_GROUP = pytest.mark.xdist_group("tiny_run")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(repo_copy, tmp_path_factory) -> Snake:
     """The whole tiny DAG (tests/tiny.yaml, every stage), run once per session from the copy.

@@ -42,6 +42,16 @@ def test_script_inputs_follow_imports():
     assert not any(f.startswith("reporting/") for f in report)
 
 
+def test_imports_are_parsed_again_after_an_edit(tmp_path):
+    """imports_of caches each file's parse (a Snakemake parse asks for the same modules many
+    times); an edited file is parsed again, not answered from the cache."""
+    f = tmp_path / "script.py"
+    f.write_text("import advfeatures.utils\n")
+    assert deps.imports_of(f) == {"advfeatures", "advfeatures.utils"}
+    f.write_text("import advfeatures.utils\nimport advfeatures.h5io\n")
+    assert deps.imports_of(f) == {"advfeatures", "advfeatures.utils", "advfeatures.h5io"}
+
+
 def test_no_science_module_imports_training_or_reporting_for_helpers():
     for f in sorted(PKG.glob("*.py")) + sorted((PKG / "attacks").glob("*.py")) + sorted((PKG / "models").glob("*.py")):
         mod = _name(f)

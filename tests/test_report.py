@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Snake
+from conftest import TINY_RUN_GROUP, Snake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, TINY_RUN_GROUP]
 
 #: the report's categories: one per study, plus the training table and the gathered claims
 CATEGORIES = {

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
-from conftest import Snake, job_stats
+from conftest import TINY_RUN_GROUP, Snake, job_stats
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, TINY_RUN_GROUP]
 
 DATASET, ARCH = "mnist5k", "lenet5"
 METHODS = ("standard", "pgd_linf")  # the methods tests/tiny.yaml trains
