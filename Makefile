@@ -25,7 +25,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 	$(BIN)/python -m advfeatures.reporting.summary results/summary.md README.md
 
-# pytest-xdist: one worker per core; the tests of the tiny run stay on one worker (conftest)
+# pytest-xdist: one worker per core; the tests that use the tiny run stay on one worker (conftest)
 TEST_WORKERS ?= auto
 test: lint
 	$(BIN)/python -m pytest -q -m "not slurm" -n $(TEST_WORKERS) --dist loadgroup

@@ -42,6 +42,19 @@ def pytest_configure(config):
         config._advfeatures_tmp = config.option.basetemp
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses ``tiny_run`` joins one xdist group.
+
+    Under pytest-xdist (make test: ``-n auto --dist loadgroup``) session fixtures are per
+    worker; the group keeps those tests on one worker, so the tiny DAG runs once, not once per
+    worker.
+    """
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+
+
 def pytest_unconfigure(config):
     tmp = getattr(config, "_advfeatures_tmp", None)
     if tmp and not os.environ.get("ADVFEATURES_KEEP_TMP"):
@@ -195,12 +208,6 @@ def copy_repo(dest: Path) -> Path:
 def repo_copy(tmp_path_factory) -> Path:
     """A copy of the checkout (without .venv, data, results, .snakemake) that tests may edit."""
     return copy_repo(tmp_path_factory.mktemp("repo") / "advfeatures")
-
-
-# every test that uses ``tiny_run`` carries this mark: under pytest-xdist (make test runs with
-# ``-n auto --dist loadgroup``) session fixtures are per worker, so the group keeps those tests on
-# one worker and the tiny DAG runs once, not once per worker
-TINY_RUN_GROUP = pytest.mark.xdist_group("tiny_run")
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN_GROUP, Snake, clone_run
+from conftest import Snake, clone_run
 
 from advfeatures import h5io
 
-pytestmark = [pytest.mark.slow, TINY_RUN_GROUP]
+pytestmark = pytest.mark.slow
 
 DATASET, ARCH = "mnist5k", "lenet5"
 EPOCHS = 4  # the killed training run: killed after its first epoch's resume state

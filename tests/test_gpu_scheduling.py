@@ -7,7 +7,7 @@ import re
 import stat
 
 import pytest
-from conftest import TINY_RUN_GROUP, clone_run
+from conftest import clone_run
 
 from advfeatures.localgpus import ENV, count_local_gpus, visible_devices
 
@@ -70,7 +70,6 @@ def test_max_concurrent_reads_snakemake_job_lines():
 
 
 @pytest.mark.slow
-@TINY_RUN_GROUP
 def test_one_local_gpu_runs_one_gpu_job_at_a_time(tiny_run, tmp_path_factory, monkeypatch):
     """Two GPU jobs (two FGSM attack jobs, rerun with --force on a copy of the session's tiny run;
     resources.gpus: 1 as on the presets) on 2 cores: one at a time when the machine reports one

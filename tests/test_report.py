@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN_GROUP, Snake
+from conftest import Snake
 
-pytestmark = [pytest.mark.slow, TINY_RUN_GROUP]
+pytestmark = pytest.mark.slow
 
 #: the report's categories: one per study, plus the training table and the gathered claims
 CATEGORIES = {

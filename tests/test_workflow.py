@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_RUN_GROUP, Snake, job_stats
+from conftest import Snake, job_stats
 
-pytestmark = [pytest.mark.slow, TINY_RUN_GROUP]
+pytestmark = pytest.mark.slow
 
 DATASET, ARCH = "mnist5k", "lenet5"
 METHODS = ("standard", "pgd_linf")  # the methods tests/tiny.yaml trains
@@ -204,6 +204,14 @@ def test_tiny_run_built_every_stage(snake):
     for study in ("ilyas", "bottleneck", "attacks", "mutual_info"):
         assert (wd / "results" / "claims" / f"{study}.csv").stat().st_size > 0
     assert len(claims.splitlines()) > 4
+
+
+def test_tiny_run_tests_share_one_xdist_group(request, snake):
+    """conftest puts every test that uses tiny_run in one xdist group; under ``--dist loadgroup``
+    (make test) xdist has read the mark, so the tiny DAG runs on one worker only."""
+    assert request.node.get_closest_marker("xdist_group").args == ("tiny_run",)
+    if getattr(request.config.option, "dist", "no") == "loadgroup":
+        assert request.node.nodeid.endswith("@tiny_run"), request.node.nodeid
 
 
 def test_tiny_run_records_the_degenerate_flag(snake):
