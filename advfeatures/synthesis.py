@@ -49,22 +49,23 @@ from advfeatures.utils import (
 log = logging.getLogger("advfeatures")
 
 KINDS = ("d_r", "d_nr", "d_rand", "d_det")
-
-#: Rows per forward/backward pass on the CPU.  Inversion and targeted PGD optimise every row on
-#: its own (summed per-row losses), so a chunk split into passes gives bit-identical rows (tested)
-#: while the activations stay in the cache: LeNet-5's forward+backward costs 1.4x more per row at
-#: 1000 rows than at 250-500 on the 2-core CPU machine.  On a GPU the whole chunk is one pass.
-CPU_ROWS_PER_PASS = 256
-
-
-def rows_per_pass(device: torch.device, n: int) -> int:
-    return CPU_ROWS_PER_PASS if device.type == "cpu" else max(n, 1)
 INVERSION_KINDS = ("d_r", "d_nr")
 TARGETED_KINDS = ("d_rand", "d_det")
 START_POINTS = ("random_image", "noise")
 #: arrays of the ``synthetic`` HDF5 layout (see advfeatures.h5io)
 ARRAYS = ("x", "y", "source_index", "y_source", "source_pred", "rep_distance")
 _EPS = 1e-12
+
+#: Rows per forward/backward pass on the CPU.  Inversion and targeted PGD optimise every row on
+#: its own (summed per-row losses), so a chunk split into passes gives the same rows (tested;
+#: bit-identical on the default run) while the activations stay in the cache: LeNet-5's
+#: forward+backward costs 1.4x more per row at 1000 rows than at 250-500 on the 2-core CPU
+#: machine.  On a GPU the whole chunk is one pass.
+CPU_ROWS_PER_PASS = 256
+
+
+def rows_per_pass(device: torch.device, n: int) -> int:
+    return CPU_ROWS_PER_PASS if device.type == "cpu" else max(n, 1)
 
 
 @dataclass

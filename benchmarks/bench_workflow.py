@@ -162,12 +162,11 @@ def save_baseline(commit: str, bench_dir: Path = ROOT / "results" / "benchmarks"
     """Every job's seconds and peak RSS from a default run's benchmark files, as a baseline CSV."""
     import pandas as pd
 
-    rows = []
-    for f in sorted(Path(bench_dir).rglob("*.tsv")):
-        rel = f.relative_to(bench_dir).with_suffix("")
-        rule, job = (rel.parts[0], "/".join(rel.parts[1:])) if len(rel.parts) > 1 else (rel.name, rel.name)
-        last = pd.read_csv(f, sep="\t").iloc[-1]
-        rows.append({"rule": rule, "job": job, "s": float(last["s"]), "max_rss_mib": float(last["max_rss"])})
+    sys.path.insert(0, str(ROOT))
+    from advfeatures.reporting.summary import benchmark_jobs
+
+    rows = [{"rule": r["rule"], "job": r["job"], "s": float(r["s"]), "max_rss_mib": float(r["max_rss"])}
+            for r in benchmark_jobs(bench_dir)]
     if not rows:
         raise SystemExit(f"bench_workflow: no benchmark files under {bench_dir}; run the default DAG first")
     out = ROOT / "benchmarks" / "baselines" / f"default_run_{commit}.csv"

@@ -4,6 +4,7 @@ real checkout, its data/ or results/)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -197,6 +198,26 @@ def job_stats(text: str) -> dict[str, int]:
         if parts[0] != "total":
             stats[parts[0]] = int(parts[1])
     return stats
+
+
+@contextlib.contextmanager
+def edited(path: Path):
+    """``path`` with a comment line appended (created when missing); restored on exit, bytes
+    and mtime, or removed."""
+    existed = path.exists()
+    before = path.read_bytes() if existed else None
+    stat = path.stat() if existed else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.write_bytes((before or b"") + b"\n# edited by a test (conftest.edited)\n")
+        yield
+    finally:
+        if existed:
+            path.write_bytes(before)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        else:
+            path.unlink()
+    assert path.exists() == existed and (not existed or path.read_bytes() == before)
 
 
 def copy_repo(dest: Path) -> Path:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Snake
+from conftest import Snake, edited
 
 pytestmark = pytest.mark.slow
 
@@ -137,13 +137,7 @@ def test_whole_dag_up_to_date_and_touch_safe(full_run):
 
 @pytest.mark.parametrize("script, rule", [("report_mi.py", "report_mi"), ("distill.py", "distill")])
 def test_editing_a_script_reruns_its_rule_and_descendants(full_run, script, rule):
-    path = full_run.repo / "workflow_scripts" / script
-    before, st = path.read_bytes(), path.stat()
-    try:
-        path.write_bytes(before + b"\n# edited by tests/test_report.py\n")
+    with edited(full_run.repo / "workflow_scripts" / script):
         pending = full_run.pending_rules() - {"all"}
-    finally:
-        path.write_bytes(before)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert pending == full_run.rule_descendants({rule}) - {"all"}
     assert full_run.pending_rules() == set()

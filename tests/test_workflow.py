@@ -19,15 +19,13 @@ and as a second, independent assertion.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Snake, job_stats
+from conftest import Snake, edited, job_stats
 
 pytestmark = pytest.mark.slow
 
@@ -366,26 +364,6 @@ def check_plan(snake: Snake, case: Case, configs=()):
     )
 
 
-@contextlib.contextmanager
-def edited(path: Path):
-    """``path`` with a comment line appended (created when missing); restored on exit, bytes
-    and mtime, or removed."""
-    existed = path.exists()
-    before = path.read_bytes() if existed else None
-    stat = path.stat() if existed else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.write_bytes((before or b"") + b"\n# edited by tests/test_workflow.py\n")
-        yield
-    finally:
-        if existed:
-            path.write_bytes(before)
-            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        else:
-            path.unlink()
-    assert (path.read_bytes() if existed else None) == before and path.exists() == existed
-
-
 @pytest.mark.parametrize("case", EDITS, ids=lambda c: c.id)
 def test_editing_a_file_reruns_exactly_its_jobs(snake, case):
     with edited(snake.repo / case.edit):
@@ -411,17 +389,11 @@ def test_edit_then_run_reruns_only_planned_jobs(snake):
     """A real run after an edit executes what the dry run planned and leaves the rest alone.
 
     The MI report module: three cheap jobs (report_mi, gather_claims, summary) of the 59."""
-    path = snake.repo / "advfeatures" / "reporting" / "mutual_info.py"
-    before, st = path.read_bytes(), path.stat()
     mtimes = {p: p.stat().st_mtime_ns for d in ("data", "results") for p in (snake.wd / d).rglob("*") if p.is_file()}
-    try:
-        path.write_bytes(before + b"\n# edited by tests/test_workflow.py\n")
+    with edited(snake.repo / "advfeatures" / "reporting" / "mutual_info.py"):
         planned = plan(snake)
         stats = job_stats(snake.run("-n", *TARGETS).stdout)
         proc = snake.run("--cores", "2", *TARGETS)
-    finally:
-        path.write_bytes(before)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert set(planned.values()) == {"report_mi", "gather_claims", "summary"}
     assert job_stats(proc.stdout + proc.stderr) == stats == {"report_mi": 1, "gather_claims": 1, "summary": 1, "all": 1}
     changed = {str(p.relative_to(snake.wd)) for p, t in mtimes.items() if p.stat().st_mtime_ns != t}

@@ -54,6 +54,21 @@ def write_training_table(metrics, benchmarks, csv_path, md_path, attack: Mapping
     return df
 
 
+def benchmark_jobs(bench_dir: str | os.PathLike) -> list[dict]:
+    """One record per job from Snakemake's benchmark files under ``bench_dir``: the file's last
+    row (its columns as text: s, max_rss, ...) plus ``rule`` (the first path part), ``job`` (the
+    rest of the path) and ``end`` (the file's mtime: when the job ended)."""
+    out = []
+    for tsv in sorted(Path(bench_dir).rglob("*.tsv")):
+        with open(tsv) as f:
+            recs = list(csv.DictReader(f, delimiter="\t"))
+        if recs:
+            parts = tsv.relative_to(bench_dir).with_suffix("").parts
+            job = "/".join(parts[1:]) or parts[0]
+            out.append({**recs[-1], "rule": parts[0], "job": job, "end": tsv.stat().st_mtime})
+    return out
+
+
 def run_time(bench_dir: str | os.PathLike, gap_s: float = 120.0) -> tuple[pd.DataFrame, dict]:
     """Wall time per rule from Snakemake's benchmark files, and the span of the last run.
 
@@ -64,12 +79,9 @@ def run_time(bench_dir: str | os.PathLike, gap_s: float = 120.0) -> tuple[pd.Dat
     fresh ``make run``) or only part of the DAG (an incremental rerun).
     """
     jobs = []
-    for tsv in sorted(Path(bench_dir).rglob("*.tsv")):
-        with open(tsv) as f:
-            recs = list(csv.DictReader(f, delimiter="\t"))
-        if recs:
-            secs, end = float(recs[-1]["s"]), tsv.stat().st_mtime
-            jobs.append((end - secs, end, tsv.relative_to(bench_dir).parts[0].removesuffix(".tsv"), secs))
+    for rec in benchmark_jobs(bench_dir):
+        secs, end = float(rec["s"]), rec["end"]
+        jobs.append((end - secs, end, rec["rule"], secs))
     cols = ["rule", "jobs", "job seconds (sum)", "longest job s"]
     if not jobs:
         return pd.DataFrame(columns=cols), {"jobs": 0, "jobs_in_span": 0, "span_s": 0.0, "job_s": 0.0}
