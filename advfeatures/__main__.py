@@ -1,6 +1,7 @@
 """``python -m advfeatures COMMAND ...``: a small dispatcher over the package's command lines.
 
-Each command is a module with ``main(argv) -> int``, imported only when its command is called.
+Each command is a function ``main(argv) -> int`` of a module imported only when its command is
+called.
 Add a command by adding a line to :data:`COMMANDS`.
 """
 
@@ -10,9 +11,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: command -> (module with ``main(argv) -> int``, one-line help)
+#: command -> ("module" or "module:function", one-line help); the function (default ``main``)
+#: takes the command's arguments and returns the exit status
 COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("advfeatures.compare", "line up two runs' tables and claims (RUN_A RUN_B [--strict])"),
+    "reference": ("advfeatures.compare:reference_main",
+                  "copy a finished run's tables and claims into a reference folder (RUN DEST)"),
 }
 
 
@@ -32,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module, _, func = COMMANDS[name][0].partition(":")
+    return int(getattr(importlib.import_module(module), func or "main")(rest) or 0)
 
 
 if __name__ == "__main__":

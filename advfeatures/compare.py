@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import platform
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,6 +322,91 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
         compare_table(cmp, name, _read_csv(a / TABLES / f"{name}.csv"), _read_csv(b / TABLES / f"{name}.csv"))
     compare_claims(cmp, _read_csv(a / CLAIMS), _read_csv(b / CLAIMS))
     return cmp
+
+
+#: What a reference keeps of a run: small text files only (no models, no HDF5, no figures).
+REFERENCE_FILES = (f"{TABLES}/*.csv", f"{TABLES}/*.md", CLAIMS, "config.yaml")
+
+
+def _git(*args: str) -> str:
+    try:
+        res = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return res.stdout.strip() if res.returncode == 0 else ""
+
+
+def provenance(run: Path) -> str:
+    """A Markdown note on where a reference comes from (commit, software, CPU, verdicts)."""
+    import torch
+
+    commit = _git("rev-parse", "HEAD") or "unknown (not a git checkout)"
+    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    claims = pd.read_csv(run / CLAIMS)
+    verdicts = claims["verdict"].value_counts()
+    counts = ", ".join(f"{int(verdicts.get(v, 0))} {v}" for v in ("holds", "fails", "inconclusive", "not testable"))
+    return "\n".join([
+        "# Reference run",
+        "",
+        f"The tables and claims of a finished run (`{run}`), committed so that a new run can be",
+        "compared with them: `python -m advfeatures compare reference/default results` (`make run`",
+        "does it at its end). Regenerate on purpose with `make reference` after a change that is meant",
+        "to move the numbers; see docs/reproducibility.md for what is exact and what holds within",
+        "tolerance on another CPU.",
+        "",
+        f"- commit: {commit}{dirty}",
+        f"- python {platform.python_version()}, torch {torch.__version__}, pandas {pd.__version__}",
+        f"- CPU: {platform.machine()} {platform.processor() or ''} (torch kernels: "
+        f"{torch.backends.cpu.get_cpu_capability()})".replace("  ", " "),
+        f"- {len(claims)} claims: {counts}",
+        "",
+    ])
+
+
+def write_reference(run: str | Path, dest: str | Path) -> list[Path]:
+    """Replace ``dest`` with the small text outputs of finished run ``run`` (:data:`REFERENCE_FILES`)
+    and a provenance README; returns the files written.  Stale files of ``dest`` go."""
+    run, dest = Path(run), Path(dest)
+    _require(run)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for pattern in REFERENCE_FILES:
+            for f in sorted(run.glob(pattern)):
+                target = tmp / f.relative_to(run)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+        (tmp / "README.md").write_text(provenance(run))
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+            tmp.rename(dest)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def reference_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m advfeatures reference",
+        description="Copy a finished run's tables (CSV, Markdown) and claims into a reference folder "
+                    "(replacing it), with a README on where they come from.",
+    )
+    p.add_argument("run", help="the finished run folder (holding tables/ and claims.csv)")
+    p.add_argument("dest", help="the reference folder to replace (e.g. reference/default)")
+    args = p.parse_args(argv)
+    try:
+        files = write_reference(args.run, args.dest)
+    except AdvFeaturesError as exc:
+        print(f"reference: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.dest}: {len(files)} files from {args.run}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -200,3 +200,23 @@ def test_dispatcher_runs_as_a_module(tmp_path):
     assert "31 of 31 numbers within tolerance" in res.stdout
     bad = subprocess.run([sys.executable, "-m", "advfeatures", "nosuch"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "unknown command 'nosuch'" in bad.stderr and "compare" in bad.stderr
+
+
+def test_reference_keeps_the_small_text_outputs_and_replaces_the_old_one(tmp_path):
+    run = write_run(tmp_path / "results")
+    (run / "tables" / "training.md").write_text("| method |\n")
+    (run / "model.pt").write_bytes(b"weights")  # never copied
+    (run / "figures").mkdir()
+    (run / "figures" / "x.png").write_bytes(b"png")
+    dest = tmp_path / "reference" / "default"
+    dest.mkdir(parents=True)
+    (dest / "stale.csv").write_text("old")
+    assert cli(["reference", str(run), str(dest)]) == 0
+    got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert got == ["README.md", "claims.csv", "tables/ib_sweep.csv", "tables/ilyas_datasets.csv",
+                   "tables/kim_table3.csv", "tables/training.csv", "tables/training.md"]
+    assert "2 claims: 0 holds, 1 fails, 1 inconclusive, 0 not testable" in (dest / "README.md").read_text()
+    assert compare_runs(dest, run).clean
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["default"]  # no temporary folders left
+    assert cli(["reference", str(tmp_path / "nothing"), str(dest)]) == 2
+    assert (dest / "claims.csv").exists()  # a failed call leaves the old reference
