@@ -127,8 +127,8 @@ def table_keys(name: str, df: pd.DataFrame) -> list[str]:
     """Key columns of table ``name``: :data:`TABLE_KEYS`, else its text columns and settings."""
     if name in TABLE_KEYS:
         keys = [c for c in TABLE_KEYS[name] if c in df.columns]
-        if keys:
-            return keys
+        if keys:  # a table with replicates has one row per (key, replicate)
+            return keys + [c for c in ("replicate",) if c in df.columns and c not in keys]
     bounds = {b for pair in interval_columns(list(df.columns)).values() for b in pair}
     return [
         c for c in df.columns

@@ -137,6 +137,7 @@ def test_column_kinds_and_intervals():
     assert interval_columns(["acc", "acc lo", "acc hi", "r", "r_lo", "x lo"]) == {"acc": ("acc lo", "acc hi")}
     assert table_keys("kim_table3", TABLE3) == ["model"]
     assert table_keys("ib_sweep", SWEEP) == ["model", "beta"]
+    assert table_keys("training", TRAINING.assign(replicate=["0", "mean"])) == ["method", "replicate"]
     assert TOLERANCES["percent"].allows(50.0, 52.0) and not TOLERANCES["percent"].allows(50.0, 52.1)
 
 
