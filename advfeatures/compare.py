@@ -49,7 +49,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "training": ("method",),
     "ilyas_datasets": ("training set",),
     "ilyas_transfer": ("architecture",),
-    "kim_table1": ("model", "input"),
+    "kim_table1": ("model", "input", "masks"),
     "kim_table2": ("model", "attack"),
     "kim_table3": ("model",),
     "kim_table4": ("model", "attack"),
@@ -91,7 +91,9 @@ TOLERANCES: dict[str, Tolerance] = {
     "value": Tolerance("value", abs=1e-3, rel=0.05),
     "timing": Tolerance("timing", compared=False),
 }
-_COUNT = re.compile(r"^(n|n[_ ].*|.*[_ ]n|channels|epochs)$", re.IGNORECASE)
+#: settings that are counts (test rows, channels, epochs); counts that are measurements
+#: (n_success: rows an attack fooled; transfer n) are values
+_COUNT = re.compile(r"^(n|n .*|channels|epochs)$", re.IGNORECASE)
 _COUNT_ROW = re.compile(r"^n( |\(|$)")
 _TIMING = re.compile(r"(wall|seconds|time|(^|[_ ])s$)", re.IGNORECASE)
 _PERCENT = re.compile(r"(acc|rate|agree|%|chance|clean)", re.IGNORECASE)

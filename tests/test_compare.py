@@ -130,8 +130,8 @@ def test_default_tolerance_per_column_kind(tmp_path, table, row, column, value, 
 
 def test_column_kinds_and_intervals():
     assert column_kind("training", "train job wall s") == "timing"
-    assert [column_kind("x", c) for c in ("n", "n_success", "transfer n", "n D", "channels")] == ["count"] * 5
-    assert column_kind("x", "nonrobust_channels") == "value"
+    assert [column_kind("x", c) for c in ("n", "n D", "channels", "epochs")] == ["count"] * 4
+    assert [column_kind("x", c) for c in ("nonrobust_channels", "n_success", "transfer n")] == ["value"] * 3
     assert column_kind("x", "published robust acc l2") == "published"
     assert column_kind("x", "nr_agree") == column_kind("kim_table3", "FGSM (Linf 0.1765)") == "percent"
     assert interval_columns(["acc", "acc lo", "acc hi", "r", "r_lo", "x lo"]) == {"acc": ("acc lo", "acc hi")}
