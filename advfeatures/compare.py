@@ -15,11 +15,11 @@ columns and the setting columns of :data:`SETTING_COLUMNS`), never by position; 
   ``ci_high``): either run's interval covers the other run's value (symmetric: ``compare A B`` and
   ``compare B A`` agree);
 - otherwise the default tolerance of its column kind (:data:`TOLERANCES`, :func:`column_kind`):
-  counts (also every number of a row whose key is ``n ...``, e.g. Table 3's ``n (test rows)``)
-  and published numbers exactly, percentages within 2 points, other numbers within 5%
+  setting counts (``n``: test rows, ``channels``, ``epochs``) and published numbers exactly, percentages within 2 points, other numbers within 5%
   (relative, with an absolute floor of 1e-3); timing columns are not compared.
 
-Both values missing (empty cells) count as equal; one missing is out of tolerance.
+Both values missing (empty cells) count as equal; one missing is out of tolerance.  Text columns
+outside the key (labels, bounds) are not numbers: a changed text is reported, not counted.
 """
 
 from __future__ import annotations
@@ -51,14 +51,12 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "ilyas_transfer": ("architecture",),
     "kim_table1": ("model", "input", "masks"),
     "kim_table2": ("model", "attack"),
-    "kim_table3": ("model",),
+    "kim_table3": ("model", "attack"),
     "kim_table4": ("model", "attack"),
     "kim_beta_sweep": ("model", "beta"),
 }
 #: Numeric columns that name a setting (part of a row's key), not a measurement.
 SETTING_COLUMNS = frozenset({"beta", "eps", "epoch", "level", "p", "k", "width", "steps", "replicate", "seed"})
-#: Tables whose every value column is a percentage (column names are attack labels).
-PERCENT_TABLES = frozenset({"kim_table3"})
 
 
 @dataclass(frozen=True)
@@ -94,9 +92,8 @@ TOLERANCES: dict[str, Tolerance] = {
 #: settings that are counts (test rows, channels, epochs); counts that are measurements
 #: (n_success: rows an attack fooled; transfer n) are values
 _COUNT = re.compile(r"^(n|n .*|channels|epochs)$", re.IGNORECASE)
-_COUNT_ROW = re.compile(r"^n( |\(|$)")
 _TIMING = re.compile(r"(wall|seconds|time|(^|[_ ])s$)", re.IGNORECASE)
-_PERCENT = re.compile(r"(acc|rate|agree|%|chance|clean)", re.IGNORECASE)
+_PERCENT = re.compile(r"(acc|rate|agree|%|chance|clean|true)", re.IGNORECASE)
 _BOUNDS = ((" lo", " hi"), ("_lo", "_hi"), ("_low", "_high"), (" low", " high"))
 
 
@@ -108,7 +105,7 @@ def column_kind(table: str, column: str) -> str:
         return "count"
     if column.lower().startswith("published"):
         return "published"
-    if table in PERCENT_TABLES or _PERCENT.search(column):
+    if _PERCENT.search(column):
         return "percent"
     return "value"
 
@@ -260,22 +257,23 @@ def compare_table(cmp: Comparison, name: str, a: pd.DataFrame, b: pd.DataFrame) 
     cols_a, cols_b = value_columns(a, keys), value_columns(b, keys)
     for c in [c for c in cols_a if c not in cols_b] + [c for c in cols_b if c not in cols_a]:
         cmp.lines.append(f"tables/{name}.csv: column {c!r} only in {cmp.run_a if c in cols_a else cmp.run_b}")
+    text = {c for c in cols_a if c in b.columns and not (pd.api.types.is_numeric_dtype(a[c])
+                                                         and pd.api.types.is_numeric_dtype(b[c]))}
     for key in [k for k in rows_a if k in rows_b]:
         ra, rb = rows_a[key], rows_b[key]
-        count_row = any(_COUNT_ROW.match(str(ra[k])) for k in keys)  # e.g. Table 3's "n (test rows)"
+        where = f"tables/{name}.csv [{key}]"
         for c in cols_a:
             if c not in b.columns:
                 continue
-            va, vb = _num(ra[c]), _num(rb[c])
-            if math.isnan(va) and math.isnan(vb) and (isinstance(ra[c], str) or isinstance(rb[c], str)):
-                if str(ra[c]) != str(rb[c]):  # text outside the key: report a change, count nothing
-                    cmp.lines.append(f"tables/{name}.csv [{key}]: {c}: {ra[c]!r} -> {rb[c]!r}")
+            if c in text:  # text outside the key (e.g. an attack's label): a change is reported, not counted
+                ta, tb = _key_text(ra[c]), _key_text(rb[c])
+                if ta != tb:
+                    cmp.lines.append(f"{where}: {c}: {ta!r} -> {tb!r}")
                 continue
             iv_a = (_num(ra[ivs[c][0]]), _num(ra[ivs[c][1]])) if c in ivs else None
             iv_b = ((_num(rb[ivs[c][0]]), _num(rb[ivs[c][1]]))
                     if c in ivs and ivs[c][0] in b.columns and ivs[c][1] in b.columns else None)
-            kind = "count" if count_row and column_kind(name, c) != "timing" else column_kind(name, c)
-            cmp.compare_number(f"tables/{name}.csv [{key}]", c, va, vb, TOLERANCES[kind], iv_a, iv_b)
+            cmp.compare_number(where, c, _num(ra[c]), _num(rb[c]), TOLERANCES[column_kind(name, c)], iv_a, iv_b)
 
 
 def compare_claims(cmp: Comparison, a: pd.DataFrame, b: pd.DataFrame) -> None:

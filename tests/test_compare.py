@@ -25,10 +25,14 @@ DATASETS = pd.DataFrame({
     "rel. repr. distance": [float("nan"), 0.20, 1.26],
     "published clean acc": [95.3, 84.0, 43.7],
 })
-TABLE3 = pd.DataFrame({
-    "model": ["standard", "ADV", "n (test rows)"],
-    "Clean": [97.2, 97.0, 500],
-    "PGD (Linf 0.1765)": [14.2, 88.0, 500],
+TABLE3 = pd.DataFrame({  # long format, as the CSV (the Markdown twin is wide)
+    "model": ["standard", "standard", "ADV"],
+    "attack": ["clean", "pgd", "pgd"],
+    "label": ["Clean", "PGD", "PGD"],
+    "bound": [None, "Linf 0.1765", "Linf 0.1765"],
+    "n": [500, 500, 500],
+    "accuracy": [97.2, 14.2, 88.0],
+    "median_l2_fooled": [None, 1.19, 0.53],
 })
 TRAINING = pd.DataFrame({
     "method": ["standard", "pgd_linf"],
@@ -75,11 +79,12 @@ def edited(df: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
 def test_identical_runs_agree_everywhere(tmp_path, capsys):
     a, b = write_run(tmp_path / "a"), write_run(tmp_path / "b")
     c = compare_runs(a, b)
-    # numbers: datasets 3 rows x (n, clean acc, distance, published) + table3 3 x 2 + training 2 x 2
-    # (wall s not compared) + sweep 3 x 1 + claims 2 x (measured, threshold, n)
-    assert c.numbers == 12 + 6 + 4 + 3 + 6
+    # numbers: datasets 3 rows x (n, clean acc, distance, published) + table3 3 x (n, accuracy,
+    # median_l2_fooled; label and bound are text) + training 2 x 2 (wall s not compared) + sweep
+    # 3 x 1 + claims 2 x (measured, threshold, n)
+    assert c.numbers == 12 + 9 + 4 + 3 + 6
     assert c.within == c.numbers and c.lines == [] and c.clean
-    assert c.summary() == "31 of 31 numbers within tolerance; verdicts changed: 0 of 2; rows in one run only: 0"
+    assert c.summary() == "34 of 34 numbers within tolerance; verdicts changed: 0 of 2; rows in one run only: 0"
     assert cli(["compare", str(a), str(b), "--strict"]) == 0
     assert capsys.readouterr().out.strip().endswith("verdicts changed: 0 of 2; rows in one run only: 0")
 
@@ -107,9 +112,10 @@ def test_value_inside_either_interval_is_within_and_outside_both_is_reported(tmp
 
 
 @pytest.mark.parametrize("table, row, column, value, within", [
-    ("kim_table3", 1, "PGD (Linf 0.1765)", 89.9, True),  # percent: 2 points
-    ("kim_table3", 1, "PGD (Linf 0.1765)", 90.1, False),
-    ("kim_table3", 2, "Clean", 499, False),  # the row "n (test rows)" holds counts: exact
+    ("kim_table3", 2, "accuracy", 89.9, True),  # percent: 2 points
+    ("kim_table3", 2, "accuracy", 90.1, False),
+    ("kim_table3", 2, "n", 499, False),  # a setting count: exact
+    ("kim_table3", 1, "median_l2_fooled", 1.2, True),  # value: 5% relative
     ("training", 0, "train job wall s", 99.0, True),  # timing: not compared
     ("training", 0, "epochs", 21, False),  # count: exact
     ("ilyas_datasets", 0, "n", 499, False),
@@ -125,7 +131,7 @@ def test_default_tolerance_per_column_kind(tmp_path, table, row, column, value, 
     b = write_run(tmp_path / "b", {table: edited(base[table], row, column, value)})
     c = compare_runs(a, b)
     assert (c.outside == 0) is within, c.lines
-    assert c.numbers == 31
+    assert c.numbers == 34
 
 
 def test_column_kinds_and_intervals():
@@ -133,9 +139,9 @@ def test_column_kinds_and_intervals():
     assert [column_kind("x", c) for c in ("n", "n D", "channels", "epochs")] == ["count"] * 4
     assert [column_kind("x", c) for c in ("nonrobust_channels", "n_success", "transfer n")] == ["value"] * 3
     assert column_kind("x", "published robust acc l2") == "published"
-    assert column_kind("x", "nr_agree") == column_kind("kim_table3", "FGSM (Linf 0.1765)") == "percent"
+    assert column_kind("x", "nr_agree") == column_kind("x", "Clean") == column_kind("x", "r_true") == "percent"
     assert interval_columns(["acc", "acc lo", "acc hi", "r", "r_lo", "x lo"]) == {"acc": ("acc lo", "acc hi")}
-    assert table_keys("kim_table3", TABLE3) == ["model"]
+    assert table_keys("kim_table3", TABLE3) == ["model", "attack"]
     assert table_keys("ib_sweep", SWEEP) == ["model", "beta"]
     assert table_keys("training", TRAINING.assign(replicate=["0", "mean"])) == ["method", "replicate"]
     assert TOLERANCES["percent"].allows(50.0, 52.0) and not TOLERANCES["percent"].allows(50.0, 52.1)
@@ -144,17 +150,25 @@ def test_column_kinds_and_intervals():
 def test_rows_tables_and_columns_in_one_run_only(tmp_path):
     a = write_run(tmp_path / "a")
     b = write_run(tmp_path / "b", {
-        "kim_table3": TABLE3.iloc[:2],  # the n row is gone
+        "kim_table3": TABLE3.iloc[:2],  # ADV's PGD row is gone
         "training": TRAINING.drop(columns="epochs"),
         "ib_sweep": None,  # the whole table is gone
     })
     c = compare_runs(a, b)
     assert c.one_run_only == 2 and not c.clean
-    assert f"tables/kim_table3.csv [model=n (test rows)]: only in {a}" in c.lines
+    assert f"tables/kim_table3.csv [model=ADV, attack=pgd]: only in {a}" in c.lines
     assert f"tables/ib_sweep.csv: only in {a}" in c.lines
     assert f"tables/training.csv: column 'epochs' only in {a}" in c.lines
     assert c.summary().endswith("rows in one run only: 2")
     assert cli(["compare", str(a), str(b), "--strict"]) == 1
+
+
+def test_text_outside_the_key_is_reported_not_counted(tmp_path):
+    a = write_run(tmp_path / "a")
+    b = write_run(tmp_path / "b", {"kim_table3": edited(TABLE3, 1, "bound", "L2 0.5")})
+    c = compare_runs(a, b)
+    assert c.numbers == 34 and c.outside == 0
+    assert c.lines == ["tables/kim_table3.csv [model=standard, attack=pgd]: bound: 'Linf 0.1765' -> 'L2 0.5'"]
 
 
 def test_repeated_keys_are_numbered(tmp_path):
@@ -172,7 +186,7 @@ def test_verdict_changes_are_counted_and_named(tmp_path, capsys):
     b = write_run(tmp_path / "b", claims=claims)
     c = compare_runs(a, b)
     assert c.verdict_changes == ["inconclusive -> holds"] and c.outside == 0
-    assert c.summary() == ("31 of 31 numbers within tolerance; verdicts changed: 1 of 2 "
+    assert c.summary() == ("34 of 34 numbers within tolerance; verdicts changed: 1 of 2 "
                            "(inconclusive -> holds: 1); rows in one run only: 0")
     assert cli(["compare", str(a), str(b), "--strict", "--summary-only"]) == 1
     assert capsys.readouterr().out.count("\n") == 1
@@ -198,7 +212,7 @@ def test_dispatcher_runs_as_a_module(tmp_path):
     res = subprocess.run([sys.executable, "-m", "advfeatures", "compare", str(a), str(a), "--strict"],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
-    assert "31 of 31 numbers within tolerance" in res.stdout
+    assert "34 of 34 numbers within tolerance" in res.stdout
     bad = subprocess.run([sys.executable, "-m", "advfeatures", "nosuch"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "unknown command 'nosuch'" in bad.stderr and "compare" in bad.stderr
 
