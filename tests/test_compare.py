@@ -235,3 +235,19 @@ def test_reference_keeps_the_small_text_outputs_and_replaces_the_old_one(tmp_pat
     assert sorted(p.name for p in dest.parent.iterdir()) == ["default"]  # no temporary folders left
     assert cli(["reference", str(tmp_path / "nothing"), str(dest)]) == 2
     assert (dest / "claims.csv").exists()  # a failed call leaves the old reference
+
+
+@pytest.mark.slow
+def test_every_table_of_a_real_run_has_unique_row_keys(tiny_run):
+    """On the tiny run's real tables (conftest.tiny_run, shared with the workflow tests): every
+    row has its own key (no ``(#2)``: a table that gains rows its key cannot tell apart needs a
+    TABLE_KEYS entry), and a run compared with itself is clean."""
+    results = tiny_run.wd / "results"
+    tables = sorted((results / "tables").glob("*.csv"))
+    assert len(tables) >= 8
+    for f in tables:
+        df = pd.read_csv(f)
+        rows = cmp_mod.keyed_rows(df, table_keys(f.stem, df))
+        assert len(rows) == len(df) and not [k for k in rows if "(#" in k], (f.name, list(rows)[:5])
+    c = compare_runs(results, results)
+    assert c.clean and c.numbers > 500 and c.claims > 10, c.summary()
