@@ -336,12 +336,15 @@ def _git(*args: str) -> str:
     return res.stdout.strip() if res.returncode == 0 else ""
 
 
-def provenance(run: Path) -> str:
-    """A Markdown note on where a reference comes from (commit, software, CPU, verdicts)."""
+def provenance(run: Path, commit: str | None = None) -> str:
+    """A Markdown note on where a reference comes from (commit, software, CPU, verdicts);
+    ``commit``: the commit that produced the run (default: this checkout's HEAD)."""
     import torch
 
-    commit = _git("rev-parse", "HEAD") or "unknown (not a git checkout)"
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    dirty = ""
+    if commit is None:
+        commit = _git("rev-parse", "HEAD") or "unknown (not a git checkout)"
+        dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
     claims = pd.read_csv(run / CLAIMS)
     verdicts = claims["verdict"].value_counts()
     counts = ", ".join(f"{int(verdicts.get(v, 0))} {v}" for v in ("holds", "fails", "inconclusive", "not testable"))
@@ -363,7 +366,7 @@ def provenance(run: Path) -> str:
     ])
 
 
-def write_reference(run: str | Path, dest: str | Path) -> list[Path]:
+def write_reference(run: str | Path, dest: str | Path, commit: str | None = None) -> list[Path]:
     """Replace ``dest`` with the small text outputs of finished run ``run`` (:data:`REFERENCE_FILES`)
     and a provenance README; returns the files written.  Stale files of ``dest`` go."""
     run, dest = Path(run), Path(dest)
@@ -376,7 +379,7 @@ def write_reference(run: str | Path, dest: str | Path) -> list[Path]:
                 target = tmp / f.relative_to(run)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, target)
-        (tmp / "README.md").write_text(provenance(run))
+        (tmp / "README.md").write_text(provenance(run, commit))
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -399,9 +402,10 @@ def reference_main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("run", help="the finished run folder (holding tables/ and claims.csv)")
     p.add_argument("dest", help="the reference folder to replace (e.g. reference/default)")
+    p.add_argument("--commit", help="the commit that produced the run, when it is not this checkout's HEAD")
     args = p.parse_args(argv)
     try:
-        files = write_reference(args.run, args.dest)
+        files = write_reference(args.run, args.dest, args.commit)
     except AdvFeaturesError as exc:
         print(f"reference: {exc}", file=sys.stderr)
         return 2

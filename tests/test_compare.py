@@ -231,6 +231,8 @@ def test_reference_keeps_the_small_text_outputs_and_replaces_the_old_one(tmp_pat
     assert got == ["README.md", "claims.csv", "tables/ib_sweep.csv", "tables/ilyas_datasets.csv",
                    "tables/kim_table3.csv", "tables/training.csv", "tables/training.md"]
     assert "2 claims: 0 holds, 1 fails, 1 inconclusive, 0 not testable" in (dest / "README.md").read_text()
+    assert cli(["reference", str(run), str(dest), "--commit", "abc1234"]) == 0
+    assert "- commit: abc1234\n" in (dest / "README.md").read_text()
     assert compare_runs(dest, run).clean
     assert sorted(p.name for p in dest.parent.iterdir()) == ["default"]  # no temporary folders left
     assert cli(["reference", str(tmp_path / "nothing"), str(dest)]) == 2
