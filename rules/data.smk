@@ -15,6 +15,6 @@ rule prepare_data:
         mem_mb=8000,
         runtime=120,
     params:
-        dataset=dataset_params(),
+        dataset=PLAN.dataset_params(),
     script:
         "../workflow_scripts/prepare_data.py"
