@@ -730,9 +730,7 @@ def resolve(layers: Sequence[Layer], check_files: bool = False) -> Resolved:
             if not (isinstance(studies, list) and st in studies) and s not in given]
     fill(cfg, defaults_of(Config, skip=[*skip, "base"]), DEFAULTS, prov)
     model = validate(cfg)
-    if check_files:  # first: a missing checkpoint is the first thing to fix
-        check_paths(model)
-    cross_checks(model)
+    cross_checks(model, check_files)
     return Resolved(cfg, model, prov)
 
 
@@ -879,14 +877,17 @@ def check_zhang(cfg: Config):
 STUDY_CHECKS = {"ilyas": check_ilyas, "kim": check_kim, "zhang": check_zhang}
 
 
-def cross_checks(cfg: Config) -> None:
-    """The checks a schema cannot express, for the studies the run enables."""
+def cross_checks(cfg: Config, check_files: bool = False) -> None:
+    """The checks a schema cannot express, for the studies the run enables (``check_files``:
+    also that the files the config names exist)."""
     for study in cfg.studies:
         for section in R.STUDY_SECTIONS[study]:
             if getattr(cfg, section) is None:
                 raise ConfigError(section, f"missing; study {study!r} needs it (state it, or drop {study!r} "
                                            "from studies)")
     check_training(cfg)
+    if check_files:
+        check_paths(cfg)
     for study in cfg.studies:
         STUDY_CHECKS[study](cfg)
 
