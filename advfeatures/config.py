@@ -602,11 +602,14 @@ def defaults_of(model: type[BaseModel] = Config, skip: Iterable[str] = ()) -> di
         if name in skip:
             continue
         sub = _model_of(f.annotation)
-        if f.is_required() or (sub is not None and f.get_default(call_default_factory=True) is None):
-            if sub is not None:
-                out[name] = defaults_of(sub)
-            continue
-        out[name] = _plain(f.get_default(call_default_factory=True))
+        if sub is not None:
+            out[name] = defaults_of(sub)
+        elif not f.is_required():
+            default = f.get_default(call_default_factory=True)
+            optional_block = default is None and any(
+                isinstance(t, type) and issubclass(t, BaseModel) for t in getattr(f.annotation, "__args__", ()))
+            if not optional_block:  # an absent optional block (resources.train) stays absent
+                out[name] = _plain(default)
     return out
 
 
