@@ -729,6 +729,11 @@ def resolve(layers: Sequence[Layer], check_files: bool = False) -> Resolved:
             fill(cfg, layer.data, SMOKE, prov)
     studies = cfg.get("studies", list(R.STUDIES))
     given = set(cfg)
+    for study in studies if isinstance(studies, list) else ():
+        for section in R.STUDY_SECTIONS.get(study, ()):
+            if section not in given:
+                raise ConfigError(section, f"missing; study {study!r} needs it (state it, or drop {study!r} "
+                                           "from studies)")
     skip = [s for st in R.STUDIES for s in R.STUDY_SECTIONS[st]
             if not (isinstance(studies, list) and st in studies) and s not in given]
     fill(cfg, defaults_of(Config, skip=[*skip, "base"]), DEFAULTS, prov)
