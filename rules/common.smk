@@ -19,7 +19,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from advfeatures.deps import module_files, script_files
-from advfeatures.localgpus import count_local_gpus
+from advfeatures.localgpus import ASSIGN_ENV, count_local_gpus
 from advfeatures.plan import Plan, beta_tag
 from advfeatures.registry import STUDIES as STUDIES_ORDER
 from advfeatures.registry import SYNTHESIS_KINDS
@@ -270,13 +270,13 @@ def train_bench(method):
 
 # Local runs: `gpu` is a global resource equal to the machine's GPU count (advfeatures.localgpus;
 # 0 without CUDA, where Snakemake scales a job's gpu=1 down to 0 and runs it on the CPU), so
-# `--cores all` never puts two GPU jobs on one device.  `--resources gpu=N` overrides it; on a
+# `--cores all` never runs more GPU jobs than devices.  `--resources gpu=N` overrides it; on a
 # cluster (--jobs/executor) the scheduler of the cluster places the jobs instead.
-if (
-    workflow.global_resources["_nodes"].value is None
-    and "gpu" not in workflow.global_resources
-):
-    workflow.register_resource("gpu", count_local_gpus())
+# Each GPU job of a local run claims its own device (advfeatures.localgpus.claim_for_job).
+if workflow.global_resources["_nodes"].value is None:
+    if "gpu" not in workflow.global_resources:
+        workflow.register_resource("gpu", count_local_gpus())
+    os.environ[ASSIGN_ENV] = "1"
 
 
 def study_targets(study):
