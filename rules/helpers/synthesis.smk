@@ -9,8 +9,3 @@ SYN_KINDS = PLAN.synthesis_kinds()
 wildcard_constraints:
     kind="|".join(SYNTHESIS_KINDS),
     train_arch=r"[A-Za-z0-9_\-]+",
-
-
-def transfer_target_dir(dataset="{dataset}", arch="{arch}", train_arch="{train_arch}"):
-    """A transfer target of paper Fig. 3: train_arch trained by standard training on the original D."""
-    return f"results/{dataset}/{arch}/transfer/{train_arch}"
