@@ -123,6 +123,8 @@ def unique(v: list) -> list:
 
 
 class Resources(Value):
+    """Cluster resources of one stage kind (profiles/slurm maps them)."""
+
     mem_mb: Annotated[StrictInt, Ge(100)] | None = None
     """memory a cluster job asks for (MB); default 4000"""
     runtime: PosInt | None = None
@@ -130,6 +132,8 @@ class Resources(Value):
 
 
 class ResourcesBlock(Section):
+    """What each job asks a cluster for; gpus: GPUs per compute job."""
+
     gpus: NonNegInt = 0
     """GPUs each compute job asks for (1 on the paper presets; 0: CPU)"""
     train: Resources | None = None
@@ -141,6 +145,8 @@ class ResourcesBlock(Section):
 
 
 class DatasetBlock(Section):
+    """The dataset and its seeded subsets."""
+
     name: Literal[R.DATASETS]
     """dataset source (mnist5k: embedded offline MNIST subset)"""
     root: StrictStr | None = None
@@ -154,15 +160,21 @@ class DatasetBlock(Section):
 
 
 class WidthOptions(Value):
+    """Options of a LeNet-5 / VGG-16 / ResNet."""
+
     width: PosInt | None = None
     """base width (LeNet-5: channel multiplier; 64 = VGG-16 / ResNet)"""
 
 
 class WrnOptions(Value):
+    """Options of the WideResNet."""
+
     depth: Literal[R.WRN_DEPTHS] | None = None
     """6n + 4"""
     widen_factor: PosInt | None = None
+    """channel multiplier k of WRN-d-k"""
     dropout: num(ge=0, le=1) | None = None
+    """dropout inside the blocks"""
 
 
 class ArchOptions(Value):
@@ -174,6 +186,8 @@ class ArchOptions(Value):
 
 
 class ArchBlock(Section):
+    """The architecture every model of the run shares."""
+
     name: Arch
     """architecture of every model of the run"""
     options: ArchOptions = Field(default_factory=ArchOptions)
@@ -184,21 +198,33 @@ class PGD(Value):
     """A PGD attack of training or evaluation (2.5 eps / steps is the usual evaluation step)."""
 
     norm: Literal[R.NORMS]
+    """linf | l2"""
     eps: num(ge=0)
+    """budget (pixel scale [0, 1])"""
     alpha: num(ge=0)
     """step size"""
     steps: NonNegInt
+    """iterations (0: clean)"""
     random_start: StrictBool | None = None
+    """random start in the eps ball"""
 
 
 class Schedule(Value):
+    """Learning-rate schedule."""
+
     type: Literal["constant", "multistep", "step", "cosine"]
+    """constant | multistep (milestones, gamma) | step (step_size, gamma) | cosine"""
     milestones: list[PosInt] | None = None
+    """multistep: epochs where the LR is multiplied by gamma"""
     gamma: num(gt=0) | None = None
+    """LR factor at each step"""
     step_size: PosInt | None = None
+    """step: epochs between LR steps"""
 
 
 class Health(Value):
+    """Checks that stop a broken training run."""
+
     min_acc_over_chance: num(ge=0, le=100) | None = None
     """final clean test accuracy must beat 100/classes by this many points"""
     allow_degenerate: StrictBool | None = None
@@ -207,7 +233,9 @@ class Health(Value):
 
 class Normalization(Value):
     mean: Annotated[list[num()], Field(min_length=1)]
+    """per-channel mean"""
     std: Annotated[list[num(gt=0)], Field(min_length=1)]
+    """per-channel std"""
 
 
 class Pretrained(Value):
@@ -226,21 +254,33 @@ class TrainOptions(Value):
     """Training settings; a method's entry overrides any of training.common's."""
 
     epochs: PosInt | None = None
+    """training epochs"""
     batch_size: PosInt | None = None
+    """training batch"""
     optimizer: Literal["sgd", "adam"] | None = None
+    """sgd | adam"""
     lr: num(gt=0) | None = None
+    """initial learning rate"""
     momentum: num(ge=0, le=1) | None = None
+    """SGD momentum"""
     weight_decay: num(ge=0) | None = None
+    """L2 weight decay"""
     nesterov: StrictBool | None = None
+    """Nesterov momentum"""
     schedule: Schedule | None = None
+    """learning-rate schedule"""
     augmentation: Literal["none", "crop", "crop_flip"] | None = None
+    """none | crop | crop_flip"""
     checkpoint_epochs: list[PosInt] | None = None
     """epochs whose weights are kept (the MI stage estimates at them)"""
     eval_subset: PosInt | None = None
+    """seeded stratified test rows of the per-epoch evaluation"""
     eval_batch_size: PosInt | None = None
+    """evaluation batch"""
     eval_pgd_epochs: Literal["all", "checkpoints", "last", "none"] | None = None
     """test PGD accuracy at: all | checkpoints (and the last) | last | none; clean: every epoch"""
     eval_attack: PGD | None = None
+    """PGD of the per-epoch robust accuracy"""
     attack: PGD | None = None
     """the training attack (adversarial methods)"""
     beta: num(ge=0) | None = None
@@ -252,29 +292,42 @@ class TrainOptions(Value):
     grad_clip_norm: num(gt=0) | None = None
     """clip the gradients' total L2 norm (Pascanu et al. 2013); null: off"""
     health: Health | None = None
+    """chance and finiteness checks"""
     pretrained: Pretrained | None = None
+    """convert this checkpoint instead of training"""
 
 
 class TrainCommon(Section):
     """Settings every training method shares (the budgets have no default)."""
 
     epochs: PosInt
+    """training epochs"""
     batch_size: PosInt
+    """training batch"""
     optimizer: Literal["sgd", "adam"]
+    """sgd | adam"""
     lr: num(gt=0)
+    """initial learning rate"""
     momentum: num(ge=0, le=1) = 0.9
+    """SGD momentum"""
     weight_decay: num(ge=0) = 5.0e-4
+    """L2 weight decay"""
     nesterov: StrictBool = False
+    """Nesterov momentum"""
     schedule: Schedule
+    """learning-rate schedule"""
     augmentation: Literal["none", "crop", "crop_flip"]
+    """none | crop | crop_flip"""
     checkpoint_epochs: list[PosInt]
     """epochs whose weights are kept (the MI stage estimates at them)"""
     eval_subset: PosInt
     """seeded stratified test rows of the per-epoch evaluation"""
     eval_batch_size: PosInt = 500
+    """evaluation batch"""
     eval_pgd_epochs: Literal["all", "checkpoints", "last", "none"] = "checkpoints"
     """test PGD accuracy at: all | checkpoints (and the last) | last | none; clean: every epoch"""
     eval_attack: PGD
+    """PGD of the per-epoch robust accuracy (usually 20 steps of 2.5 eps / steps)"""
     attack: PGD
     """the training attack of the adversarial methods"""
     beta: num(ge=0) = 6.0
@@ -290,7 +343,10 @@ class TrainCommon(Section):
 
 
 class TrainingBlock(Section):
+    """Which models to train and how."""
+
     common: TrainCommon
+    """settings every method shares"""
     methods: Annotated[dict[Method, TrainOptions | Literal[False] | None], Field(min_length=1)]
     """which models to train; each may override any key of common; false drops a method of an
     earlier layer; a `pretrained` entry converts a checkpoint instead of training"""
@@ -306,27 +362,36 @@ class Inversion(Section):
     start: Literal["random_image", "noise"] = "random_image"
     """random_image (paper) | noise (grey + noise, released notebook)"""
     noise_std: num(ge=0) = 0.1
+    """noise start: std of the noise around grey"""
 
 
 class Targeted(Value):
     """d_rand, d_det: targeted L2 PGD on the standard model (paper: eps 0.5, 100 steps of 0.1)."""
 
     eps: num(gt=0)
+    """L2 budget"""
     alpha: num(gt=0)
+    """step size"""
     steps: PosInt
+    """iterations"""
 
 
 class SynthEval(Section):
+    """Evaluation of the models trained on the sets, on the ORIGINAL test set."""
+
     subset: Annotated[StrictInt, Ge(10)] | None
     """rows of the ORIGINAL test set (seeded stratified; null: all)"""
     batch_size: PosInt = 500
+    """evaluation batch"""
     attacks: Annotated[dict[Literal["l2", "linf"], PGD], Field(min_length=1)]
     """robust accuracy of the models trained on the sets (paper table: L2 eps 0.25)"""
 
 
 class TransferArch(Value):
     arch: Arch
+    """architecture"""
     options: dict[str, Any] | None = None
+    """its options (over arch.options of that architecture)"""
 
 
 class Transfer(Section):
@@ -343,6 +408,7 @@ class SynthesisBlock(Section):
     """Robust / non-robust datasets (Ilyas et al. 2019)."""
 
     kinds: Annotated[list[Kind], Field(min_length=1)] = list(R.SYNTHESIS_KINDS)
+    """sets to make: d_r, d_nr (inversion), d_rand, d_det (targeted)"""
     robust_method: Literal[R.ROBUST_METHODS]
     """adversarially trained model whose representation d_r inverts"""
     batch_size: PosInt = 1000
@@ -359,10 +425,16 @@ class SynthesisBlock(Section):
 
 
 class Tsne(Section):
+    """t-SNE of Z, Z_r, Z_nr for clean and attacked inputs."""
+
     method: Method
+    """model"""
     attack: Name
+    """attacked input (a name under attacks.suite)"""
     points: Annotated[StrictInt, Ge(20)] = 300
+    """points per panel"""
     perplexity: num(gt=0) = 30
+    """t-SNE perplexity"""
 
 
 class BottleneckBlock(Section):
@@ -375,6 +447,7 @@ class BottleneckBlock(Section):
     iterations: PosInt
     """Adam steps on lambda (reference code: 200)"""
     lr: num(gt=0) = 0.1
+    """Adam step size on lambda (reference code: 0.1)"""
     batch_size: PosInt | None = 100
     """IB batch: CE/KL means and threshold T are per batch (reference test batch); null: one batch"""
     threshold: Threshold = "batch"
@@ -388,16 +461,22 @@ class BottleneckBlock(Section):
 
 
 class Kde(Section):
+    """KDE estimator (Kolchinsky & Tracey bounds)."""
+
     noise_var: num(gt=0) = 0.1
     """variance of the noise added for estimation only (Zhang et al.)"""
 
 
 class Binning(Section):
+    """Binning estimator."""
+
     bin_width: num(gt=0) = 0.5
     """bins floor(t / width) on raw activations"""
 
 
 class Distortions(Section):
+    """Distortions applied after the attack to the final models' inputs (paper Fig. 5)."""
+
     saturation: list[num(gt=0)] = [2, 8, 16, 64, 1024]
     """levels p (2 = identity; paper Fig. 5)"""
     shuffle: list[NonNegInt] = [0, 2, 4, 8]
@@ -411,9 +490,11 @@ class MutualInfoBlock(Section):
     n_samples: Annotated[StrictInt, Ge(2)]
     """seeded stratified test subset, clean and PGD (paper: 5000)"""
     batch_size: PosInt = 500
+    """rows per forward pass"""
     attack: PGD | None
     """PGD for the adversarial inputs; null = training.common.attack"""
     estimators: Annotated[list[Literal[R.ESTIMATORS]], Field(min_length=1)] = list(R.ESTIMATORS)
+    """kde (upper and lower bounds) | binning"""
     kde: Kde = Field(default_factory=Kde)
     binning: Binning = Field(default_factory=Binning)
     max_block_mib: num(gt=0) = 256
@@ -469,20 +550,27 @@ class NrfIB(Section):
     """IB masks for NRF: once per attack batch, on the clean input."""
 
     beta: num(ge=0)
+    """IB weight (reference code: 0.3)"""
     iterations: NonNegInt
+    """Adam steps on lambda (reference code: 200)"""
     lr: num(gt=0) = 0.1
+    """Adam step size"""
     batch_size: PosInt | None = 100
+    """IB batch (null: one batch)"""
     threshold: Threshold = "batch"
+    """batch | sample | channel"""
 
 
 class Sweep(Section):
     """Robust accuracy against Linf eps (figure); eps 0 is the clean input."""
 
     eps: Annotated[list[num(ge=0)], Field(min_length=2)]
+    """Linf budgets (0: the clean input)"""
     attacks: list[Name]
     """names under attacks.suite"""
     models: methods_list(0, "names under attacks.models")
     subset: PosInt
+    """rows (nested seeded subset)"""
 
 
 class AttacksBlock(Section):
@@ -494,6 +582,7 @@ class AttacksBlock(Section):
     eval_subset: PosInt | None
     """seeded stratified test rows every attack starts from (null: the whole test split)"""
     batch_size: PosInt = 100
+    """attack batch"""
     nrf: NrfIB
     suite: Annotated[dict[Name, AttackSpec], Field(min_length=1)]
     """name -> {type, params}; subset: fewer rows (nested seeded subset); models: only these"""
@@ -532,12 +621,18 @@ class Claims(Section):
     coincide_max_offset: num(ge=0) = 0.1
     """... and mean |clean - adversarial| at most this many bits"""
     ilyas: _effects(d_r_vs_d=2.0, d_r_vs_d_nr=10.0, d_nr_clean=0.0, d_nr_robust=0.0, generalises=0.0)
+    """minimum effects of the Ilyas et al. claims"""
     bottleneck: _effects(r_vs_int=2.0, ib_vs_random=2.0, nr_agreement=0.0, nr_vs_random=2.0, beta_channels=0.5)
+    """minimum effects of the IB claims"""
     attacks: _effects(nrf_vs_baseline=2.0, max_vs_min_gnr=2.0)
+    """minimum effects of the attack claims"""
     mutual_info: _effects(less_ixt=0.1, slower_ixt=0.1, distortion=2.0)
+    """minimum effects of the MI claims"""
 
 
 class ReportBlock(Section):
+    """Report stage settings."""
+
     claims: Claims = Field(default_factory=Claims)
 
 
@@ -550,7 +645,9 @@ class Config(Section):
     studies: Annotated[list[Study], Field(min_length=1)] = list(R.STUDIES)
     """studies to run (ilyas, kim, zhang); a study left out needs none of its sections"""
     seed: NonNegInt = 0
+    """one seed for every random draw (seeded generators)"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto | cpu | cuda"""
     precision: Literal["fp32", "bf16"] = "fp32"
     """fp32 | bf16 (autocast in training)"""
     channels_last: StrictBool = False
@@ -558,9 +655,13 @@ class Config(Section):
     threads: PosInt = 1
     """torch threads per job"""
     resources: ResourcesBlock = Field(default_factory=ResourcesBlock)
+    """what each job asks a cluster for"""
     dataset: DatasetBlock
+    """the dataset"""
     arch: ArchBlock
+    """the architecture"""
     training: TrainingBlock
+    """which models to train and how"""
     synthesis: SynthesisBlock | None = None
     """Ilyas et al. 2019 (study ilyas)"""
     bottleneck: BottleneckBlock | None = None
@@ -570,6 +671,7 @@ class Config(Section):
     mutual_info: MutualInfoBlock | None = None
     """Zhang et al. mutual information (study zhang)"""
     report: ReportBlock = Field(default_factory=ReportBlock)
+    """tables, figures and claims"""
 
 
 # ----------------------------------------------------------------------------- defaults and layers
@@ -933,6 +1035,72 @@ def schema_text() -> str:
     return SCHEMA_HEADER + yaml.safe_dump(json_schema(), sort_keys=False, width=100)
 
 
+def _type_text(node: dict, defs: dict) -> str:
+    """A short type for the reference table, from a JSON-schema node."""
+    if "$ref" in node:
+        name = node["$ref"].split("/")[-1]
+        return "mapping" if not name.startswith("Attack_") else name
+    if "enum" in node:
+        return " \\| ".join(map(str, node["enum"]))
+    if "const" in node:
+        return json.dumps(node["const"])
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            return " or ".join(_type_text(n, defs) for n in node[key])
+    t = node.get("type", "any")
+    if t == "array":
+        return f"list of {_type_text(node.get('items', {}), defs)}"
+    if t == "object" and "additionalProperties" in node and isinstance(node["additionalProperties"], dict):
+        return f"name -> {_type_text(node['additionalProperties'], defs)}"
+    bounds = [f"{op} {node[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                                              ("exclusiveMaximum", "<")) if k in node]
+    return t + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def reference_markdown() -> str:
+    """Every key of the model: type, default (or `required`), description (docs/configuration.md)."""
+    schema = json_schema()
+    defs = schema["$defs"]
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+
+    def walk(node, prefix):
+        if "$ref" in node:
+            node = defs[node["$ref"].split("/")[-1]]
+        required = set(node.get("required", ()))
+        for key, sub in node.get("properties", {}).items():
+            path = f"{prefix}{key}"
+            target = sub
+            for alt in sub.get("anyOf", ()):
+                if "$ref" in alt:
+                    target = alt
+            ref = target.get("$ref", "").split("/")[-1]
+            default = "required" if key in required else json.dumps(sub.get("default")) if "default" in sub else ""
+            desc = " ".join((sub.get("description") or (defs[ref].get("description", "") if ref else "")).split())
+            rows.append(f"| `{path}` | {_type_text(sub, defs)} | {default} | {desc.replace('|', '/')} |")
+            if ref and ref in defs and "properties" in defs[ref] and not ref.startswith("Attack_"):
+                walk(defs[ref], path + ".")
+
+    walk(schema, "")
+    rows += ["", "Attack types under `attacks.suite.<name>` (each accepts exactly these keys besides `type`, "
+             "`subset`, `models`; unset keys take the reference defaults shown):", "",
+             "| type | label | keys | reference defaults |", "|---|---|---|---|"]
+    for t, meta in R.ATTACKS.items():
+        rows.append(f"| `{t}` | {meta.label} | {', '.join(meta.params)} | "
+                    f"{', '.join(f'{k}={v}' for k, v in meta.defaults.items()) or '-'} |")
+    return "\n".join(rows) + "\n"
+
+
+REFERENCE_BEGIN = "<!-- reference: generated by python -m advfeatures.config reference --write -->"
+REFERENCE_END = "<!-- end of reference -->"
+DOCS_PATH = ROOT / "docs" / "configuration.md"
+
+
+def docs_with_reference(text: str) -> str:
+    """``text`` (docs/configuration.md) with its reference section regenerated."""
+    a, b = text.index(REFERENCE_BEGIN) + len(REFERENCE_BEGIN), text.index(REFERENCE_END)
+    return text[:a] + "\n\n" + reference_markdown() + "\n" + text[b:]
+
+
 def _leaves(node, path=()):
     if isinstance(node, dict) and node:
         for k, v in node.items():
@@ -960,8 +1128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--yaml", action="store_true", help="print plain YAML without sources")
     s = sub.add_parser("schema", help="print (or --write) the JSON schema generated from the model")
     s.add_argument("--write", action="store_true", help=f"write {SCHEMA_PATH.relative_to(ROOT)}")
+    d = sub.add_parser("reference", help="print (or --write into docs/configuration.md) the key reference")
+    d.add_argument("--write", action="store_true")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "reference":
+            if args.write:
+                DOCS_PATH.write_text(docs_with_reference(DOCS_PATH.read_text()))
+            else:
+                sys.stdout.write(reference_markdown())
+            return 0
         if args.cmd == "schema":
             if args.write:
                 SCHEMA_PATH.write_text(schema_text())

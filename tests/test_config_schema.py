@@ -263,3 +263,10 @@ def test_dry_run_plans_whole_dag(snake, configs):
         "-n", "--cores", "1", "--quiet", "all", configs=[ROOT / c for c in configs], check=False
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_key_reference_in_the_docs_is_generated_from_the_model():
+    text = C.DOCS_PATH.read_text()
+    assert text == C.docs_with_reference(text), "run: python -m advfeatures.config reference --write"
+    for key in ("synthesis.targeted.eps", "attacks.sweep.eps", "studies"):
+        assert f"| `{key}` |" in text
