@@ -12,13 +12,15 @@ min_version("9.0")
 
 # The run's config (advfeatures.config, docs/configuration.md): the model's defaults, then
 # config.yaml beside this Snakefile (the default run) unless a --configfile starts over with
-# `base: defaults` (every preset), then the other --configfile overlays and the --config values.
+# `base: defaults` (every preset) or --replace-workflow-config is given, then the other
+# --configfile overlays and the --config values.
 # Typed and cross-checked before any job runs; a bad key is one line naming it.
 try:
     RUN_CONFIG = workflow_config(
         workflow.basedir,
         workflow.config_settings.configfiles,
         workflow.config_settings.config,
+        replace=workflow.config_settings.replace_workflow_config,
     )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None

@@ -1015,10 +1015,12 @@ def check_paths(cfg: Config) -> None:
 # ----------------------------------------------------------------------------- Snakemake and schema
 
 
-def workflow_config(basedir: str | os.PathLike, configfiles: Sequence, cli: Mapping | None) -> dict:
-    """The run's config for the Snakefile: config.yaml beside it, the --configfile layers, the
-    --config values; validated and cross-checked (files too)."""
-    layers = layers_for(configfiles, cli, Path(basedir) / "config.yaml")
+def workflow_config(basedir: str | os.PathLike, configfiles: Sequence, cli: Mapping | None,
+                    replace: bool = False) -> dict:
+    """The run's config for the Snakefile: config.yaml beside it (not with ``replace``:
+    ``--replace-workflow-config``), the --configfile layers, the --config values; validated and
+    cross-checked (files too)."""
+    layers = layers_for(configfiles, cli, None if replace else Path(basedir) / "config.yaml")
     return resolve(layers, check_files=True).config
 
 
