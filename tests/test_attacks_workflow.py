@@ -60,7 +60,7 @@ def test_unknown_sweep_attack_name_fails_before_any_job(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert r.returncode != 0
-    assert "attacks.sweep.attacks names 'nosuch'" in r.stdout + r.stderr
+    assert "invalid config: key attacks.sweep.attacks: names ['nosuch']" in r.stdout + r.stderr
 
 
 # ----------------------------------------------------------------------------- records and tables
