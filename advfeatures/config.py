@@ -29,6 +29,8 @@ import copy
 import json
 import os
 import sys
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -867,13 +869,49 @@ def _rank(err) -> tuple:
     return (wrong_branch, err["type"].endswith("_type"), -len(err["loc"]))
 
 
+def _unwrap(ann):
+    """The model class behind an annotation, ("dict", value annotation), "attack" (the suite's
+    tagged union) or None."""
+    origin = typing.get_origin(ann)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(ann)[0])
+    if origin is dict:
+        return ("dict", typing.get_args(ann)[1])
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if args and all(a in ATTACK_MODELS.values() for a in args):
+            return "attack"
+        for a in args:
+            if (found := _unwrap(a)) is not None:
+                return found
+        return None
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _allowed_keys(loc: Sequence) -> list[str] | None:
+    """The keys the mapping at a pydantic error location accepts (None when unknown)."""
+    node = Config
+    for part in loc:
+        if isinstance(node, tuple):  # part is a key of a name -> value mapping
+            node = _unwrap(node[1])
+        elif node == "attack":  # part is the tag (attack type)
+            node = ATTACK_MODELS.get(part)
+        elif isinstance(node, type) and part in node.model_fields:
+            node = _unwrap(node.model_fields[part].annotation)
+        elif not isinstance(node, type):
+            return None
+        # else: a union-branch label; the node stays
+    return list(node.model_fields) if isinstance(node, type) else None
+
+
 def describe(exc: ValidationError, data) -> ConfigError:
     errors = sorted(exc.errors(include_url=False), key=_rank)
     err = errors[0]
     loc = list(err["loc"])
     if err["type"] == "extra_forbidden":
-        return ConfigError(_key(loc[:-1], data), f"unknown key {loc[-1]!r}; allowed keys are listed in "
-                                                 "docs/configuration.md")
+        allowed = _allowed_keys(loc[:-1])
+        hint = f"allowed: {', '.join(allowed)}" if allowed else "see docs/configuration.md"
+        return ConfigError(_key(loc[:-1], data), f"unknown key {loc[-1]!r}; {hint}")
     if err["type"] == "missing":
         return ConfigError(_key(loc[:-1], data), f"required key {loc[-1]!r} is missing; state it")
     key = _key(loc, data)
