@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
+    AfterValidator,
     AllowInfNan,
     BaseModel,
     ConfigDict,
@@ -100,9 +101,20 @@ Study = Literal[R.STUDIES]
 Threshold = Literal[R.THRESHOLDS]
 
 
+def _unique(v: list) -> list:
+    if len({json.dumps(x) for x in v}) != len(v):
+        raise ValueError("items must be unique")
+    return v
+
+
+def ulist(item, min_length=0, description=None):
+    """A list of distinct ``item``s."""
+    return Annotated[list[item], Field(min_length=min_length, description=description,
+                                       json_schema_extra={"uniqueItems": True}), AfterValidator(_unique)]
+
+
 def methods_list(min_length=0, description=""):
-    return Annotated[list[Method], Field(min_length=min_length, json_schema_extra={"uniqueItems": True},
-                                         description=description)]
+    return ulist(Method, min_length, description)
 
 
 class Value(BaseModel):
@@ -113,12 +125,6 @@ class Value(BaseModel):
 
 class Section(Value):
     """A fixed block of the config: its defaults are filled in when a layer does not set them."""
-
-
-def unique(v: list) -> list:
-    if len(set(map(json.dumps, v))) != len(v):
-        raise ValueError("items must be unique")
-    return v
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -409,7 +415,7 @@ class Transfer(Section):
 class SynthesisBlock(Section):
     """Robust / non-robust datasets (Ilyas et al. 2019)."""
 
-    kinds: Annotated[list[Kind], Field(min_length=1)] = list(R.SYNTHESIS_KINDS)
+    kinds: ulist(Kind, 1) = list(R.SYNTHESIS_KINDS)
     """sets to make: d_r, d_nr (inversion), d_rand, d_det (targeted)"""
     robust_method: Literal[R.ROBUST_METHODS]
     """adversarially trained model whose representation d_r inverts"""
@@ -444,7 +450,7 @@ class BottleneckBlock(Section):
 
     beta: num(ge=0)
     """KL weight of the Table 1/2 runs (reference code: 0.3)"""
-    betas: Annotated[list[num(ge=0)], Field(min_length=2)]
+    betas: ulist(num(ge=0), 2)
     """Fig. 5 sweep on clean inputs"""
     iterations: PosInt
     """Adam steps on lambda (reference code: 200)"""
@@ -457,7 +463,7 @@ class BottleneckBlock(Section):
     subset: Annotated[StrictInt, Ge(10)] | None = None
     """clean test rows (seeded stratified); null: attacks.eval_subset"""
     methods: methods_list(1, "models of Tables 1 and 2")
-    attacks: Annotated[list[Name], Field(description="attacked inputs: names under attacks.suite")]
+    attacks: ulist(Name, 0, "attacked inputs: names under attacks.suite")
     sweep_methods: methods_list(0, "models of the beta sweep")
     tsne: Tsne
 
@@ -479,9 +485,9 @@ class Binning(Section):
 class Distortions(Section):
     """Distortions applied after the attack to the final models' inputs (paper Fig. 5)."""
 
-    saturation: list[num(gt=0)] = [2, 8, 16, 64, 1024]
+    saturation: ulist(num(gt=0)) = [2, 8, 16, 64, 1024]
     """levels p (2 = identity; paper Fig. 5)"""
-    shuffle: list[NonNegInt] = [0, 2, 4, 8]
+    shuffle: ulist(NonNegInt) = [0, 2, 4, 8]
     """k x k grid of patches (0 = none; paper Fig. 5)"""
 
 
@@ -495,7 +501,7 @@ class MutualInfoBlock(Section):
     """rows per forward pass"""
     attack: PGD | None
     """PGD for the adversarial inputs; null = training.common.attack"""
-    estimators: Annotated[list[Literal[R.ESTIMATORS]], Field(min_length=1)] = list(R.ESTIMATORS)
+    estimators: ulist(Literal[R.ESTIMATORS], 1) = list(R.ESTIMATORS)
     """kde (upper and lower bounds) | binning"""
     kde: Kde = Field(default_factory=Kde)
     binning: Binning = Field(default_factory=Binning)
@@ -523,7 +529,7 @@ _PARAM_TYPES: dict[str, Any] = {
                                "(3: official Kim et al. rule, 10: torchattacks, 0: never)"),
     "n_iter": (PosInt, "iterations"),
     "n_restarts": (PosInt, "restarts"),
-    "components": (Annotated[list[Literal[R.AA_COMPONENTS]], Field(min_length=1)], "AutoAttack components"),
+    "components": (ulist(Literal[R.AA_COMPONENTS], 1), "AutoAttack components"),
     "n_target_classes": (PosInt, "target classes"),
     "n_queries": (PosInt, "Square queries"),
     "targeted": (StrictBool, "targeted FAB"),
@@ -566,7 +572,7 @@ class NrfIB(Section):
 class Sweep(Section):
     """Robust accuracy against Linf eps (figure); eps 0 is the clean input."""
 
-    eps: Annotated[list[num(ge=0)], Field(min_length=2)]
+    eps: ulist(num(ge=0), 2)
     """Linf budgets (0: the clean input)"""
     attacks: list[Name]
     """names under attacks.suite"""
@@ -644,7 +650,7 @@ class Config(Section):
     base: Literal["defaults"] | None = None
     """defaults: this file is a whole run over the model's defaults (config.yaml, every preset);
     absent: an overlay merged over the run before it"""
-    studies: Annotated[list[Study], Field(min_length=1)] = list(R.STUDIES)
+    studies: ulist(Study, 1) = list(R.STUDIES)
     """studies to run (ilyas, kim, zhang); a study left out needs none of its sections"""
     seed: NonNegInt = 0
     """one seed for every random draw (seeded generators)"""

@@ -79,6 +79,11 @@ BAD = [
     ("health-margin-range", {"training": {"common": {"health": {"min_acc_over_chance": 150}}}}, "training.common.health.min_acc_over_chance", "less than or equal to 100"),
     ("health-unknown-key", {"training": {"common": {"health": {"allow_dead": True}}}}, "training.common.health", "unknown key 'allow_dead'"),
     ("eps-warmup-negative", {"training": {"common": {"eps_warmup_epochs": -1}}}, "training.common.eps_warmup_epochs", MIN),
+    ("models-duplicate", {"attacks": {"models": ["standard", "standard"]}}, "attacks.models", "unique"),
+    ("studies-unknown", {"studies": ["madry"]}, "studies.0", ONE_OF),
+    ("suite-type-unknown", {"attacks": {"suite": {"x": {"type": "deepfool"}}}}, "attacks.suite.x", "'deepfool'"),
+    ("suite-key-of-other-type", {"attacks": {"suite": {"fgsm": {"type": "fgsm", "steps": 3}}}}, "attacks.suite.fgsm",
+     "unknown key 'steps'; allowed: type, eps, subset, models"),
     ("grad-clip-zero", {"training": {"methods": {"mart": {"grad_clip_norm": 0}}}}, "training.methods.mart.grad_clip_norm", MORE),
 ]
 # cross-key checks (advfeatures.config.cross_checks), through snakemake
