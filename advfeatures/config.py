@@ -305,16 +305,22 @@ class TrainOptions(Value):
     """convert this checkpoint instead of training"""
 
 
-class TrainCommon(Section):
-    """Settings every training method shares (the budgets have no default)."""
+#: keys of training.common only training uses: required when a method is trained (a run of
+#: pretrained models only leaves them out; check_training)
+TRAINED_ONLY = ("epochs", "batch_size", "optimizer", "lr", "schedule", "augmentation", "checkpoint_epochs", "attack")
 
-    epochs: PosInt
+
+class TrainCommon(Section):
+    """Settings every training method shares (the budgets have no default; the training-only
+    ones are required when a method is trained)."""
+
+    epochs: PosInt | None = None
     """training epochs"""
-    batch_size: PosInt
+    batch_size: PosInt | None = None
     """training batch"""
-    optimizer: Literal["sgd", "adam"]
+    optimizer: Literal["sgd", "adam"] | None = None
     """sgd | adam"""
-    lr: num(gt=0)
+    lr: num(gt=0) | None = None
     """initial learning rate"""
     momentum: num(ge=0, le=1) = 0.9
     """SGD momentum"""
@@ -322,11 +328,11 @@ class TrainCommon(Section):
     """L2 weight decay"""
     nesterov: StrictBool = False
     """Nesterov momentum"""
-    schedule: Schedule
+    schedule: Schedule | None = None
     """learning-rate schedule"""
-    augmentation: Literal["none", "crop", "crop_flip"]
+    augmentation: Literal["none", "crop", "crop_flip"] | None = None
     """none | crop | crop_flip"""
-    checkpoint_epochs: list[PosInt]
+    checkpoint_epochs: list[PosInt] | None = None
     """epochs whose weights are kept (the MI stage estimates at them)"""
     eval_subset: PosInt
     """seeded stratified test rows of the per-epoch evaluation"""
@@ -336,7 +342,7 @@ class TrainCommon(Section):
     """test PGD accuracy at: all | checkpoints (and the last) | last | none; clean: every epoch"""
     eval_attack: PGD
     """PGD of the per-epoch robust accuracy (usually 20 steps of 2.5 eps / steps)"""
-    attack: PGD
+    attack: PGD | None = None
     """the training attack of the adversarial methods"""
     beta: num(ge=0) = 6.0
     """TRADES / MART weight (TRADES paper)"""
@@ -709,7 +715,7 @@ def defaults_of(model: type[BaseModel] = Config, skip: Iterable[str] = ()) -> di
     defaulted keys of required sections (their required keys are left for the layers)."""
     out = {}
     for name, f in model.model_fields.items():
-        if name in skip:
+        if name in skip or (model is TrainCommon and name in TRAINED_ONLY):
             continue
         sub = _model_of(f.annotation)
         if sub is not None:
@@ -985,8 +991,14 @@ def check_training(cfg: Config):
             raise ConfigError(f"training.methods.{m}.{extra[0]}",
                               f"method {m} is pretrained, not trained; drop it (allowed beside pretrained: "
                               f"{sorted(PRETRAINED_KEYS - {'pretrained'})})")
-    epochs = sorted(set(t.common.checkpoint_epochs))
-    for m in trained_methods(cfg):
+    trained = trained_methods(cfg)
+    if trained or "ilyas" in cfg.studies:  # the Ilyas et al. study trains on its sets
+        for key in TRAINED_ONLY:
+            if getattr(t.common, key) is None:
+                raise ConfigError("training.common", f"required key {key!r} is missing; state it (training "
+                                                     f"{', '.join(trained) or 'on the synthetic sets'} needs it)")
+    epochs = sorted(set(t.common.checkpoint_epochs or ()))
+    for m in trained:
         own = t.methods[m]
         if own is not None and own.checkpoint_epochs is not None and sorted(set(own.checkpoint_epochs)) != epochs:
             raise ConfigError(f"training.methods.{m}.checkpoint_epochs",

@@ -90,7 +90,7 @@ class Plan:
         return self.config["training"]["methods"][method]["pretrained"]["path"]
 
     def checkpoint_epochs(self) -> list[int]:
-        return sorted({int(e) for e in self.config["training"]["common"]["checkpoint_epochs"]})
+        return sorted({int(e) for e in self.config["training"]["common"].get("checkpoint_epochs") or ()})
 
     # ------------------------------------------------------------------ Ilyas et al.: synthesis
 
@@ -217,7 +217,7 @@ class Plan:
         mi = self.config["mutual_info"]
         p = {k: mi[k] for k in ("n_samples", "batch_size", "estimators", "kde", "binning")}
         p["max_block_mib"] = mi.get("max_block_mib", 256)
-        p["attack"] = mi["attack"] or self.config["training"]["common"]["attack"]
+        p["attack"] = mi["attack"] or self.config["training"]["common"].get("attack")
         if distortions:
             p["distortions"] = mi["distortions"]
         else:  # the claims' intervals need replicates only of the per-epoch estimates

@@ -99,3 +99,20 @@ def test_target_of_a_study_left_out_says_so(snake):
     proc = snake.run("-n", "--cores", "1", "ilyas", "--config", "studies=[kim]", check=False)
     assert proc.returncode != 0
     assert "study 'ilyas' is not in config key studies" in proc.stdout + proc.stderr
+
+
+def test_checkpoint_analysis_trains_nothing(tmp_path):
+    """The docs' example: pretrained models, the Kim et al. study alone, a whole run (nothing
+    from config.yaml): it converts the two checkpoints and trains no model."""
+    wd = tmp_path / "wd"
+    (wd / "checkpoints").mkdir(parents=True)
+    for name in ("standard.pt", "linf.pt"):
+        (wd / "checkpoints" / name).write_bytes(b"")  # only the dry run's existence check reads them
+    proc = Snake(ROOT, wd, tiny=False).run("-n", "--quiet", "rules", "--cores", "1",
+                                           configs=[ROOT / "tests" / "checkpoint_run.yaml"])
+    rules = planned_rules(proc.stdout + proc.stderr)
+    assert rules["convert_pretrained"] == 2 and rules.keys() >= STUDY_RULES["kim"]
+    assert not rules.keys() & ({"train"} | STUDY_RULES["ilyas"] | STUDY_RULES["zhang"]), rules
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    example = (ROOT / "tests" / "checkpoint_run.yaml").read_text().split("\n", 2)[2]
+    assert example in docs  # the docs show the file this test plans
