@@ -36,6 +36,7 @@ import torch
 
 from advfeatures.attacks.pgd import pgd
 from advfeatures.data import Dataset
+from advfeatures.registry import INVERSION_KINDS, SYNTHESIS_KINDS, TARGETED_KINDS
 from advfeatures.utils import (
     AdvFeaturesError,
     atomic_write,
@@ -48,9 +49,7 @@ from advfeatures.utils import (
 
 log = logging.getLogger("advfeatures")
 
-KINDS = ("d_r", "d_nr", "d_rand", "d_det")
-INVERSION_KINDS = ("d_r", "d_nr")
-TARGETED_KINDS = ("d_rand", "d_det")
+KINDS = SYNTHESIS_KINDS  # declared once in advfeatures.registry
 START_POINTS = ("random_image", "noise")
 #: arrays of the ``synthetic`` HDF5 layout (see advfeatures.h5io)
 ARRAYS = ("x", "y", "source_index", "y_source", "source_pred", "rep_distance")

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from advfeatures import registry
 from advfeatures.attacks.evaluate import adversarial_examples, predict, robust_accuracy
 from advfeatures.attacks.pgd import PGDSettings, pgd
 from advfeatures.data import Dataset, eval_subset
@@ -58,7 +59,7 @@ from advfeatures.utils import (
 
 log = logging.getLogger("advfeatures")
 
-METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
+METHODS = registry.METHODS  # declared once in advfeatures.registry
 EVAL_PGD_EPOCHS = ("all", "checkpoints", "last", "none")
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",

@@ -1,38 +1,48 @@
 # The report stage: the training table, results/claims.csv, results/summary.md (the README's
 # results section) and the captions of `snakemake --report results/report.html`.
 
-STUDIES = {
-    "Ilyas et al. 2019: robust and non-robust datasets": [
-        "ilyas_datasets",
-        "ilyas_transfer",
-    ],
-    "Kim, Lee, Ro 2021: information bottleneck": [
-        "kim_table1",
-        "kim_table2",
-        "kim_beta_sweep",
-    ],
-    "Kim, Lee, Ro 2021: attacks and NRF": ["kim_table3", "kim_table4"],
-    "Zhang et al.: mutual information": [
-        "mutual_info_final",
-        "mutual_info_distortions",
-    ],
+# tables, claims and figures of the studies this run enables (config key studies)
+STUDY_TABLES = {
+    "ilyas": {
+        "Ilyas et al. 2019: robust and non-robust datasets": [
+            "ilyas_datasets",
+            "ilyas_transfer",
+        ]
+    },
+    "kim": {
+        "Kim, Lee, Ro 2021: information bottleneck": [
+            "kim_table1",
+            "kim_table2",
+            "kim_beta_sweep",
+        ],
+        "Kim, Lee, Ro 2021: attacks and NRF": ["kim_table3", "kim_table4"],
+    },
+    "zhang": {
+        "Zhang et al.: mutual information": [
+            "mutual_info_final",
+            "mutual_info_distortions",
+        ]
+    },
 }
-CLAIM_FILES = [claims_csv(s) for s in ("ilyas", "bottleneck", "attacks", "mutual_info")]
-if not MI["methods"]:  # the MI stage is skipped (mutual_info.methods: [])
-    del STUDIES["Zhang et al.: mutual information"]
-    CLAIM_FILES.remove(claims_csv("mutual_info"))
-FIGURES = [
-    "ilyas_samples",
-    "ilyas_transfer",
-    "kim_beta_sweep",
-    "kim_tsne",
-    "robust_acc_vs_eps",
-    "mi_information_plane",
-    "mi_vs_epoch",
-    "mi_distortions",
+STUDY_CLAIMS = {
+    "ilyas": ["ilyas"],
+    "kim": ["bottleneck", "attacks"],
+    "zhang": ["mutual_info"],
+}
+STUDY_FIGURES = {
+    "ilyas": ["ilyas_samples", "ilyas_transfer"],
+    "kim": ["kim_beta_sweep", "kim_tsne", "robust_acc_vs_eps"],
+    "zhang": ["mi_information_plane", "mi_vs_epoch", "mi_distortions"],
+}
+# the MI stage is skipped with mutual_info.methods: [] (e.g. a run of pretrained models only)
+RUN_STUDIES = [
+    s
+    for s in STUDIES_ORDER
+    if s in PLAN.studies and (s != "zhang" or PLAN.mi_methods())
 ]
-if not MI["methods"]:
-    FIGURES = [f for f in FIGURES if not f.startswith("mi_")]
+STUDIES = {k: v for s in RUN_STUDIES for k, v in STUDY_TABLES[s].items()}
+CLAIM_FILES = [claims_csv(c) for s in RUN_STUDIES for c in STUDY_CLAIMS[s]]
+FIGURES = [f for s in RUN_STUDIES for f in STUDY_FIGURES[s]]
 
 
 localrules:
@@ -45,7 +55,7 @@ rule training_table:
     """Final clean / PGD accuracy and wall time of every trained model."""
     input:
         metrics=expand(
-            metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()
+            metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods()
         ),
         script=script_input("training_table"),
     output:
@@ -59,8 +69,8 @@ rule training_table:
         CONDA_ENV
     threads: 1
     params:
-        methods=train_methods(),
-        benchmarks=[train_bench(m) for m in train_methods()],
+        methods=PLAN.train_methods(),
+        benchmarks=[train_bench(m) for m in PLAN.train_methods()],
         attack=config["training"]["common"]["eval_attack"],
     script:
         "../workflow_scripts/training_table.py"

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from advfeatures import h5io, stats
-from advfeatures.attacks.suite import REGISTRY
+from advfeatures.registry import ATTACKS as REGISTRY
 from advfeatures.reporting import Claim, untestable, verdicts
 
 STUDY = "kim2021_attacks"
