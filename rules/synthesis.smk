@@ -1,4 +1,4 @@
-# Robust and non-robust datasets (Ilyas et al. 2019; issue 3): synthesize the four sets, train a
+# Robust and non-robust datasets (Ilyas et al. 2019): synthesize the four sets, train a
 # fresh model on each, evaluate on the original test set, transfer across architectures, report.
 # Paths come from rules/common.smk; the science lives in advfeatures.synthesis.
 

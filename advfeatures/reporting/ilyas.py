@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from advfeatures import stats
+from advfeatures import published, stats
 from advfeatures.reporting import Claim, untestable, verdicts
 
 STUDY = "ilyas"
@@ -20,15 +20,32 @@ SET_LABELS = {
     "d_det": "D_det (deterministic target labels)",
 }
 
-# Published numbers: Ilyas et al. 2019, CIFAR-10, ResNet-50, test accuracy / robust accuracy at
-# L2 eps 0.25 (source: /work/shared/reference.md section 1, table).  In percent.
-PUBLISHED = {
-    "D (standard)": (95.3, 4.5),
-    "d_r": (84.0, 48.0),
-    "d_nr": (88.0, 0.0),
-    "d_rand": (63.3, 0.0),
-    "d_det": (43.7, 0.0),
-}
+# Published numbers: Ilyas et al. 2019, CIFAR-10, ResNet-50 (package data
+# advfeatures/published/ilyas2019.yaml): test accuracy from Table 1 (D, D_rand, D_det) and test /
+# robust accuracy at L2 eps 0.25 read off Figure 2(b) (D, D_R, D_NR).  In percent; key -> (clean,
+# robust), NaN where the paper has no number.
+_PUBLISHED_ROWS = {"D": "D (standard)", "D_R": "d_r", "D_NR": "d_nr", "D_rand": "d_rand", "D_det": "d_det"}
+
+
+def _published() -> dict[str, tuple[float, float]]:
+    df = published.numbers("ilyas2019", dataset="cifar10")
+    out = {}
+    for row, key in _PUBLISHED_ROWS.items():
+        g = df[df["row"] == row]
+        fig, tab = g[g["source"] == "Figure 2(b)"], g[g["source"] == "Table 1"]
+
+        def pick(col, fig=fig, tab=tab):
+            for part in (tab, fig):  # a printed table value before one read off a chart
+                v = part[part["column"] == col]["value"]
+                if len(v):
+                    return float(v.iloc[0])
+            return math.nan
+
+        out[key] = (pick("test accuracy"), pick("robust accuracy"))
+    return out
+
+
+PUBLISHED = _published()
 PUBLISHED_SETTING = {"dataset": "cifar10", "arch": "resnet50", "l2_eps": 0.25}
 
 

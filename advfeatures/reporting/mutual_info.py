@@ -8,7 +8,7 @@ Inputs are the merged tidy CSVs of the stage:
   layer, estimator, accuracy, loss, I_XT, I_TY.
 
 The paper reports its findings only as figures (no numbers), so the tables carry no
-``published`` column; the claims encode its qualitative findings (reference.md section 3).
+``published`` column; the claims encode its qualitative findings.
 """
 
 from __future__ import annotations
