@@ -1,12 +1,21 @@
-"""The README results section: summary building, run-time clustering, splicing."""
+"""results/summary.md, run-time clustering and the Markdown views of the tables."""
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from advfeatures.reporting import Claim, write_claims, write_table
-from advfeatures.reporting.summary import END, START, build_summary, run_time, splice_readme
+from advfeatures.reporting import (
+    MAX_MD_COLUMNS,
+    Claim,
+    markdown_view,
+    verdicts,
+    write_claims,
+    write_markdown,
+    write_table,
+)
+from advfeatures.reporting.summary import build_summary, claims_view, run_time
 
 
 def _bench(dirpath, rule, tag, seconds, end):
@@ -34,27 +43,49 @@ def test_run_time_spans_only_the_last_run(tmp_path):
     assert tot["jobs_in_span"] == 4 and tot["span_s"] == pytest.approx(150)
 
 
-def test_summary_inlines_short_tables_links_long_ones_and_splices(tmp_path):
+def test_summary_inlines_short_tables_links_long_ones(tmp_path):
     short, long = tmp_path / "short.md", tmp_path / "long.md"
-    write_table(pd.DataFrame({"a": [1.0, 2.0]}), tmp_path / "short.csv", short, title="Short")
+    write_table(pd.DataFrame({"a": [1.5, 2.0]}), tmp_path / "short.csv", short, title="Short")
     write_table(pd.DataFrame({"a": range(50)}), tmp_path / "long.csv", long, title="Long")
     claims = tmp_path / "claims.csv"
-    write_claims([Claim("s", "x above 1", 2.0, ">", 1.0, p_value=0.001),
+    write_claims([Claim("s", "x above 1", 2.0, ">", 1.0, p_value=0.001, ci_low=1.5, ci_high=2.5),
                   Claim("s", "y below 0", 1.0, "<", 0.0, p_value=0.5),
                   Claim("t", "z below 0", -1.0, "<", 0.0, p_value=0.001, untestable="model m at chance")], claims)
     text = build_summary([("Study", [short, long])], claims, tmp_path / "summary.md", max_rows=30)
-    assert "#### Short" in text and "| 1.00 |" in text
+    assert "#### Short" in text and "| 1.50 |" in text
     assert f"50 rows: see `{long}`" in text
     assert "Of 3 claims on this run: 1 hold, 0 fail, 1 are inconclusive and 1 are not testable" in text
-    assert "| s | 1 | 0 | 1 | 0 | 2 |" in text and "| all studies | 1 | 0 | 1 | 1 | 3 |" in text
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    assert ["s", "1", "0", "1", "0", "2"] in rows and ["all studies", "1", "0", "1", "1", "3"] in rows
     assert "- t: model m at chance (1)" in text
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{START}\nold numbers\n{END}\noutro\n")
-    assert splice_readme(readme, tmp_path / "summary.md")
-    new = readme.read_text()
-    assert "old numbers" not in new and "#### Short" in new
-    assert new.startswith("intro\n") and new.endswith("outro\n")
-    assert not splice_readme(readme, tmp_path / "summary.md")  # idempotent
-    readme.write_text("no markers\n")
-    with pytest.raises(SystemExit, match="markers"):
-        splice_readme(readme, tmp_path / "summary.md")
+    # the claims table says why: the reason column is there, the effect carries its interval
+    claim_rows = [r for r in rows if r[:2] == ["s", "x above 1"]]
+    assert claim_rows and "2 [1.5, 2.5]" in claim_rows[0] and "> 1" in claim_rows[0]
+    assert any("model m at chance" in cell for r in rows for cell in r)
+
+
+def test_markdown_view_one_cell_per_quantity_and_column_limit(tmp_path):
+    df = pd.DataFrame({"model": ["a", "b"], "n": [1000.0, 200.0], "acc": [97.2, 50.0],
+                       "published_acc": [np.nan, np.nan], "published_b": [95.3, np.nan]})
+    df = verdicts.add_wilson(df, ["acc"], "n")
+    view = markdown_view(df, ci_fmt=".1f")
+    assert list(view.columns) == ["model", "n", "acc", "published_b"]  # lo/hi merged, empty published dropped
+    assert view.loc[0, "acc"] == "97.2 [96.0, 98.1]" and view.loc[0, "n"] == "1000"
+    assert view.loc[1, "published_b"] == ""
+    wide = pd.DataFrame({f"c{i}": [1.0] for i in range(MAX_MD_COLUMNS + 1)})
+    with pytest.raises(ValueError, match="13 columns"):
+        write_markdown(wide, tmp_path / "wide.md")
+    write_markdown(wide, tmp_path / "ok.md", drop=["c0"])
+    header = (tmp_path / "ok.md").read_text().splitlines()[0]
+    assert header.count("|") - 1 == MAX_MD_COLUMNS
+
+
+def test_claims_view_tolerates_added_and_missing_columns():
+    claims = pd.DataFrame({"study": ["s"], "claim": ["x"], "verdict": ["holds"], "measured": [2.0],
+                           "comparison": [">"], "threshold": [0.0], "ci_low": [1.0], "ci_high": [3.0],
+                           "p_value": [0.01], "p_holm": [0.03], "n": [10], "reason": ["significant"]})
+    v = claims_view(claims)
+    assert list(v.columns) == ["study", "claim", "verdict", "effect [95% CI]", "claim says", "p_value", "n", "reason"]
+    assert v.loc[0, "effect [95% CI]"] == "2 [1, 3]"
+    v = claims_view(claims.drop(columns=["ci_low", "ci_high", "comparison"]))
+    assert v.loc[0, "effect [95% CI]"] == "2" and "claim says" not in v

@@ -21,7 +21,7 @@ import pandas as pd
 
 from advfeatures import h5io, published, stats
 from advfeatures.attacks.suite import REGISTRY
-from advfeatures.reporting import Claim, untestable, verdicts
+from advfeatures.reporting import Claim, interval_cell, untestable, verdicts
 
 STUDY = "kim2021_attacks"
 METHOD_LABELS = {"standard": "standard", "pgd_linf": "ADV", "pgd_l2": "ADV-L2", "trades": "TRADES", "mart": "MART"}
@@ -178,15 +178,15 @@ def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) 
 
 
 def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 as in the paper: one row per model, one column per attack (robust accuracy %),
-    the published value in parentheses where there is one, and the row count n per attack."""
+    """Table 3 as in the paper: one row per model, one column per attack (robust accuracy % with
+    its Wilson interval, ``paper X`` where the paper has a number), and the row count n per attack."""
     # the gradient ablations belong to Table 4
     t = t3[~t3["label"].str.contains("min norm|norm G_r", regex=True)].copy()
     t["column"] = [f"{lab} ({b})" if isinstance(b, str) and b else lab for lab, b in zip(t["label"], t["bound"])]
 
     def cell(r) -> str:
-        pub = "" if pd.isna(r["published"]) else f" ({r['published']:.1f})"
-        return f"{r['accuracy']:.1f}{pub}"
+        pub = "" if pd.isna(r["published"]) else f" (paper {r['published']:.1f})"
+        return interval_cell(r["accuracy"], r.get("accuracy lo"), r.get("accuracy hi")) + pub
 
     t["cell"] = [cell(r) for _, r in t.iterrows()]
     # paper order whatever the job order, also for a column only some models have
@@ -197,6 +197,15 @@ def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
     n = t.drop_duplicates("column").set_index("column")["n"].reindex(order)
     wide.loc[len(wide)] = ["n (test rows)"] + [str(int(v)) for v in n]
     return wide
+
+
+def table3_view(t3: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown view of Table 3: :func:`table3_wide` turned so that attacks are rows and
+    models columns (as many columns as models, whatever the number of attacks)."""
+    wide = table3_wide(t3).set_index("model")
+    view = wide.T.reset_index().rename(columns={"index": "attack (bound)", "n (test rows)": "n"})
+    view.columns.name = None
+    return view[["attack (bound)", "n"] + [c for c in view.columns if c not in ("attack (bound)", "n")]]
 
 
 def table4(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) -> pd.DataFrame:

@@ -390,10 +390,10 @@ def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_
     methods = [m for m in methods if m in set(df["method"])]
     write_table(final_table(df), final[0], final[1], title="Mutual information at the last saved epoch (bits)",
                 note="KDE bounds (noise variance from mutual_info.kde) and binning; no published numbers "
-                "(the paper reports figures only).", floatfmt=".3f")
+                "(the paper reports figures only).", floatfmt=".3f", ci_fmt=".3f")
     write_table(distortion_table(dd), dist[0], dist[1], title="Accuracy and loss under distortions (final models)",
                 note="Distortions applied after the attack; saturation p = 2 and shuffle k = 0 are the identity.",
-                floatfmt=".3f")
+                floatfmt=".3f", ci_fmt=".3f")
     plot_information_plane(df, plane, methods)
     plot_vs_epoch(df, vs_epoch, methods)
     plot_distortions(dd, distortions_fig, methods)
