@@ -32,6 +32,7 @@ CATEGORIES = {
     "mutual_info": "Zhang et al.",
     "training": "Training",
     "claims": "Claims",
+    "paper_vs_ours": "Published numbers",
 }
 #: what each study's captions must name
 PAPER = {"Ilyas et al. 2019": "Ilyas", "Kim, Lee, Ro 2021": "Kim, Lee, Ro", "Zhang et al.": "Zhang"}

@@ -207,6 +207,13 @@ def beta_sweep_figure(df: pd.DataFrame):
     ax2.set_ylabel("channels per sample")
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
+    # a sweep whose channel counts do not move carries no trend: say why the lines are flat
+    flat = [str(m) for m, d in df.groupby("model", sort=False) if np.ptp(d["robust_channels"].to_numpy(float)) == 0]
+    if flat:
+        counts = ", ".join(f"{m}: {float(df[df['model'] == m]['robust_channels'].iloc[0]):g}" for m in flat)
+        ax2.text(0.5, 0.5, f"robust channels per sample do not change with beta\n({counts}); "
+                 "flat lines, no trend to read", transform=ax2.transAxes, ha="center", va="center", fontsize=8,
+                 bbox={"boxstyle": "round", "fc": "#f4f4f4", "ec": "#bbbbbb"})
     fig.suptitle("IB beta sweep (Kim et al. Fig. 5): R./NR. accuracy and channel counts")
     fig.tight_layout()
     return fig

@@ -41,16 +41,6 @@ def _layers(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["layer"]))  # first-seen order = probe order
 
 
-def _tidy_axes(ax, min_span: float = 0.2) -> None:
-    """No offset notation, and at least ``min_span`` bits on each axis (flat series stay flat)."""
-    ax.ticklabel_format(useOffset=False, style="plain")
-    for get, put in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
-        lo, hi = get()
-        if hi - lo < min_span:
-            mid = (lo + hi) / 2
-            put(mid - min_span / 2, mid + min_span / 2)
-
-
 def _identity(kind: str, level: float) -> bool:
     return (kind == "saturation" and level == 2) or (kind == "shuffle" and level <= 1)
 
@@ -268,9 +258,25 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
 # ----------------------------------------------------------------------------- figures
 
 
-def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str]) -> None:
+def saturated_layers(df: pd.DataFrame, margin: float = 0.1) -> dict[str, list[str]]:
+    """Per method, the layers whose I(X;T) at the last epoch (clean inputs, any estimator) is
+    within ``margin`` bits of its ceiling log2 N: every sample in its own cluster, no trend left."""
+    out: dict[str, list[str]] = {}
+    if df.empty:
+        return out
+    ceiling = math.log2(max(int(df["n"].max()), 1))
+    last = df[df["epoch"] == df.groupby("method")["epoch"].transform("max")]
+    for method, g in last[last["input"] == "clean"].groupby("method", sort=False):
+        sat = g[g["I_XT"] >= ceiling - margin]["layer"]
+        out[str(method)] = list(dict.fromkeys(sat))
+    return out
+
+
+def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str], num_classes: int | None = None) -> dict:
     """Rows: (method, input); columns: probe layers; I(X;T) against I(T;Y), coloured by epoch,
-    one marker per estimator, each estimator's epochs joined in order."""
+    one marker per estimator, each estimator's epochs joined in order.  Axes are shared by
+    column (x) and row (y); dotted lines mark the ceilings log2 N (I(X;T)) and log2 K (I(T;Y));
+    saturated layers (at log2 N) say so in their title.  Returns what was drawn."""
     matplotlib_headless()
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -280,17 +286,28 @@ def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str]) -> No
     epochs = sorted(df["epoch"].unique())
     norm = plt.Normalize(min(epochs), max(epochs))
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.0 * len(layers), 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.0 * len(layers), 2.6 * len(rows)), squeeze=False,
+                             sharex="col", sharey="row")
+    ceiling = math.log2(max(int(df["n"].max()), 1)) if len(df) else math.nan
+    sat = saturated_layers(df)
     for r, (method, inp) in enumerate(rows):
         for c, layer in enumerate(layers):
             ax = axes[r, c]
+            ax.axvline(ceiling, color="0.4", ls=":", lw=1)
+            if num_classes:
+                ax.axhline(math.log2(num_classes), color="0.4", ls=":", lw=1)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+            ax.yaxis.set_major_locator(plt.MaxNLocator(4))
             g = df[(df["method"] == method) & (df["input"] == inp) & (df["layer"] == layer)]
             for est, ge in g.groupby("estimator", sort=False):
                 ge = ge.sort_values("epoch")
                 ax.plot(ge["I_XT"], ge["I_TY"], color="0.7", lw=0.8, zorder=1)
                 ax.scatter(ge["I_XT"], ge["I_TY"], c=cmap(norm(ge["epoch"])), marker=MARKERS.get(est, "o"),
                            s=22, zorder=2, edgecolors="none")
-            _tidy_axes(ax)
+            ax.ticklabel_format(useOffset=False, style="plain")
+            if layer in sat.get(method, []):
+                ax.text(0.03, 0.95, "saturated: I(X;T) = log2 N", transform=ax.transAxes, fontsize=7,
+                        va="top", color="C3")
             if r == 0:
                 ax.set_title(layer)
             if c == 0:
@@ -301,13 +318,18 @@ def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str]) -> No
                if e in set(df["estimator"])]
     fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="epoch", shrink=0.6)
-    fig.suptitle("Information planes per probe layer (clean vs adversarial inputs; normal vs adversarial training)")
+    fig.suptitle("Information planes per probe layer (clean vs adversarial inputs; normal vs adversarial training); "
+                 f"dotted: ceilings log2 N = {ceiling:.2f} bits" + (f", log2 K = {math.log2(num_classes):.2f}" if num_classes else ""))
     save_figure(fig, path)
+    return {"ceiling": ceiling, "saturated": sat, "layers": layers}
 
 
-def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str = "kde_upper") -> None:
+def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str = "kde_upper",
+                  num_classes: int | None = None) -> dict:
     """Paper Fig. 4, first row: accuracy, loss, I(X;T) and I(T;Y) against epoch; solid clean,
-    dashed adversarial; one colour per layer."""
+    dashed adversarial; one colour per layer.  Columns share their y axis across methods, from 0
+    to the ceiling (log2 N for I(X;T), log2 K for I(T;Y), dotted), so a series pinned at the
+    ceiling shows as such; saturated layers are named in the legend.  Returns what was drawn."""
     matplotlib_headless()
     import matplotlib.pyplot as plt
 
@@ -315,7 +337,9 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
         estimator = df["estimator"].iloc[0]
     layers = _layers(df)
     colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(len(methods), 4, figsize=(15, 3.0 * len(methods)), squeeze=False)
+    fig, axes = plt.subplots(len(methods), 4, figsize=(15, 3.0 * len(methods)), squeeze=False, sharey="col")
+    ceiling = math.log2(max(int(df["n"].max()), 1)) if len(df) else math.nan
+    sat = saturated_layers(df)
     for r, method in enumerate(methods):
         m = df[df["method"] == method]
         for inp, ls in zip(INPUTS, ("-", "--")):
@@ -325,8 +349,18 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
             for li, layer in enumerate(layers):
                 gl = m[(m["input"] == inp) & (m["layer"] == layer) & (m["estimator"] == estimator)].sort_values("epoch")
                 for col, q in ((2, "I_XT"), (3, "I_TY")):
+                    tag = " (saturated)" if layer in sat.get(method, []) else ""
                     axes[r, col].plot(gl["epoch"], gl[q], ls=ls, color=colours(li), marker=".",
-                                      label=f"{layer} ({inp})" if inp == "clean" else None)
+                                      label=f"{layer}{tag}" if inp == "clean" else None)
+        axes[r, 2].axhline(ceiling, color="0.4", ls=":", lw=1)
+        axes[r, 2].text(0.01, ceiling, f"log2 N = {ceiling:.2f}", transform=axes[r, 2].get_yaxis_transform(),
+                        fontsize=7, va="bottom", color="0.3")
+        axes[r, 2].set_ylim(0, ceiling * 1.08)
+        if num_classes:
+            axes[r, 3].axhline(math.log2(num_classes), color="0.4", ls=":", lw=1)
+            axes[r, 3].text(0.01, math.log2(num_classes), f"log2 K = {math.log2(num_classes):.2f}", fontsize=7,
+                            transform=axes[r, 3].get_yaxis_transform(), va="bottom", color="0.3")
+            axes[r, 3].set_ylim(0, math.log2(num_classes) * 1.1)
         for col, name in enumerate(("accuracy", "loss", f"I(X;T) [bits, {estimator}]", f"I(T;Y) [bits, {estimator}]")):
             axes[r, col].ticklabel_format(useOffset=False, style="plain")
             axes[r, col].set_ylabel(name)
@@ -336,6 +370,7 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
         axes[r, 3].legend(fontsize=7, title="solid clean, dashed adversarial", title_fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
+    return {"ceiling": ceiling, "saturated": sat, "estimator": estimator}
 
 
 def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: str = "kde_lower") -> None:
@@ -394,8 +429,8 @@ def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_
     write_table(distortion_table(dd), dist[0], dist[1], title="Accuracy and loss under distortions (final models)",
                 note="Distortions applied after the attack; saturation p = 2 and shuffle k = 0 are the identity.",
                 floatfmt=".3f", ci_fmt=".3f")
-    plot_information_plane(df, plane, methods)
-    plot_vs_epoch(df, vs_epoch, methods)
+    plot_information_plane(df, plane, methods, num_classes=num_classes)
+    plot_vs_epoch(df, vs_epoch, methods, num_classes=num_classes)
     plot_distortions(dd, distortions_fig, methods)
     result = mi_claims(df, dd, methods, num_classes=num_classes, cfg=cfg)
     write_claims(result, claims_out)
