@@ -57,3 +57,14 @@ def test_lookup_errors_name_the_problem():
     with pytest.raises(ValueError, match="add keys"):
         published.value("kim2021", source="Table 3")
     assert math.isnan(published.value("kim2021", source="Table 9"))
+
+
+def test_citation_file_lists_the_three_papers():
+    from pathlib import Path
+
+    import yaml
+
+    cff = yaml.safe_load((Path(__file__).resolve().parents[1] / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["license"] == "MIT"
+    refs = {(" ".join(r["title"].split()), int(r["year"])) for r in cff["references"]}
+    assert refs == {(published.paper(p).title, published.paper(p).year) for p in published.PAPERS}
