@@ -1,6 +1,8 @@
 """results/summary.md, run-time clustering and the Markdown views of the tables."""
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,12 @@ from advfeatures.reporting import (
     write_markdown,
     write_table,
 )
-from advfeatures.reporting.summary import build_summary, claims_view, run_time
+from advfeatures.reporting.summary import (
+    build_summary,
+    claims_view,
+    run_time,
+    verdict_counts_markdown,
+)
 
 
 def _bench(dirpath, rule, tag, seconds, end):
@@ -89,3 +96,45 @@ def test_claims_view_tolerates_added_and_missing_columns():
     assert v.loc[0, "effect [95% CI]"] == "2 [1, 3]"
     v = claims_view(claims.drop(columns=["ci_low", "ci_high", "comparison"]))
     assert v.loc[0, "effect [95% CI]"] == "2" and "claim says" not in v
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: pages written on other branches at the same time as this README; drop once merged
+PAGES_ELSEWHERE = {"docs/presets.md", "docs/configuration.md", "docs/claims.md", "docs/testing.md"}
+
+
+def test_readme_fits_a_few_screens_and_its_table_is_generated():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) < 200
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        if link.startswith("http") or link in PAGES_ELSEWHERE:
+            continue
+        assert (REPO / link).exists(), f"README links to missing {link}"
+    for url in ("arxiv.org/abs/1905.02175", "proceedings.neurips.cc/paper/2021", "arxiv.org/abs/2207.05756"):
+        assert url in text
+    # the verdict table is what the code writes from the claims file the pictures were made from
+    start, end = text.index("<!-- verdicts:start"), text.index("<!-- verdicts:end -->")
+    block = text[text.index("\n", start) + 1:end].strip()
+    claims = pd.read_csv(REPO / "docs" / "figures" / "claims.csv")
+    assert block == verdict_counts_markdown(claims).strip()
+    for png in ("claims_overview.png", "claims_forest.png"):
+        assert (REPO / "docs" / "figures" / png).stat().st_size > 10_000
+
+
+def test_table3_view_has_attacks_as_rows_and_one_column_per_model(tmp_path):
+    from advfeatures.reporting import attacks as rep
+
+    rows = []
+    for model in ("standard", "ADV"):
+        for label, bound, acc, pub in (("Clean", "", 90.0, np.nan), ("FGSM", "Linf 0.03", 50.0, 51.3),
+                                       ("PGD", "Linf 0.03", 40.0, 44.7), ("NRF max norm G_nr", "unbounded", 20.0, 27.4)):
+            rows.append({"model": model, "label": label, "bound": bound, "n": 100, "accuracy": acc,
+                         "published": pub if model == "ADV" else np.nan})
+    t3 = verdicts.add_wilson(pd.DataFrame(rows), ["accuracy"], "n")
+    view = rep.table3_view(t3)
+    assert list(view.columns) == ["attack (bound)", "n", "standard", "ADV"]
+    assert list(view["attack (bound)"]) == ["Clean", "FGSM (Linf 0.03)", "PGD (Linf 0.03)", "NRF max norm G_nr (unbounded)"]
+    pgd = view.set_index("attack (bound)").loc["PGD (Linf 0.03)"]
+    assert pgd["n"] == "100" and pgd["ADV"].startswith("40.0 [") and pgd["ADV"].endswith("(paper 44.7)")
+    assert "paper" not in pgd["standard"]
+    write_markdown(view, tmp_path / "t3.md")

@@ -203,8 +203,10 @@ def table3_view(t3: pd.DataFrame) -> pd.DataFrame:
     """The Markdown view of Table 3: :func:`table3_wide` turned so that attacks are rows and
     models columns (as many columns as models, whatever the number of attacks)."""
     wide = table3_wide(t3).set_index("model")
-    view = wide.T.reset_index().rename(columns={"index": "attack (bound)", "n (test rows)": "n"})
+    view = wide.T
+    view.index.name = "attack (bound)"
     view.columns.name = None
+    view = view.reset_index().rename(columns={"n (test rows)": "n"})
     return view[["attack (bound)", "n"] + [c for c in view.columns if c not in ("attack (bound)", "n")]]
 
 
