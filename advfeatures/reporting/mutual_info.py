@@ -388,17 +388,17 @@ def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: 
         g = dd[(dd["method"] == method) & (dd["distortion"] == kind)]
         levels = list(dict.fromkeys(g["level"]))
         pos = {lv: i for i, lv in enumerate(levels)}
-        for inp, ls in zip(INPUTS, ("-", "--")):
+        for inp, ls, mk in zip(INPUTS, ("-", "--"), ("o", "x")):
             gi = g[g["input"] == inp]
             one = gi.drop_duplicates("level")
             x = [pos[lv] for lv in one["level"]]
-            axes[r, 0].plot(x, one["accuracy"], ls=ls, color="k", marker=".", label=inp)
-            axes[r, 1].plot(x, one["loss"], ls=ls, color="k", marker=".", label=inp)
+            axes[r, 0].plot(x, one["accuracy"], ls=ls, color="k", marker=mk, ms=4, label=inp)
+            axes[r, 1].plot(x, one["loss"], ls=ls, color="k", marker=mk, ms=4, label=inp)
             for li, layer in enumerate(layers):
                 gl = gi[(gi["layer"] == layer) & (gi["estimator"] == estimator)]
                 xl = [pos[lv] for lv in gl["level"]]
                 for col, q in ((2, "I_XT"), (3, "I_TY")):
-                    axes[r, col].plot(xl, gl[q], ls=ls, color=colours(li), marker=".",
+                    axes[r, col].plot(xl, gl[q], ls=ls, color=colours(li), marker=mk, ms=4,
                                       label=layer if inp == "clean" else None)
         for col, name in enumerate(("accuracy", "loss", f"I(X;T) [{estimator}]", f"I(T;Y) [{estimator}]")):
             ax = axes[r, col]
@@ -408,7 +408,7 @@ def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: 
             ax.set_ylabel(name)
         axes[r, 0].set_title(f"{method}: {kind}")
         axes[r, 0].legend(fontsize=7)
-        axes[r, 3].legend(fontsize=7, title="solid clean, dashed adversarial", title_fontsize=7)
+        axes[r, 3].legend(fontsize=7, title="solid o clean, dashed x adversarial", title_fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
 
