@@ -80,10 +80,10 @@ def claims_forest(claims: pd.DataFrame, title: str = "", wrap: int = 70):
 
     plotted, nt = forest_data(claims)
     n, m = len(plotted), len(nt)
-    nt_lines = [textwrap.shorten(f"{r.claim}: {r.reason}", 160) for r in nt.itertuples()]
-    height = 0.55 * max(n, 1) + 0.2 * len(nt_lines) + 1.4
+    nt_lines = not_testable_lines(nt)
+    height = 0.55 * max(n, 1) + 0.2 * len(nt_lines) + 1.6
     fig = plt.figure(figsize=(11, height))
-    top = 1 - 0.55 / height
+    top = 1 - 0.85 / height
     nt_frac = (0.22 * len(nt_lines) + 0.35) / height if nt_lines else 0.0
     bottom = nt_frac + 0.35 / height
     fig.suptitle(title or "Claims", fontsize=11, x=0.02, ha="left", y=1 - 0.12 / height)
@@ -95,8 +95,12 @@ def claims_forest(claims: pd.DataFrame, title: str = "", wrap: int = 70):
         data["notes"].append(note)
     else:
         gs = fig.add_gridspec(n, 1, left=0.47, right=0.85, top=top, bottom=bottom, hspace=1.1)
+        several = plotted["study"].nunique() > 1
         for i, r in enumerate(plotted.itertuples()):
             ax = fig.add_subplot(gs[i, 0])
+            if several and (i == 0 or plotted["study"].iloc[i - 1] != r.study):
+                ax.text(-0.015, 1.55, STUDY_TITLES.get(r.study, r.study), transform=ax.transAxes, ha="right",
+                        va="center", fontsize=8.5, weight="bold")
             colour = VERDICT_COLOURS.get(r.verdict, "k")
             t, me = float(r.threshold), float(r.min_effect)
             up = r.comparison.startswith(">")
@@ -127,13 +131,28 @@ def claims_forest(claims: pd.DataFrame, title: str = "", wrap: int = 70):
                    if v != "not testable"]
         handles += [Line2D([], [], color="k", lw=1, label="threshold (arrow: claimed side)"),
                     Line2D([], [], color="0.8", lw=6, label="within the minimum effect")]
-        fig.legend(handles=handles, loc="upper right", ncol=5, fontsize=7, frameon=False,
-                   bbox_to_anchor=(0.98, 1 - 0.05 / height))
+        fig.legend(handles=handles, loc="upper left", ncol=5, fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.015, 1 - 0.3 / height))
     if nt_lines:
         fig.text(0.02, nt_frac, f"Not testable ({m}):\n" + "\n".join(f"- {s}" for s in nt_lines),
                  va="top", ha="left", fontsize=7, color="0.25", family="sans-serif")
     data["not_testable_lines"] = nt_lines
     return fig, data
+
+
+def not_testable_lines(nt: pd.DataFrame, width: int = 170) -> list[str]:
+    """The not-testable claims grouped by reason: one line per reason (a claim with several
+    failed preconditions counts under each), with how many claims it stops and which."""
+    groups: dict[str, list[str]] = {}
+    for r in nt.itertuples():
+        for part in (str(r.reason).split(" | ") if r.reason else ["nothing measured"]):
+            groups.setdefault(part, []).append(str(r.claim).split(":")[0] if ":" in str(r.claim) else str(r.claim))
+    lines = []
+    for reason, who in groups.items():
+        names = ", ".join(dict.fromkeys(who))
+        lines.append(textwrap.shorten(f"{reason} ({len(who)} claim{'s' if len(who) > 1 else ''}: {names})", width,
+                                      placeholder=" ..."))
+    return lines
 
 
 def _effect_text(r) -> str:
