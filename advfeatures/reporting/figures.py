@@ -204,9 +204,13 @@ def paper_vs_ours(panels: Mapping[str, pd.DataFrame], *, setting: str = ""):
     import matplotlib.pyplot as plt
 
     titles = list(panels)
-    rows = max((len(p) for p in panels.values()), default=1)
-    fig, axes = plt.subplots(len(titles) or 1, 1, figsize=(8, sum(0.32 * max(len(p), 2) + 1.0 for p in panels.values())
-                                                          or 2), squeeze=False)
+
+    def shown(p):  # rows with both numbers
+        return int((p["paper"].notna() & p["ours"].notna()).sum()) if len(p) else 0
+
+    heights = [0.3 * shown(p) + 1.0 if shown(p) else 0.9 for p in panels.values()] or [0.9]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(8, sum(heights) + 0.3), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     data = {}
     for ax, title in zip(axes[:, 0], titles or [""]):
         p = panels.get(title, pd.DataFrame(columns=["label", "ours", "lo", "hi", "paper"])).reset_index(drop=True)
@@ -232,7 +236,6 @@ def paper_vs_ours(panels: Mapping[str, pd.DataFrame], *, setting: str = ""):
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
         data[title] = {"rows": q, "note": ""}
-    del rows
     fig.tight_layout()
     return fig, data
 
@@ -271,7 +274,8 @@ def paper_panels(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     t = tables.get("kim_table3")
     if t is not None:
         out["Kim et al. Table 3: robust accuracy per attack"] = rows(
-            t, lambda d: d["model"] + " " + d["label"] + " (" + d["bound"].fillna("").astype(str) + ")",
+            t, lambda d: d["model"] + " " + d["label"] + [f" ({b})" if isinstance(b, str) and b else ""
+                                                          for b in d["bound"]],
             "accuracy", "published")
     t = tables.get("kim_table4")
     if t is not None:
@@ -344,9 +348,10 @@ def training_curves(metrics: Mapping[str, pd.DataFrame], chance: float | None = 
         for ax, (col, _label, scale) in zip(axes, panels):
             if col not in df:
                 continue
-            ax.plot(df["epoch"], scale * df[col].astype(float), "-o", ms=3, color=f"C{i}", label=method)
-            drawn.append(pd.DataFrame({"method": method, "quantity": col, "epoch": df["epoch"],
-                                       "value": scale * df[col].astype(float)}))
+            d = df[["epoch", col]].dropna()  # PGD accuracy is measured at some epochs only
+            ax.plot(d["epoch"], scale * d[col].astype(float), "-o", ms=3, color=f"C{i}", label=method)
+            drawn.append(pd.DataFrame({"method": method, "quantity": col, "epoch": d["epoch"],
+                                       "value": scale * d[col].astype(float)}))
     for ax, (_, label, scale) in zip(axes, panels):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)

@@ -258,25 +258,29 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
 # ----------------------------------------------------------------------------- figures
 
 
-def saturated_layers(df: pd.DataFrame, margin: float = 0.1) -> dict[str, list[str]]:
-    """Per method, the layers whose I(X;T) at the last epoch (clean inputs, any estimator) is
-    within ``margin`` bits of its ceiling log2 N: every sample in its own cluster, no trend left."""
+def saturated_layers(df: pd.DataFrame, margin: float = 0.1, estimator: str | None = None) -> dict[str, list[str]]:
+    """Per method, the layers whose I(X;T) at the last epoch (clean inputs) is within ``margin``
+    bits of its ceiling log2 N (every sample its own cluster, no trend left): for ``estimator``,
+    or for every estimator when None."""
     out: dict[str, list[str]] = {}
     if df.empty:
         return out
     ceiling = math.log2(max(int(df["n"].max()), 1))
     last = df[df["epoch"] == df.groupby("method")["epoch"].transform("max")]
-    for method, g in last[last["input"] == "clean"].groupby("method", sort=False):
-        sat = g[g["I_XT"] >= ceiling - margin]["layer"]
-        out[str(method)] = list(dict.fromkeys(sat))
+    last = last[last["input"] == "clean"]
+    if estimator is not None:
+        last = last[last["estimator"] == estimator]
+    for method, g in last.groupby("method", sort=False):
+        low = g.groupby("layer", sort=False)["I_XT"].min()
+        out[str(method)] = [str(ly) for ly, v in low.items() if v >= ceiling - margin]
     return out
 
 
 def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str], num_classes: int | None = None) -> dict:
     """Rows: (method, input); columns: probe layers; I(X;T) against I(T;Y), coloured by epoch,
-    one marker per estimator, each estimator's epochs joined in order.  Axes are shared by
-    column (x) and row (y); dotted lines mark the ceilings log2 N (I(X;T)) and log2 K (I(T;Y));
-    saturated layers (at log2 N) say so in their title.  Returns what was drawn."""
+    one marker per estimator, each estimator's epochs joined in order.  All panels share one
+    scale from 0 to the ceilings, drawn dotted: log2 N (I(X;T)) and log2 K (I(T;Y)); saturated
+    layers (every estimator at log2 N at the last epoch) say so.  Returns what was drawn."""
     matplotlib_headless()
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -287,8 +291,13 @@ def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str], num_c
     norm = plt.Normalize(min(epochs), max(epochs))
     cmap = plt.get_cmap("viridis")
     fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.0 * len(layers), 2.6 * len(rows)), squeeze=False,
-                             sharex="col", sharey="row")
+                             sharex=True, sharey=True)
     ceiling = math.log2(max(int(df["n"].max()), 1)) if len(df) else math.nan
+    # one scale for every panel, from 0 to the ceilings: a pinned series shows as pinned
+    tops = [float(df["I_TY"].max())] if len(df) else [1.0]
+    top_y = max(tops + ([math.log2(num_classes)] if num_classes else []))
+    axes[0, 0].set_xlim(-0.03 * ceiling, 1.05 * ceiling)
+    axes[0, 0].set_ylim(-0.03 * top_y, 1.08 * top_y)
     sat = saturated_layers(df)
     for r, (method, inp) in enumerate(rows):
         for c, layer in enumerate(layers):
@@ -306,8 +315,8 @@ def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str], num_c
                            s=22, zorder=2, edgecolors="none")
             ax.ticklabel_format(useOffset=False, style="plain")
             if layer in sat.get(method, []):
-                ax.text(0.03, 0.95, "saturated: I(X;T) = log2 N", transform=ax.transAxes, fontsize=7,
-                        va="top", color="C3")
+                ax.text(0.04, 0.5, "saturated:\nI(X;T) = log2 N", transform=ax.transAxes, fontsize=7,
+                        va="center", color="C3")
             if r == 0:
                 ax.set_title(layer)
             if c == 0:
@@ -339,7 +348,7 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(len(methods), 4, figsize=(15, 3.0 * len(methods)), squeeze=False, sharey="col")
     ceiling = math.log2(max(int(df["n"].max()), 1)) if len(df) else math.nan
-    sat = saturated_layers(df)
+    sat = saturated_layers(df, estimator=estimator)
     for r, method in enumerate(methods):
         m = df[df["method"] == method]
         for inp, ls in zip(INPUTS, ("-", "--")):
