@@ -1,5 +1,6 @@
-# The report stage: the training table, results/claims.csv, results/summary.md (the README's
-# results section) and the captions of `snakemake --report results/report.html`.
+# The report stage: the training table, results/claims.csv, the claims forest plots and the
+# figures across studies, results/summary.md (every Markdown table and the claims of the run)
+# and the captions of `snakemake --report results/report.html`.
 
 STUDIES = {
     "Ilyas et al. 2019: robust and non-robust datasets": [
@@ -159,7 +160,7 @@ rule summary_figures:
 
 
 rule summary:
-    """results/summary.md: the tables of every study and the claims (README results section)."""
+    """results/summary.md: the tables of every study and the claims (one page per run)."""
     input:
         training=table("training", "md"),
         tables=[table(t, "md") for ts in STUDIES.values() for t in ts],

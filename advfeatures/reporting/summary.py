@@ -183,7 +183,7 @@ def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
             text = Path(t).read_text().strip()
             rows = sum(1 for line in text.splitlines() if line.startswith("| ")) - 1
             if rows > max_rows:
-                # keep the README readable: long tables are linked, not inlined
+                # keep the page readable: long tables are linked, not inlined
                 title = next((ln[4:] for ln in text.splitlines() if ln.startswith("### ")), Path(t).stem)
                 parts.append(f"#### {title}\n\n{rows} rows: see `{t}` (and the CSV beside it).\n")
                 continue
