@@ -1,5 +1,6 @@
-# The report stage: the training table, results/claims.csv, results/summary.md (the README's
-# results section) and the captions of `snakemake --report results/report.html`.
+# The report stage: the training table, results/claims.csv, the claims forest plots and the
+# figures across studies, results/summary.md (every Markdown table and the claims of the run)
+# and the captions of `snakemake --report results/report.html`.
 
 # tables, claims and figures of the studies this run enables (config key studies)
 STUDY_TABLES = {
@@ -45,10 +46,30 @@ CLAIM_FILES = [claims_csv(c) for s in RUN_STUDIES for c in STUDY_CLAIMS[s]]
 FIGURES = [f for s in RUN_STUDIES for f in STUDY_FIGURES[s]]
 
 
+NEW_FIGURES = [
+    "claims_forest",
+    "claims_overview",
+    "paper_vs_ours",
+    "ilyas_bars",
+    "training_curves",
+]
+FIGURES += NEW_FIGURES
+PUBLISHED_TABLES = [
+    "ilyas_datasets",
+    "kim_table1",
+    "kim_table2",
+    "kim_table3",
+    "kim_table4",
+]
+published_numbers = study_report("Published numbers", "Paper vs this run")
+
+
 localrules:
     training_table,
     gather_claims,
     summary,
+    claims_figures,
+    summary_figures,
 
 
 rule training_table:
@@ -94,8 +115,62 @@ rule gather_claims:
         "../workflow_scripts/gather_claims.py"
 
 
+rule claims_figures:
+    """Forest plots of the claims (all studies and one per study) and the verdict overview."""
+    input:
+        all="results/claims.csv",
+        claims=CLAIM_FILES,
+        script=script_input("claims_figures"),
+    output:
+        forest=claims_all_studies(figure("claims_forest"), "claims_forest"),
+        overview=claims_all_studies(figure("claims_overview"), "claims_overview"),
+        studies=[
+            claims_all_studies(figure(f"claims_{Path(f).stem}"), "claims_forest")
+            for f in CLAIM_FILES
+        ],
+    log:
+        log_file("claims_figures"),
+    benchmark:
+        bench_file("claims_figures")
+    conda:
+        CONDA_ENV
+    threads: 1
+    script:
+        "../workflow_scripts/claims_figures.py"
+
+
+rule summary_figures:
+    """Paper vs this run, Ilyas et al. Fig. 2b-style bars, training curves of every method."""
+    input:
+        tables=[table(t) for t in PUBLISHED_TABLES],
+        metrics=expand(
+            metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()
+        ),
+        script=script_input("summary_figures"),
+    output:
+        paper_vs_ours=published_numbers(figure("paper_vs_ours"), "paper_vs_ours"),
+        ilyas_bars=ilyas_robust_and_non_robust_datasets(
+            figure("ilyas_bars"), "ilyas_bars"
+        ),
+        training_curves=training_trained_models(
+            figure("training_curves"), "training_curves"
+        ),
+    log:
+        log_file("summary_figures"),
+    benchmark:
+        bench_file("summary_figures")
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        methods=train_methods(),
+        setting=f"{DATASET} / {ARCH}",
+    script:
+        "../workflow_scripts/summary_figures.py"
+
+
 rule summary:
-    """results/summary.md: the tables of every study and the claims (README results section)."""
+    """results/summary.md: the tables of every study and the claims (one page per run)."""
     input:
         training=table("training", "md"),
         tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
@@ -118,3 +193,4 @@ rule summary:
 
 
 TARGETS += ["results/summary.md"]
+TARGETS += rules.claims_figures.output + rules.summary_figures.output
