@@ -149,14 +149,14 @@ def _key_text(v) -> str:
 
 
 def keyed_rows(df: pd.DataFrame, keys: Sequence[str]) -> dict[str, pd.Series]:
-    """Rows by their key text ``k1=v1, k2=v2``; a repeated key gets `` (#2)``, `` (#3)``, ..."""
+    """Rows by their key text ``k1=v1, k2=v2``; a repeated key gets `` (occurrence 2)``, ..."""
     out: dict[str, pd.Series] = {}
     for _, row in df.iterrows():
         text = ", ".join(f"{k}={_key_text(row[k])}" for k in keys) or "row"
         key, i = text, 1
         while key in out:
             i += 1
-            key = f"{text} (#{i})"
+            key = f"{text} (occurrence {i})"
         out[key] = row
     return out
 

@@ -46,20 +46,17 @@ CLAIM_FILES = [claims_csv(c) for s in RUN_STUDIES for c in STUDY_CLAIMS[s]]
 FIGURES = [f for s in RUN_STUDIES for f in STUDY_FIGURES[s]]
 
 
-NEW_FIGURES = [
-    "claims_forest",
-    "claims_overview",
-    "paper_vs_ours",
-    "ilyas_bars",
-    "training_curves",
-]
-FIGURES += NEW_FIGURES
+# figures across studies: the claims pictures, paper vs this run, Ilyas et al. Fig. 2b-style
+# bars (only when the Ilyas study runs) and the training curves
+CROSS_FIGURES = ["claims_forest", "claims_overview", "paper_vs_ours", "training_curves"]
+if "ilyas" in RUN_STUDIES:
+    CROSS_FIGURES.append("ilyas_bars")
+FIGURES += CROSS_FIGURES
+# the tables of this run that have published numbers
 PUBLISHED_TABLES = [
-    "ilyas_datasets",
-    "kim_table1",
-    "kim_table2",
-    "kim_table3",
-    "kim_table4",
+    t
+    for t in ["ilyas_datasets", "kim_table1", "kim_table2", "kim_table3", "kim_table4"]
+    if any(t in ts for ts in STUDIES.values())
 ]
 published_numbers = study_report("Published numbers", "Paper vs this run")
 
@@ -144,14 +141,20 @@ rule summary_figures:
     input:
         tables=[table(t) for t in PUBLISHED_TABLES],
         metrics=expand(
-            metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods()
+            metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods()
         ),
         script=script_input("summary_figures"),
     output:
-        paper_vs_ours=published_numbers(figure("paper_vs_ours"), "paper_vs_ours"),
-        ilyas_bars=ilyas_robust_and_non_robust_datasets(
-            figure("ilyas_bars"), "ilyas_bars"
+        **(
+            {
+                "ilyas_bars": ilyas_robust_and_non_robust_datasets(
+                    figure("ilyas_bars"), "ilyas_bars"
+                )
+            }
+            if "ilyas" in RUN_STUDIES
+            else {}
         ),
+        paper_vs_ours=published_numbers(figure("paper_vs_ours"), "paper_vs_ours"),
         training_curves=training_trained_models(
             figure("training_curves"), "training_curves"
         ),
@@ -163,7 +166,7 @@ rule summary_figures:
         CONDA_ENV
     threads: 1
     params:
-        methods=train_methods(),
+        methods=PLAN.train_methods(),
         setting=f"{DATASET} / {ARCH}",
     script:
         "../workflow_scripts/summary_figures.py"

@@ -176,7 +176,7 @@ def test_repeated_keys_are_numbered(tmp_path):
     a = write_run(tmp_path / "a", {"ib_sweep": twice})
     b = write_run(tmp_path / "b", {"ib_sweep": edited(twice, 3, "I_XT", 9.0)})
     c = compare_runs(a, b)
-    assert c.lines == ["tables/ib_sweep.csv [model=standard, beta=0.1 (#2)]: I_XT: 3.5 -> 9 "
+    assert c.lines == ["tables/ib_sweep.csv [model=standard, beta=0.1 (occurrence 2)]: I_XT: 3.5 -> 9 "
                        "(value tolerance: 5% relative + 0.001 absolute)"]
 
 
@@ -242,7 +242,7 @@ def test_reference_keeps_the_small_text_outputs_and_replaces_the_old_one(tmp_pat
 @pytest.mark.slow
 def test_every_table_of_a_real_run_has_unique_row_keys(tiny_run):
     """On the tiny run's real tables (conftest.tiny_run, shared with the workflow tests): every
-    row has its own key (no ``(#2)``: a table that gains rows its key cannot tell apart needs a
+    row has its own key (no ``(occurrence 2)``: a table that gains rows its key cannot tell apart needs a
     TABLE_KEYS entry), and a run compared with itself is clean."""
     results = tiny_run.wd / "results"
     tables = sorted((results / "tables").glob("*.csv"))
@@ -250,6 +250,6 @@ def test_every_table_of_a_real_run_has_unique_row_keys(tiny_run):
     for f in tables:
         df = pd.read_csv(f)
         rows = cmp_mod.keyed_rows(df, table_keys(f.stem, df))
-        assert len(rows) == len(df) and not [k for k in rows if "(#" in k], (f.name, list(rows)[:5])
+        assert len(rows) == len(df) and not [k for k in rows if "(occurrence " in k], (f.name, list(rows)[:5])
     c = compare_runs(results, results)
     assert c.clean and c.numbers > 500 and c.claims > 10, c.summary()
