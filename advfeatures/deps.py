@@ -111,9 +111,20 @@ def module_closure(*modules: str, root: Path = ROOT) -> set[str]:
     return set(_closure(tuple(sorted(modules)), Path(root)))
 
 
+def data_files(source: Path) -> list[Path]:
+    """Data files a module reads beside its source: a package's ``*.yaml`` files (e.g. the
+    published numbers) and ``mod.yaml`` next to ``mod.py`` (e.g. the claims registry)."""
+    if source.name == "__init__.py":
+        return sorted(source.parent.glob("*.yaml"))
+    own = source.with_suffix(".yaml")
+    return [own] if own.exists() else []
+
+
 def module_files(*modules: str, root: Path = ROOT) -> list[Path]:
-    """Source files of ``modules`` and of everything they load at import time, sorted."""
-    return sorted(module_file(m, root) for m in module_closure(*modules, root=root))
+    """Source and data files of ``modules`` and of everything they load at import time, sorted:
+    editing a published number or the claims registry reruns the jobs that read it."""
+    sources = [module_file(m, root) for m in module_closure(*modules, root=root)]
+    return sorted({f for s in sources for f in (s, *data_files(s))})
 
 
 def script_files(script: str | Path, root: Path = ROOT) -> list[Path]:

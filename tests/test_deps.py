@@ -110,3 +110,23 @@ def test_method_enums_match_training():
     found = {f.name: list(enums(yaml.safe_load(f.read_text()))) for f in sorted((ROOT / "schemas").glob("*.yaml"))}
     assert sum(len(v) for v in found.values()) >= 3
     assert all(e == METHODS for v in found.values() for e in v), found
+
+
+def test_data_files_beside_a_module_are_inputs(tmp_path):
+    """A package's YAML files and ``mod.yaml`` beside ``mod.py`` are inputs of what imports them,
+    so editing a published number or a registry reruns its jobs; other YAML files are not."""
+    from advfeatures.deps import module_files
+
+    pkg = tmp_path / "advfeatures"
+    (pkg / "published").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "published" / "__init__.py").write_text("")
+    (pkg / "published" / "paper.yaml").write_text("numbers: []\n")
+    (pkg / "claims.py").write_text("from advfeatures import published\n")
+    (pkg / "claims.yaml").write_text("claims: []\n")
+    (pkg / "other.yaml").write_text("x: 1\n")
+    names = {str(f.relative_to(tmp_path)) for f in module_files("advfeatures.claims", root=tmp_path)}
+    assert {"advfeatures/claims.yaml", "advfeatures/published/paper.yaml"} <= names, names
+    # the root package's own YAML files are data of the root package, which every module imports
+    assert "advfeatures/other.yaml" in names
+    assert {"advfeatures/claims.py", "advfeatures/published/__init__.py"} <= names
