@@ -39,7 +39,7 @@ def test_summary_inlines_short_tables_links_long_ones_and_splices(tmp_path):
     write_table(pd.DataFrame({"a": [1.0, 2.0]}), tmp_path / "short.csv", short, title="Short")
     write_table(pd.DataFrame({"a": range(50)}), tmp_path / "long.csv", long, title="Long")
     claims = tmp_path / "claims.csv"
-    write_claims([Claim("s", "x above 1", 2.0, ">", 1.0, p_value=0.001),
+    write_claims([Claim("s", "x above 1", 2.0, ">", 1.0, p_value=0.001, ci_low=1.5, ci_high=2.5),
                   Claim("s", "y below 0", 1.0, "<", 0.0, p_value=0.5),
                   Claim("t", "z below 0", -1.0, "<", 0.0, p_value=0.001, untestable="model m at chance")], claims)
     text = build_summary([("Study", [short, long])], claims, tmp_path / "summary.md", max_rows=30)

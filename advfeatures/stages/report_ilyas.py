@@ -23,6 +23,11 @@ log = logging.getLogger("advfeatures")
 
 
 def ilyas_report(job: Job) -> None:
+    with verdicts.level(verdicts.settings(job.p.claims).alpha):  # every interval at report.claims.alpha
+        _ilyas_report(job)
+
+
+def _ilyas_report(job: Job) -> None:
     matplotlib_headless()
     p = job.p
     data = load_dataset(job.input.data)
