@@ -337,6 +337,29 @@ def test_nrf_with_bottleneck_masks(model, test_set):
     assert res.x_adv.shape == x.shape
 
 
+def test_nrf_and_its_ablations_share_their_masks_and_the_stage_records_them(model, test_set):
+    """One mask seed per job, not per attack name: NRF and its Table 4 ablations on the same rows
+    and batches draw the same IB masks (here a mask function that draws from the generator it is
+    given); the stage's recording wrapper keeps every batch's mask in row order."""
+    from advfeatures.stages.attack import recording
+
+    x, y = test_set[0][:30], test_set[1][:30]
+
+    def random_mask(model, xb, yb, generator):
+        return torch.rand(len(xb), model.split_channels, generator=generator, device=xb.device) > 0.5
+
+    kept = {}
+    for name, spec in (("nrf", {"type": "nrf", "steps": 2}),
+                       ("nrf_min_nr", {"type": "nrf", "steps": 2, "maximize": False}),
+                       ("nrf_max_r", {"type": "nrf", "steps": 2, "mask": "robust"})):
+        fn, masks = recording(random_mask)
+        evaluate_attack(model, make_attack(name, spec, eps_default=EPS), x, y, seed=3, batch_size=12, mask_fn=fn)
+        kept[name] = torch.cat(masks)
+    assert kept["nrf"].shape == (30, model.split_channels) and 0 < kept["nrf"].float().mean() < 1
+    assert torch.equal(kept["nrf"], kept["nrf_min_nr"]) and torch.equal(kept["nrf"], kept["nrf_max_r"])
+    assert recording(None) == (None, [])
+
+
 def test_nrf_rejects_a_mask_of_the_wrong_shape(model, test_set):
     x, y = test_set[0][:4], test_set[1][:4]
     with pytest.raises(AdvFeaturesError, match="mask"):

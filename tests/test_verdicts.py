@@ -219,14 +219,17 @@ def test_write_claims_adjusts_and_writes_both_p_values(tmp_path):
     assert list(df["p_value"]) == [0.01, 0.03] and list(df["p_adjusted"]) == pytest.approx([0.02, 0.03])
 
 
-def _records(acc_a: float, acc_b: float, n: int = 100, clean: float = 0.95):
-    """Two paired attack records on the same n rows (robust accuracies in fractions)."""
+def _records(acc_a: float, acc_b: float, n: int = 100, clean: float = 0.95, robust_channels: int = 8):
+    """Two paired attack records on the same n rows (robust accuracies in fractions): Linf NRF
+    (IB masks with ``robust_channels`` of 16) and Linf PGD at the same eps."""
     y = np.zeros(n, np.int64)
     index = np.arange(n)
     base = {"method": "pgd_linf", "norm": "linf", "mask": "nonrobust", "maximize": True, "standard": False,
-            "index": index, "y": y, "n": n, "clean_acc": 100 * clean, "bound": "Linf 0.1", "degenerate": False}
+            "index": index, "y": y, "n": n, "clean_acc": 100 * clean, "bound": "Linf 0.1", "degenerate": False,
+            "kwargs": {"c": 1.0, "kappa": 0.0, "lr": 0.1, "steps": 200}, "mask_robust": None}
     # rows paired: a is right on the first acc_a*n rows, b on the first acc_b*n rows
-    nrf = {**base, "attack": "nrf_linf", "type": "nrf", "correct_adv": index < round(acc_a * n)}
+    nrf = {**base, "attack": "nrf_linf", "type": "nrf", "correct_adv": index < round(acc_a * n),
+           "mask_robust": np.tile(np.arange(16) < robust_channels, (n, 1))}
     pgd = {**base, "attack": "pgd", "type": "pgd", "mask": "", "correct_adv": index < round(acc_b * n)}
     return [pgd, nrf]
 
@@ -244,6 +247,52 @@ def test_one_point_on_100_rows_is_inconclusive_thirty_points_hold():
 def test_attacks_on_a_model_at_chance_are_not_testable():
     (c,) = rep.claims(_records(0.0, 0.40, clean=0.105), ["pgd_linf"], num_classes=10, cfg=CFG)
     assert c.verdict == "not testable" and "at chance" in c.reason
+
+
+def test_mismatched_budgets_get_no_verdict():
+    """Unbounded NRF against Linf PGD / APGD-CE / AutoAttack, or Linf NRF against unbounded CW: no
+    claim at all (the pairs stay in Table 3); only unbounded NRF vs unbounded CW and Linf NRF vs
+    Linf baselines at the same eps are compared."""
+    pgd, nrf = _records(0.10, 0.40)
+    unbounded_nrf = {**nrf, "attack": "nrf", "bound": "unbounded"}
+    cw = {**pgd, "attack": "cw", "type": "cw", "norm": "l2", "bound": "unbounded"}
+    apgd = {**pgd, "attack": "apgd_ce", "type": "apgd_ce", "bound": "Linf 0.2"}  # another eps
+    assert rep.claims([pgd, apgd, unbounded_nrf], ["pgd_linf"], num_classes=10, cfg=CFG) == []
+    assert rep.claims([cw, nrf], ["pgd_linf"], num_classes=10, cfg=CFG) == []
+    (matched,) = rep.claims([cw, unbounded_nrf], ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert matched.claim == "ADV: unbounded NRF stronger than unbounded CW (paper Table 3)"
+    assert matched.verdict == "holds" and matched.key == "attacks.nrf_vs_cw"
+    # the same budget but another c: NRF's feature term is not the only difference
+    (other_c,) = rep.claims([{**cw, "kwargs": {**cw["kwargs"], "c": 0.1}}, unbounded_nrf], ["pgd_linf"],
+                            num_classes=10, cfg=CFG)
+    assert other_c.verdict == "not testable" and "differ in c (0.1 vs 1.0)" in other_c.reason
+    names = [c.claim for c in rep.claims([pgd, {**apgd, "bound": "Linf 0.1"}, nrf], ["pgd_linf"], num_classes=10,
+                                         cfg=CFG)]
+    assert names == ["ADV: NRF stronger than PGD at the same budget (Linf 0.1)",
+                     "ADV: NRF stronger than APGD-CE at the same budget (Linf 0.1)"]
+
+
+def test_empty_or_missing_masks_make_nrf_claims_not_testable():
+    """An IB mask with no robust channel makes NRF CW plus a push along the whole margin gradient:
+    a 30-point effect on such a mask must not hold."""
+    (empty,) = rep.claims(_records(0.10, 0.40, robust_channels=0), ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert empty.measured == pytest.approx(-30.0)
+    assert empty.verdict == "not testable" and "degenerate (0.00 robust / 16.00 non-robust" in empty.reason
+    pgd, nrf = _records(0.10, 0.40)
+    (old,) = rep.claims([pgd, {**nrf, "mask_robust": None}], ["pgd_linf"], num_classes=10, cfg=CFG)
+    assert old.verdict == "not testable" and "stores no IB masks" in old.reason
+
+
+def test_table4_ablations_need_the_same_masks():
+    pgd, nrf = _records(0.10, 0.40)
+    down = {**nrf, "attack": "nrf_min_nr", "maximize": False, "correct_adv": pgd["correct_adv"]}
+    r_up = {**nrf, "attack": "nrf_max_r", "mask": "robust", "correct_adv": pgd["correct_adv"]}
+    cl = {c.key: c for c in rep.claims([nrf, down, r_up], ["pgd_linf"], num_classes=10, cfg=CFG)}
+    assert set(cl) == {"attacks.max_vs_min_gnr", "attacks.max_gnr_vs_max_gr"}
+    assert all(c.verdict == "holds" and c.measured == pytest.approx(-30.0) for c in cl.values())
+    other = np.tile(np.arange(16) >= 8, (100, 1))  # as many channels, other ones
+    (c,) = [c for c in rep.claims([nrf, {**down, "mask_robust": other}], ["pgd_linf"], num_classes=10, cfg=CFG)]
+    assert c.verdict == "not testable" and "different IB masks on 100%" in c.reason
 
 
 def test_preconditions():
@@ -268,7 +317,7 @@ def test_preconditions():
 
 def test_settings_name_a_missing_key():
     cfg = verdicts.settings()  # config.yaml's report.claims
-    assert cfg.alpha == 0.05 and cfg.min_effect("kim2021_attacks", "nrf_vs_baseline") == 2.0
+    assert cfg.alpha == 0.05 and cfg.min_effect("kim2021_attacks", "nrf_vs_cw") == 2.0
     with pytest.raises(AdvFeaturesError, match=r"report\.claims\.attacks\.nope\.min_effect"):
         cfg.min_effect("kim2021_attacks", "nope")
     with pytest.raises(AdvFeaturesError, match=r"report\.claims\.alpha"):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from advfeatures.reporting.verdicts import adjust  # Holm within each study (write_claims)
 from advfeatures.utils import atomic_write
 
 CLAIM_COLUMNS = ("study", "key", "claim", "verdict", "reason", "measured", "comparison", "threshold",
@@ -162,8 +163,6 @@ def untestable(*reasons: str) -> str:
 
 def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:
     """Holm-adjust the claims' p-values within each study (:func:`.verdicts.adjust`) and write them."""
-    from advfeatures.reporting.verdicts import adjust
-
     claims = adjust(list(claims))
     df = pd.DataFrame([c.row() for c in claims], columns=list(CLAIM_COLUMNS))
     with atomic_write(path) as tmp:
