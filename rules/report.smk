@@ -17,7 +17,10 @@ STUDIES = {
         "mutual_info_distortions",
     ],
 }
-CLAIM_FILES = [claims_csv(s) for s in ("ilyas", "bottleneck", "attacks", "mutual_info")]
+CLAIM_FILES = [
+    claims_csv(s)
+    for s in ("ilyas", "ilyas_transfer", "bottleneck", "attacks", "mutual_info")
+]
 if not MI["methods"]:  # the MI stage is skipped (mutual_info.methods: [])
     del STUDIES["Zhang et al.: mutual information"]
     CLAIM_FILES.remove(claims_csv("mutual_info"))

@@ -197,6 +197,7 @@ rule ilyas_transfer:
         figure=ilyas_transfer_across_architectures(
             figure("ilyas_transfer"), "ilyas_transfer_figure"
         ),
+        claims=claims_csv("ilyas_transfer"),
     log:
         log_file("ilyas_transfer"),
     benchmark:
@@ -209,6 +210,7 @@ rule ilyas_transfer:
     params:
         kind=SYN["transfer"]["kind"],
         attack=SYN["transfer"]["attack"],
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/ilyas_transfer.py"
 

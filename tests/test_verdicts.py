@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import binomtest
@@ -211,6 +212,22 @@ def test_holm_within_each_study_and_verdicts_from_the_adjusted_p():
     assert "Holm-adjusted" in cs[1].reason
 
 
+def test_gather_redoes_holm_over_every_file_of_a_study(tmp_path):
+    """ilyas.csv and ilyas_transfer.csv both hold study "ilyas": results/claims.csv corrects them together."""
+    from advfeatures.reporting import gather_claims, write_claims
+
+    ci = dict(ci_low=5.0, ci_high=15.0)
+    write_claims([Claim("ilyas", "a", 10.0, ">", 0.0, p_value=0.03, **ci)], tmp_path / "a.csv")
+    write_claims([Claim("ilyas", "b", 10.0, ">", 0.0, p_value=0.04, **ci),
+                  Claim("ilyas", "c", 1.0, ">", 0.0, untestable="too few rows")], tmp_path / "b.csv")
+    alone = pd.read_csv(tmp_path / "a.csv")
+    assert alone["verdict"].tolist() == ["holds"] and alone["p_adjusted"].tolist() == [0.03]
+    df = gather_claims([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "all.csv")
+    assert df["p_adjusted"].tolist()[:2] == pytest.approx([0.06, 0.06])
+    assert df["verdict"].tolist() == ["inconclusive", "inconclusive", "not testable"]
+    assert df["reason"].tolist()[2] == "too few rows"
+
+
 def test_write_claims_adjusts_and_writes_both_p_values(tmp_path):
     from advfeatures.reporting import write_claims
 
@@ -325,8 +342,6 @@ def test_settings_name_a_missing_key():
 
 
 def test_wilson_columns_beside_accuracies():
-    import pandas as pd
-
     df = verdicts.add_wilson(pd.DataFrame({"n": [100, 0], "acc": [50.0, 10.0]}), ["acc"])
     assert list(df.columns) == ["n", "acc", "acc lo", "acc hi"]
     assert (df.loc[0, "acc lo"], df.loc[0, "acc hi"]) == pytest.approx(

@@ -25,7 +25,7 @@ from advfeatures.reporting.verdicts import adjust  # Holm within each study (wri
 from advfeatures.utils import atomic_write
 
 CLAIM_COLUMNS = ("study", "key", "claim", "verdict", "reason", "measured", "comparison", "threshold",
-                 "min_effect", "ci_low", "ci_high", "p_value", "p_adjusted", "n", "test", "note")
+                 "min_effect", "ci_low", "ci_high", "p_value", "p_adjusted", "alpha", "n", "test", "note")
 VERDICTS = ("holds", "fails", "inconclusive", "not testable")
 
 
@@ -170,12 +170,23 @@ def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFra
     return df
 
 
+def claims_from_frame(df: pd.DataFrame) -> list[Claim]:
+    """The :class:`Claim` objects of a claims table (a not-testable row keeps its reason)."""
+    out = []
+    for r in df.to_dict("records"):
+        kw = {k: r[k] for k in ("study", "claim", "measured", "comparison", "threshold", "note", "min_effect",
+                                "ci_low", "ci_high", "p_value", "n", "test", "alpha", "key")}
+        for k in ("note", "test", "key"):
+            kw[k] = "" if not isinstance(kw[k], str) else kw[k]
+        out.append(Claim(**kw, untestable=str(r["reason"]) if r["verdict"] == "not testable" else ""))
+    return out
+
+
 def gather_claims(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> pd.DataFrame:
-    """Concatenate per-stage claim files into ``results/claims.csv``."""
+    """Concatenate per-stage claim files into ``results/claims.csv``; Holm's correction and the
+    verdicts are redone within each study over all its files (a study may span several stages)."""
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    with atomic_write(out) as tmp:
-        df.to_csv(tmp, index=False)
-    return df
+    return write_claims(claims_from_frame(df), out)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:

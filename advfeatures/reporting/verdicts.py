@@ -55,6 +55,10 @@ class ClaimSettings:
     mi_margin: float
     coincide_max_offset: float
     binary_share: float
+    regime_robust_max: float
+    target_success_min: float
+    near_zero_robust: float
+    min_architectures: int
     claims: dict = field(default_factory=dict)
 
     def min_effect(self, study: str, claim: str) -> float:
@@ -82,7 +86,9 @@ def settings(section: Mapping | None = None) -> ClaimSettings:
             mask_floor=float(s["mask_floor"]), mask_empty_share=float(s["mask_empty_share"]),
             mi_margin=float(s["mi_margin"]),
             coincide_max_offset=float(s["coincide_max_offset"]),
-            binary_share=float(s["binary_share"]), claims=studies,
+            binary_share=float(s["binary_share"]), regime_robust_max=float(s["regime_robust_max"]),
+            target_success_min=float(s["target_success_min"]), near_zero_robust=float(s["near_zero_robust"]),
+            min_architectures=int(s["min_architectures"]), claims=studies,
         )
     except KeyError as e:
         raise AdvFeaturesError(f"config key report.claims.{e.args[0]} is missing; add it (see config.yaml)") from None
