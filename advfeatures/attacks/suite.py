@@ -9,7 +9,8 @@ uses).  :func:`evaluate_attack` runs it batch by batch on given test rows and re
 Budgets: Linf attacks default to the shared ``attacks.eps``.  ``cw`` and ``nrf`` take
 ``bound: none`` (unbounded, as the reference code) or ``bound: linf`` (projected to the same
 Linf eps by the box change of variables); both share one early-stopping rule, ``stop_checks``
-(:class:`advfeatures.attacks.cw.CostRiseStop`; default 3 = the official steps // 3 rule).
+(:class:`advfeatures.attacks.cw.CostRiseStop`; default 3 = the official steps // 3 rule) and
+``start: frozen | clamped`` (pixels at 0 or 1 fixed, as the official code, or free to move).
 Seeds: one generator per job seeded from the config seed and the attack name, drawn batch by
 batch (same seed and batch size, same examples); pyautoattack gets a per-batch seed derived the
 same way.
@@ -121,6 +122,7 @@ def _cw_like(p, eps):
     k = {key: p[key] for key in ("c", "kappa", "lr", "steps")}
     k["eps"] = eps if bounded else None
     k["stop_checks"] = int(p["stop_checks"])
+    k["start"] = str(p["start"])
     return k, (_linf(eps) if bounded else "unbounded")
 
 
@@ -161,7 +163,7 @@ def _fab(name, entry, p, eps):
             "targeted": bool(p["targeted"]), "n_target_classes": int(p["n_target_classes"])}, _linf(eps), {}
 
 
-_CW_KEYS = ("c", "kappa", "lr", "steps", "bound", "eps")
+_CW_KEYS = ("c", "kappa", "lr", "steps", "bound", "eps", "start")
 
 #: the attack registry: type -> spec (config key attacks.suite.<name>.type)
 REGISTRY: dict[str, AttackSpec] = {s.type: s for s in (
@@ -175,7 +177,7 @@ REGISTRY: dict[str, AttackSpec] = {s.type: s for s in (
                lambda m, x, y, k, *, generator, **_: pgd(m, x, y, generator=generator, **k)),
     AttackSpec("cw", "CW-L2", (*_CW_KEYS, "search_steps", "stop_checks"),
                {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "search_steps": 0,
-                "stop_checks": 3}, _cw,
+                "stop_checks": 3, "start": "frozen"}, _cw,
                lambda m, x, y, k, **_: cw_l2(m, x, y, **k), has_bound=True),
     AttackSpec("apgd_ce", "APGD-CE", ("eps", "n_iter", "n_restarts"), {"n_iter": 100, "n_restarts": 1}, _apgd,
                lambda m, x, y, k, *, seed, **_: aa.apgd_ce(m, x, y, seed=seed, **k)),
@@ -187,7 +189,7 @@ REGISTRY: dict[str, AttackSpec] = {s.type: s for s in (
                lambda m, x, y, k, *, seed, **_: aa.fab(m, x, y, seed=seed, **k)),
     AttackSpec("nrf", "NRF", (*_CW_KEYS, "maximize", "mask", "stop_checks"),
                {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "maximize": True,
-                "mask": "nonrobust", "stop_checks": 3}, _nrf,
+                "mask": "nonrobust", "stop_checks": 3, "start": "frozen"}, _nrf,
                lambda m, x, y, k, *, mask, **_: nrf(m, x, y, mask, **k),
                needs_mask=True, has_bound=True, modules=("advfeatures.bottleneck",)),
 )}

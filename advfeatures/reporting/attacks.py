@@ -282,7 +282,7 @@ def _bound_name(r: Mapping) -> str:
 
 #: the optimisation settings NRF shares with CW; a CW baseline must use the same ones, so that
 #: NRF's extra feature term is the only difference (Kim et al. run both with c 0.1, lr 0.1, 200 steps)
-CW_SHARED = ("c", "kappa", "lr", "steps")
+CW_SHARED = ("c", "kappa", "lr", "steps", "stop_checks", "start")
 
 
 def mask_check(r: Mapping, cfg: verdicts.ClaimSettings, rows: np.ndarray | None = None) -> str:
