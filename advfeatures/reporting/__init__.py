@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from advfeatures.reporting.claims import check_key  # the registry of claim keys
 from advfeatures.reporting.verdicts import adjust  # Holm within each study (write_claims)
 from advfeatures.utils import atomic_write
 
@@ -104,6 +105,9 @@ class Claim:
     untestable: str = ""
     key: str = ""
     p_adjusted: float = math.nan
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
 
     def _verdict(self) -> tuple[str, str]:
         m, t = self.measured, self.threshold

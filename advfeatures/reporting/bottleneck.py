@@ -242,20 +242,21 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
         acc = 100.0 * float(np.mean(clean["pred_full"] == clean["y"])) if len(clean["y"]) else math.nan
         return verdicts.model_precondition(method, acc, num_classes, cfg)
 
-    def paired_claim(text, key, x, y, note, pre, test="exact McNemar (statsmodels), rows paired per input"):
+    def paired_claim(text, key, x, y, note, pre, test="exact McNemar (statsmodels), rows paired per input",
+                     reg=None):
         t = stats.mcnemar_paired(x, y, a)
         return Claim(STUDY, text, 100 * t["diff"], ">", 0.0, f"{note}; {100 * t['p_a']:.1f}% vs "
                      f"{100 * t['p_b']:.1f}%, n = {t['n']}", min_effect=cfg.min_effect(STUDY, key),
-                     key=f"bottleneck.{key}",
+                     key=f"bottleneck.{reg or key}",
                      ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"], p_value=t["p_value"], n=t["n"],
                      test=test, alpha=a,
                      untestable=untestable(pre, verdicts.rows_precondition("compared rows", t["n"], cfg)))
 
-    def level_claim(text, key, hits, bar, note, pre):
+    def level_claim(text, key, hits, bar, note, pre, reg=None):
         n, k = int(hits.size), int(hits.sum())
         lo, hi = stats.wilson(k, n, a)
         return Claim(STUDY, text, 100 * k / n if n else math.nan, ">", bar, note,
-                     min_effect=cfg.min_effect(STUDY, key), key=f"bottleneck.{key}", ci_low=100 * lo, ci_high=100 * hi,
+                     min_effect=cfg.min_effect(STUDY, key), key=f"bottleneck.{reg or key}", ci_low=100 * lo, ci_high=100 * hi,
                      p_value=stats.binom_level(k, n, bar / 100), n=n,
                      test="exact binomial test against the level (scipy); Wilson interval", alpha=a,
                      untestable=untestable(pre, verdicts.rows_precondition("successfully attacked rows", n, cfg)))
@@ -287,7 +288,7 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
             out.append(paired_claim(
                 f"{method}, {inp}: control - the same with clean masks from the predicted label", "r_vs_int",
                 r["pred_robust_cleanmask_predlabel"] == y, full, "points; no true label in the mask",
-                untestable(mpre, pred_mask)))
+                untestable(mpre, pred_mask), reg="r_vs_int_predlabel"))
             out.append(paired_claim(
                 f"{method}, {inp}: control - the IB mask beats a random mask with the same channel count",
                 "ib_vs_random", r_paper, r["pred_robust_cleanmask_random"] == y,
@@ -295,7 +296,7 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
             out.append(paired_claim(
                 f"{method}, {inp}: control - R. beats Int. with masks from the attacked input and its predicted label",
                 "r_vs_int", r["pred_robust_predlabel"] == y, full, "points; no label information at all",
-                untestable(mpre, att_pred_mask)))
+                untestable(mpre, att_pred_mask), reg="r_vs_int_attacked"))
     for method, d in t2.groupby("model", sort=False):
         mpre = model_pre(method)
         for atk in dict.fromkeys(d["attack"]):  # one claim per attack
@@ -320,7 +321,8 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
                 "model's (adversarial) prediction as label", "nr_agreement", r["pred_nonrobust_predlabel"][ok] == adv,
                 TABLE2_BAR, "%, successfully attacked rows",
                 untestable(mpre, verdicts.mask_precondition(f"attacked, predicted label ({atk})",
-                                                            r["mask_robust_predlabel"][ok], cfg))))
+                                                            r["mask_robust_predlabel"][ok], cfg)),
+                reg="nr_agreement_predlabel"))
     for method, d in sweep.groupby("model", sort=False):
         betas = sorted(d["beta"])
         recs = {b: next(v for (m, bb), v in sweep_records.items() if m == method and float(bb) == b) for b in betas}
