@@ -372,8 +372,7 @@ def claims(records: Sequence[Mapping], models: Sequence[str], *, num_classes: in
             if cw is not None:
                 out.append(compare(m, nrf_u, cw, f"{label}: unbounded NRF stronger than unbounded CW (paper Table 3)",
                                    "nrf_vs_cw", cw_settings(nrf_u, cw)))
-        nrf_b = next((r for r in sorted((r for r in records if r["method"] == m and _is_nrf()(r)
-                                         and r["bound"] != "unbounded"), key=lambda r: -r["n"])), None)
+        nrf_b = _find(records, m, lambda r: _is_nrf()(r) and r["bound"] != "unbounded")
         if nrf_b is not None:
             for bname, key, pred in (
                 ("PGD", "nrf_vs_pgd", lambda r: r["type"] == "pgd" and r["norm"] == "linf"),
