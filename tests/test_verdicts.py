@@ -12,7 +12,7 @@ from scipy.stats import binomtest
 
 from advfeatures import stats
 from advfeatures.mutual_info import binning_mi, kde_mi
-from advfeatures.reporting import Claim, verdicts
+from advfeatures.reporting import Claim, adjust, verdicts
 from advfeatures.reporting import attacks as rep
 from advfeatures.utils import AdvFeaturesError
 
@@ -200,14 +200,14 @@ def test_holm_within_each_study_and_verdicts_from_the_adjusted_p():
     cs = [Claim("a", f"c{i}", 10.0, ">", 0.0, p_value=p, **ci) for i, p in enumerate((0.01, 0.02, 0.04))]
     other = Claim("b", "d", 10.0, ">", 0.0, p_value=0.04, **ci)
     dead = Claim("a", "x", 10.0, ">", 0.0, p_value=1e-9, untestable="no rows", **ci)
-    verdicts.adjust(cs + [other, dead])
+    adjust(cs + [other, dead])
     expect = multipletests([0.01, 0.02, 0.04], method="holm")[1]
     assert [c.p_adjusted for c in cs] == pytest.approx(list(expect))
     assert list(expect) == pytest.approx([0.03, 0.04, 0.04])
     assert other.p_adjusted == pytest.approx(0.04) and math.isnan(dead.p_adjusted)
     assert [c.verdict for c in cs] == ["holds", "holds", "holds"]
     cs = [Claim("a", f"c{i}", 10.0, ">", 0.0, p_value=p, **ci) for i, p in enumerate((0.01, 0.03, 0.04))]
-    verdicts.adjust(cs)
+    adjust(cs)
     assert [c.verdict for c in cs] == ["holds", "inconclusive", "inconclusive"]
     assert "Holm-adjusted" in cs[1].reason
 

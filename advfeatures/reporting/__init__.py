@@ -22,7 +22,6 @@ from pathlib import Path
 import pandas as pd
 
 from advfeatures.reporting.claims import check_key  # the registry of claim keys
-from advfeatures.reporting.verdicts import adjust  # Holm within each study (write_claims)
 from advfeatures.utils import atomic_write
 
 CLAIM_COLUMNS = ("study", "key", "claim", "verdict", "reason", "measured", "comparison", "threshold",
@@ -72,7 +71,7 @@ class Claim:
     threshold`` by at least ``min_effect`` (``>``/``>=``: above, ``<``/``<=``: below).
     ``ci_low``/``ci_high`` are its interval at level 1 - ``alpha``, ``p_value`` the two-sided test
     of ``measured == threshold`` (``test`` names it) and ``p_adjusted`` that p-value after Holm's
-    correction within the claim's study (:func:`.verdicts.adjust`, done by :func:`write_claims`).
+    correction within the claim's study (:func:`adjust`, done by :func:`write_claims`).
     ``untestable`` is the failed precondition, if any; ``key`` the claim's entry in the registry
     (:mod:`.claims`).
 
@@ -165,8 +164,27 @@ def untestable(*reasons: str) -> str:
     return " | ".join(dict.fromkeys(r for r in reasons if r))
 
 
+def adjust(claims: list[Claim]) -> list[Claim]:
+    """Set ``p_adjusted`` of every testable claim with a finite p-value: Holm's correction
+    (statsmodels ``multipletests``, method ``holm``) within each study.  Returns ``claims``."""
+    from statsmodels.stats.multitest import multipletests
+
+    by_study: dict[str, list[Claim]] = {}
+    for c in claims:
+        p = c.p_value
+        c.p_adjusted = math.nan
+        if (not c.untestable and p is not None and math.isfinite(float(p)) and c.measured is not None
+                and math.isfinite(float(c.measured))):
+            by_study.setdefault(c.study, []).append(c)
+    for group in by_study.values():
+        _, adj, _, _ = multipletests([float(c.p_value) for c in group], alpha=group[0].alpha, method="holm")
+        for c, pa in zip(group, adj):
+            c.p_adjusted = float(pa)
+    return claims
+
+
 def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:
-    """Holm-adjust the claims' p-values within each study (:func:`.verdicts.adjust`) and write them."""
+    """Holm-adjust the claims' p-values within each study (:func:`adjust`) and write them."""
     claims = adjust(list(claims))
     df = pd.DataFrame([c.row() for c in claims], columns=list(CLAIM_COLUMNS))
     with atomic_write(path) as tmp:

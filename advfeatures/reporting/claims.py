@@ -18,10 +18,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from advfeatures.reporting import verdicts
 from advfeatures.utils import AdvFeaturesError
 
 REGISTRY_FILE = Path(__file__).with_name("claims.yaml")
+CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 FIELDS = ("study", "paper", "source", "paper_says", "published", "claim", "preconditions", "test", "min_effect")
 STUDY_TITLES = {
     "ilyas": "Ilyas et al. 2019: robust and non-robust datasets",
@@ -60,10 +60,14 @@ def check_key(key: str) -> None:
 
 def _min_effect_value(ref: str) -> str:
     """The default (config.yaml) value of ``report.claims.<ref>.min_effect``, as text."""
+    import yaml
+
     if ref in ("", "-"):
         return "-"
     study, name = ref.split(".", 1)
-    return f"{verdicts.settings().claims[study][name]['min_effect']:g}"
+    with open(CONFIG) as f:
+        section = yaml.safe_load(f)["report"]["claims"]
+    return f"{float(section[study][name]['min_effect']):g}"
 
 
 def _cell(v) -> str:

@@ -16,9 +16,9 @@ Preconditions (a claim whose precondition fails is *not testable*, never *holds*
 - :func:`binary_precondition`: images near binary (more than ``binary_share`` of the test pixels
   exactly 0 or 1), where saturation is nearly the identity (distortion claims).
 
-Multiplicity: :func:`adjust` applies Holm's step-down correction (statsmodels ``multipletests``)
-to the p-values of the testable claims of each study; a claim holds only when its adjusted
-p-value is below ``alpha`` (:class:`advfeatures.reporting.Claim`).
+Multiplicity: :func:`advfeatures.reporting.adjust` applies Holm's step-down correction
+(statsmodels ``multipletests``) to the p-values of the testable claims of each study; a claim
+holds only when its adjusted p-value is below ``alpha`` (:class:`advfeatures.reporting.Claim`).
 
 Level: :func:`level` sets the alpha that :func:`add_wilson` uses for the tables' intervals
 (the report stages enter it with ``report.claims.alpha``), so every interval of a run is at
@@ -162,28 +162,6 @@ def binary_precondition(share: float | None, cfg: ClaimSettings) -> str:
         return (f"images near binary: {100 * float(share):.1f}% of test pixels are exactly 0 or 1 "
                 f"(limit {100 * cfg.binary_share:.0f}%), so saturation is nearly the identity")
     return ""
-
-
-# ----------------------------------------------------------------------------- multiplicity
-
-
-def adjust(claims: list) -> list:
-    """Set ``p_adjusted`` of every testable claim with a finite p-value: Holm's correction
-    (statsmodels ``multipletests``, method ``holm``) within each study.  Returns ``claims``."""
-    from statsmodels.stats.multitest import multipletests
-
-    by_study: dict[str, list] = {}
-    for c in claims:
-        p = c.p_value
-        c.p_adjusted = math.nan
-        if not c.untestable and p is not None and math.isfinite(float(p)) and math.isfinite(float(c.measured)):
-            by_study.setdefault(c.study, []).append(c)
-    for group in by_study.values():
-        alpha = group[0].alpha
-        _, adj, _, _ = multipletests([float(c.p_value) for c in group], alpha=alpha, method="holm")
-        for c, pa in zip(group, adj):
-            c.p_adjusted = float(pa)
-    return claims
 
 
 # ----------------------------------------------------------------------------- table columns
