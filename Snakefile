@@ -4,32 +4,58 @@
 import os
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version
+from snakemake.utils import min_version, validate
 
-from advfeatures.config import ConfigError, validate_config
+from advfeatures.config import ConfigError, workflow_config
 
 min_version("9.0")
 
-
-# next to this Snakefile, so `--directory elsewhere` still merges --configfile overlays over it
-configfile: os.path.join(workflow.basedir, "config.yaml")
-
-
-# reject a bad config before any job runs, naming the failing key by its path
-SCHEMA = os.path.join(workflow.basedir, "schemas", "config.schema.yaml")
+# The run's config (advfeatures.config, docs/configuration.md): the model's defaults, then
+# config.yaml beside this Snakefile (the default run) unless a --configfile starts over with
+# `base: defaults` (every preset) or --replace-workflow-config is given, then the other
+# --configfile overlays and the --config values.
+# Typed and cross-checked before any job runs; a bad key is one line naming it.
 try:
-    validate_config(config, SCHEMA)
+    RUN_CONFIG = workflow_config(
+        workflow.basedir,
+        workflow.config_settings.configfiles,
+        workflow.config_settings.config,
+        replace=workflow.config_settings.replace_workflow_config,
+    )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+config.clear()
+config.update(RUN_CONFIG)
+# the JSON schema generated from the same model (no defaults added: the config is complete)
+validate(
+    config,
+    os.path.join(workflow.basedir, "schemas", "config.schema.yaml"),
+    set_default=False,
+)
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
-include: "rules/synthesis.smk"
-include: "rules/bottleneck.smk"
-include: "rules/attacks.smk"
-include: "rules/mutual_info.smk"
+
+
+# each study's rules only when the run enables it (config key studies)
+if "ilyas" in PLAN.studies:
+
+    include: "rules/synthesis.smk"
+
+
+if "kim" in PLAN.studies:
+
+    include: "rules/bottleneck.smk"
+    include: "rules/attacks.smk"
+
+
+if "zhang" in PLAN.studies:
+
+    include: "rules/mutual_info.smk"
+
+
 include: "rules/report.smk"
 
 
@@ -45,3 +71,20 @@ rule all:
     default_target: True
     input:
         TARGETS,
+        [t for study in RUN_STUDIES for t in STUDY_TARGETS[study]],
+
+
+# one study alone: `snakemake --cores all ilyas` (kim, zhang); its reports, not the summary
+rule ilyas:
+    input:
+        lambda wc: study_targets("ilyas"),
+
+
+rule kim:
+    input:
+        lambda wc: study_targets("kim"),
+
+
+rule zhang:
+    input:
+        lambda wc: study_targets("zhang"),

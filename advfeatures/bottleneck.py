@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from advfeatures import registry
 from advfeatures.optim import Adam
 from advfeatures.utils import AdvFeaturesError, frozen, make_generator
 
-THRESHOLDS = ("batch", "sample", "channel")
+THRESHOLDS = registry.THRESHOLDS  # declared once in advfeatures.registry
 #: floor for variances inside the KL (as the reference code's delta): a channel whose
 #: activation is constant over space (sigma_z^2 = 0) keeps a finite loss, and its gradient
 #: (which does not depend on sigma_z^2 once sigma_z^2 / sigma^2 -> 0) is unchanged.

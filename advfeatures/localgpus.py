@@ -1,8 +1,14 @@
-"""How many GPUs a local Snakemake run may schedule jobs on (the ``gpu`` resource).
+"""The GPUs of a local Snakemake run: how many jobs may use one at once, and which one each uses.
 
-Read without importing torch (the Snakefile is parsed on every call): ``ADVFEATURES_LOCAL_GPUS``
-when set, else the devices ``CUDA_VISIBLE_DEVICES`` exposes, else the lines of ``nvidia-smi -L``;
-0 when none of them shows a GPU.
+How many (the ``gpu`` resource), read without importing torch (the Snakefile is parsed on every
+call): ``ADVFEATURES_LOCAL_GPUS`` when set, else the devices ``CUDA_VISIBLE_DEVICES`` exposes,
+else the lines of ``nvidia-smi -L``; 0 when none of them shows a GPU.
+
+Which one: Snakemake counts GPU jobs against that resource but does not say which device a job
+may use, so a GPU job of a local run claims one with :func:`claim_for_job`: the first device
+whose lock file it can take (``flock``, released when the job's process ends, even when it is
+killed), exposed alone through ``CUDA_VISIBLE_DEVICES`` before torch starts CUDA.  Two GPU jobs
+therefore never share a device.  On a cluster the scheduler places the jobs; nothing is claimed.
 """
 
 from __future__ import annotations
@@ -10,9 +16,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 
 ENV = "ADVFEATURES_LOCAL_GPUS"
+#: set by the workflow for local runs (rules/common.smk): GPU jobs claim a device
+ASSIGN_ENV = "ADVFEATURES_ASSIGN_GPUS"
+#: where the per-device lock files live (default: a folder per user in the temporary directory)
+LOCK_ENV = "ADVFEATURES_GPU_LOCK_DIR"
+#: lock files this process holds (open descriptors; the OS releases them when it exits)
+_HELD: list[int] = []
 
 
 def visible_devices(value: str) -> int:
@@ -46,3 +62,68 @@ def count_local_gpus(env: Mapping[str, str] | None = None) -> int:
     if out.returncode != 0:
         return 0
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def device_ids(env: Mapping[str, str] | None = None) -> list[str]:
+    """The device ids GPU jobs may use: the entries of ``CUDA_VISIBLE_DEVICES`` (up to the first
+    invalid one), else ``0 .. n-1`` for the :func:`count_local_gpus` devices."""
+    env = os.environ if env is None else env
+    if "CUDA_VISIBLE_DEVICES" in env and not env.get(ENV, "").strip():
+        entries = [e.strip() for e in env["CUDA_VISIBLE_DEVICES"].split(",")]
+        return entries[: visible_devices(env["CUDA_VISIBLE_DEVICES"])]
+    return [str(i) for i in range(count_local_gpus(env))]
+
+
+def lock_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get(LOCK_ENV):
+        return Path(env[LOCK_ENV])
+    return Path(tempfile.gettempdir()) / f"advfeatures-gpu-locks-{os.getuid()}"
+
+
+def claim_gpu(env: MutableMapping[str, str] | None = None, timeout: float = 600.0,
+              poll: float = 0.5) -> str | None:
+    """Take the first free device of :func:`device_ids` for this process and expose only it.
+
+    Returns its id (None without GPUs).  Waits up to ``timeout`` seconds when every device is
+    taken (another run on the same machine), then raises ``RuntimeError``.
+    """
+    import fcntl
+
+    env = os.environ if env is None else env
+    ids = device_ids(env)
+    if not ids:
+        return None
+    folder = lock_dir(env)
+    folder.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        for dev in ids:
+            fd = os.open(folder / f"gpu-{dev}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            _HELD.append(fd)
+            env["CUDA_VISIBLE_DEVICES"] = dev
+            return dev
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"every GPU ({', '.join(ids)}) stayed taken for {timeout:.0f} s (lock files in "
+                               f"{folder}); another run uses them: wait for it or lower --resources gpu")
+        time.sleep(poll)
+
+
+def claim_for_job(gpus: int, env: MutableMapping[str, str] | None = None) -> str | None:
+    """In a local Snakemake job that asks for a GPU (``gpus`` >= 1): claim one device for it.
+
+    Does nothing outside a local run of the workflow (``ADVFEATURES_ASSIGN_GPUS`` unset) or
+    under SLURM, whose allocation already names the job's device.
+    """
+    env = os.environ if env is None else env
+    if int(gpus or 0) < 1 or env.get(ASSIGN_ENV) != "1" or "SLURM_JOB_ID" in env:
+        return None
+    dev = claim_gpu(env)
+    if dev is not None:
+        print(f"advfeatures: this GPU job uses device {dev} (CUDA_VISIBLE_DEVICES={dev})", file=sys.stderr)
+    return dev

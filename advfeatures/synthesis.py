@@ -36,6 +36,7 @@ import torch
 
 from advfeatures.attacks.pgd import pgd
 from advfeatures.data import Dataset
+from advfeatures.registry import INVERSION_KINDS, SYNTHESIS_KINDS, TARGETED_KINDS
 from advfeatures.utils import (
     AdvFeaturesError,
     atomic_write,
@@ -48,17 +49,15 @@ from advfeatures.utils import (
 
 log = logging.getLogger("advfeatures")
 
-KINDS = ("d_r", "d_nr", "d_rand", "d_det")
-INVERSION_KINDS = ("d_r", "d_nr")
-TARGETED_KINDS = ("d_rand", "d_det")
+KINDS = SYNTHESIS_KINDS  # declared once in advfeatures.registry
 START_POINTS = ("random_image", "noise")
 #: arrays of the ``synthetic`` HDF5 layout (see advfeatures.h5io)
 ARRAYS = ("x", "y", "source_index", "y_source", "source_pred", "rep_distance")
 _EPS = 1e-12
 
 #: Rows per forward/backward pass on the CPU.  Inversion and targeted PGD optimise every row on
-#: its own (summed per-row losses), so a chunk split into passes gives the same rows (tested;
-#: bit-identical on the default run) while the activations stay in the cache: LeNet-5's
+#: its own (summed per-row losses), so a chunk split into passes gives the same rows up to float32
+#: rounding (GEMM blockings differ; tested) while the activations stay in the cache: LeNet-5's
 #: forward+backward costs 1.4x more per row at 1000 rows than at 250-500 on the 2-core CPU
 #: machine.  On a GPU the whole chunk is one pass.
 CPU_ROWS_PER_PASS = 256

@@ -10,7 +10,7 @@ Resume state lives in ``state_dir`` (not a Snakemake output, so Snakemake never 
 ``last.pt`` after every epoch and ``epoch_{k}.pt`` at the configured epochs.  It is ignored
 when the config it was made with differs from the current one.
 
-Health (issue 13): every parameter and floating buffer is checked for NaN/inf after each
+Health: every parameter and floating buffer is checked for NaN/inf after each
 optimiser step (on the device, read by the host every ``HEALTH_SYNC_EVERY`` batches and at each
 epoch end), nothing non-finite is ever saved (``models.checkpoint.save_checkpoint`` refuses
 it), and a model that ends within ``health.min_acc_over_chance`` points of chance fails the job
@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from advfeatures import registry
 from advfeatures.attacks.evaluate import adversarial_examples, predict, robust_accuracy
 from advfeatures.attacks.pgd import PGDSettings, pgd
 from advfeatures.data import Dataset, eval_subset
@@ -58,7 +59,7 @@ from advfeatures.utils import (
 
 log = logging.getLogger("advfeatures")
 
-METHODS = ("standard", "pgd_linf", "pgd_l2", "trades", "mart")
+METHODS = registry.METHODS  # declared once in advfeatures.registry
 EVAL_PGD_EPOCHS = ("all", "checkpoints", "last", "none")
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "train_acc", "test_clean_acc", "test_pgd_acc", "epoch_seconds",
@@ -108,7 +109,7 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
-    # remedies for training that diverges or never leaves chance (issue 13; see lr_factor /
+    # remedies for training that diverges or never leaves chance (see lr_factor /
     # eps_factor): linear warm-ups over the first k epochs, per optimiser step, and clipping
     lr_warmup_epochs: int = 0
     eps_warmup_epochs: int = 0
@@ -384,7 +385,7 @@ def train(
 ) -> list[dict]:
     """Train per ``cfg``; writes model, metrics CSV and epoch checkpoints. Returns the metrics rows.
 
-    Health (issue 13): after every optimiser step every parameter and floating buffer must be
+    Health: after every optimiser step every parameter and floating buffer must be
     finite (checked on the device, read by the host every ``HEALTH_SYNC_EVERY`` batches and at
     each epoch end); the first non-finite step fails the job naming method, epoch and batch,
     before anything of that epoch is saved.  At the end the clean test accuracy must clear

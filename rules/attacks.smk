@@ -25,12 +25,12 @@ rule attack:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("attack"),
-        gpu=gpus(),
+        **PLAN.resources("attack"),
+        gpu=PLAN.gpus(),
     params:
-        attack=lambda wc: attack_slice(wc.attack),
+        attack=lambda wc: PLAN.attack_slice(wc.attack),
         seed=SEED,
-        runtime=runtime_params(),
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/attack.py"
 
@@ -52,13 +52,13 @@ rule attack_sweep:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("attack"),
-        gpu=gpus(),
+        **PLAN.resources("attack"),
+        gpu=PLAN.gpus(),
     params:
-        attack=lambda wc: attack_slice(wc.attack),
+        attack=lambda wc: PLAN.attack_slice(wc.attack),
         sweep=ATK["sweep"],
         seed=SEED,
-        runtime=runtime_params(),
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/attack_sweep.py"
 
@@ -66,8 +66,8 @@ rule attack_sweep:
 rule attack_tables:
     """Kim et al. Table 3 (attack suite), Table 4 (gradient ablations), eps figure, claims."""
     input:
-        attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in attack_cells()],
-        sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in sweep_cells()],
+        attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in PLAN.attack_cells()],
+        sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in PLAN.sweep_cells()],
         script=script_input("attack_tables"),
     output:
         table3=kim_attacks_and_nrf(table("kim_table3"), "kim_table3"),
@@ -90,14 +90,14 @@ rule attack_tables:
         setting={
             "dataset": DATASET,
             "arch": ARCH,
-            "arch_options": arch_options(ARCH),
+            "arch_options": PLAN.arch_options(ARCH),
             "eps": ATK["eps"],
         },
-        models=attack_models(),
+        models=PLAN.attack_models(),
         suite=ATK["suite"],
         claims=config["report"]["claims"],
     script:
         "../workflow_scripts/attack_tables.py"
 
 
-TARGETS += rules.attack_tables.output
+STUDY_TARGETS["kim"] += rules.attack_tables.output

@@ -23,15 +23,12 @@ rule distill:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("bottleneck"),
-        gpu=gpus(),
+        **PLAN.resources("bottleneck"),
+        gpu=PLAN.gpus(),
     params:
-        ib={
-            **{k: IB[k] for k in ("iterations", "lr", "batch_size", "threshold")},
-            "subset": ib_subset(),
-        },
+        ib=PLAN.ib_params(),
         seed=SEED,
-        runtime=runtime_params(),
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/distill.py"
 
@@ -69,10 +66,10 @@ rule bottleneck_tables:
         dataset=DATASET,
         arch=ARCH,
         beta=beta_tag(IB["beta"]),
-        methods=ib_methods(),
-        attacks=ib_attacks(),
-        sweep_methods=ib_methods("sweep_methods"),
-        betas=ib_betas(),
+        methods=PLAN.ib_methods(),
+        attacks=IB["attacks"],
+        sweep_methods=PLAN.ib_methods("sweep_methods"),
+        betas=PLAN.ib_betas(),
         claims=config["report"]["claims"],
     script:
         "../workflow_scripts/bottleneck_tables.py"
@@ -111,4 +108,4 @@ rule bottleneck_tsne:
         "../workflow_scripts/bottleneck_tsne.py"
 
 
-TARGETS += rules.bottleneck_tables.output + rules.bottleneck_tsne.output
+STUDY_TARGETS["kim"] += rules.bottleneck_tables.output + rules.bottleneck_tsne.output

@@ -10,9 +10,8 @@
 #   script_input() adds the library files the script imports (advfeatures.deps: its import
 #   graph), because Snakemake does not track imported modules: editing a module reruns the jobs
 #   that import it and their descendants, nothing else.
-# - Stage files append what `rule all` must build to TARGETS.
+# - Stage files append what `rule all` must build to TARGETS (or to their study, STUDY_TARGETS).
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -20,17 +19,24 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from advfeatures.deps import module_files, script_files
-from advfeatures.localgpus import count_local_gpus
+from advfeatures.localgpus import ASSIGN_ENV, count_local_gpus
+from advfeatures.paths import *  # noqa: F403
+from advfeatures.plan import Plan, beta_tag
+from advfeatures.registry import STUDIES as STUDIES_ORDER
+from advfeatures.registry import SYNTHESIS_KINDS
 
 SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
 # every rule runs in this environment under --software-deployment-method conda (path relative
 # to the rule files); jobs started without it use the environment snakemake runs in
 CONDA_ENV = "../envs/advfeatures.yaml"
 
-DATASET = config["dataset"]["name"]
-ARCH = config["arch"]["name"]
-SEED = int(config["seed"])
+PLAN = Plan(config)
+DATASET = PLAN.dataset
+ARCH = PLAN.arch
+SEED = PLAN.seed
+RUNTIME = PLAN.runtime()
 TARGETS = []
+STUDY_TARGETS = {study: [] for study in PLAN.studies}
 
 
 wildcard_constraints:
@@ -128,182 +134,12 @@ zhang_mutual_information_during_training = study_report(
 
 
 # ----------------------------------------------------------------------------- paths
-
-
-def data_h5(dataset="{dataset}"):
-    return f"data/{dataset}.h5"
-
-
-def run_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
-    return f"results/{dataset}/{arch}/{method}"
-
-
-def model_pt(method="{method}", dataset="{dataset}", arch="{arch}"):
-    return f"{run_dir(method, dataset, arch)}/model.pt"
-
-
-def metrics_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
-    return f"{run_dir(method, dataset, arch)}/metrics.csv"
-
-
-def checkpoint_pt(
-    epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"
-):
-    return f"{run_dir(method, dataset, arch)}/checkpoints/epoch_{epoch}.pt"
-
-
-def resume_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
-    """Where a training job keeps its resume state (not an output: survives a killed job)."""
-    return f"results/.resume/{dataset}/{arch}/{method}"
-
-
-def attack_h5(attack="{attack}", method="{method}", dataset="{dataset}", arch="{arch}"):
-    return f"{run_dir(method, dataset, arch)}/attacks/{attack}.h5"
-
-
-def attack_sweep_csv(
-    attack="{attack}", method="{method}", dataset="{dataset}", arch="{arch}"
-):
-    """Robust accuracy of one attack against the Linf eps list (attacks.sweep)."""
-    return f"{run_dir(method, dataset, arch)}/attacks/sweep_{attack}.csv"
-
-
-def synthetic_h5(kind="{kind}", dataset="{dataset}", arch="{arch}"):
-    return f"results/{dataset}/{arch}/synthetic/{kind}.h5"
-
-
-def synthetic_run_dir(
-    kind="{kind}", dataset="{dataset}", arch="{arch}", train_arch="{train_arch}"
-):
-    return f"results/{dataset}/{arch}/synthetic/{kind}/{train_arch}"
-
-
-def synthetic_resume_dir(
-    kind="{kind}", dataset="{dataset}", arch="{arch}", train_arch=None
-):
-    """Resume state of synthesize (finished chunks) or, with train_arch, of train_synthetic."""
-    base = f"results/.resume/{dataset}/{arch}/synthetic/{kind}"
-    return f"{base}/{train_arch}" if train_arch else base
-
-
-def ilyas_eval_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
-    """Clean/robust accuracy of a model trained on D under the synthesis stage's attacks."""
-    return f"{run_dir(method, dataset, arch)}/ilyas_eval.csv"
-
-
-def bottleneck_h5(
-    input="{input}",
-    beta="{beta}",
-    method="{method}",
-    dataset="{dataset}",
-    arch="{arch}",
-):
-    return f"{run_dir(method, dataset, arch)}/bottleneck/{input}_beta{beta}.h5"
-
-
-def mi_dir(method="{method}", dataset="{dataset}", arch="{arch}"):
-    return f"{run_dir(method, dataset, arch)}/mutual_info"
-
-
-def mi_epoch_csv(
-    epoch="{epoch}", method="{method}", dataset="{dataset}", arch="{arch}"
-):
-    return f"{mi_dir(method, dataset, arch)}/epoch_{epoch}.csv"
-
-
-def mi_distortions_part_csv(method="{method}", dataset="{dataset}", arch="{arch}"):
-    return f"{mi_dir(method, dataset, arch)}/distortions.csv"
-
-
-def mi_csv(dataset="{dataset}", arch="{arch}", name="mutual_info"):
-    """Merged MI tables: name mutual_info (per epoch) or mutual_info_distortions."""
-    return f"results/{dataset}/{arch}/{name}.csv"
-
-
-def table(name, ext="csv"):
-    return f"results/tables/{name}.{ext}"
-
-
-def figure(name):
-    return f"results/figures/{name}.png"
-
-
-def claims_csv(name):
-    return f"results/claims/{name}.csv"
-
-
-def log_file(rule, tag=""):
-    return f"results/logs/{rule}/{tag}.log" if tag else f"results/logs/{rule}.log"
-
-
-def bench_file(rule, tag=""):
-    return (
-        f"results/benchmarks/{rule}/{tag}.tsv"
-        if tag
-        else f"results/benchmarks/{rule}.tsv"
-    )
+# every path helper (data_h5, model_pt, attack_h5, table, log_file, ...): advfeatures.paths
 
 
 # ----------------------------------------------------------------------------- config slices
-
-
-def deep_merge(base, override):
-    out = copy.deepcopy(base)
-    for k, v in (override or {}).items():
-        out[k] = (
-            deep_merge(out[k], v)
-            if isinstance(v, dict) and isinstance(out.get(k), dict)
-            else v
-        )
-    return out
-
-
-def runtime_params():
-    """Device and numeric settings every compute job receives."""
-    return {
-        "device": config["device"],
-        "precision": config["precision"],
-        "channels_last": config["channels_last"],
-    }
-
-
-def arch_options(arch):
-    return (config["arch"].get("options") or {}).get(arch, {})
-
-
-def dataset_params():
-    return {k: v for k, v in config["dataset"].items()} | {"seed": SEED}
-
-
-def train_params(method, arch=None):
-    """The full training slice for one method: training.common deep-merged with its override."""
-    t = config["training"]
-    if t["methods"].get(method, False) is False:
-        raise ValueError(
-            f"training method {method!r} is not enabled under config key training.methods"
-        )
-    cfg = deep_merge(t["common"], t["methods"][method] or {})
-    cfg["method"] = method
-    return cfg
-
-
-def train_methods():
-    """Methods to train: keys of training.methods except those set to false (by an overlay)."""
-    return [m for m, v in config["training"]["methods"].items() if v is not False]
-
-
-def pretrained_methods():
-    """Enabled methods whose model is converted from a checkpoint (key pretrained), not trained."""
-    return [
-        m
-        for m in train_methods()
-        if (config["training"]["methods"][m] or {}).get("pretrained") is not None
-    ]
-
-
-def trained_methods():
-    """Enabled methods the train rule trains."""
-    return [m for m in train_methods() if m not in pretrained_methods()]
+# which jobs exist and what each receives: advfeatures.plan (the config was checked by the
+# Snakefile through advfeatures.config before this file runs)
 
 
 def method_regex(methods):
@@ -311,112 +147,31 @@ def method_regex(methods):
     return "|".join(re.escape(m) for m in methods) if methods else "(?!)"
 
 
-def pretrained_params(method):
-    """The slice a conversion job uses: the checkpoint settings and the training evaluation."""
-    t = config["training"]
-    cfg = deep_merge(t["common"], t["methods"][method] or {})
-    return {
-        "pretrained": cfg["pretrained"],
-        "eval": {k: cfg[k] for k in ("eval_subset", "eval_batch_size", "eval_attack")},
-    }
-
-
-def pretrained_source(method):
-    """The checkpoint file of a pretrained method (an input: replacing it reruns its jobs)."""
-    return config["training"]["methods"][method]["pretrained"]["path"]
-
-
 def train_bench(method):
     """The benchmark file of the job that makes ``method``'s model (train or convert_pretrained)."""
-    name = "convert_pretrained" if method in pretrained_methods() else "train"
+    name = "convert_pretrained" if method in PLAN.pretrained_methods() else "train"
     return bench_file(name, f"{DATASET}_{ARCH}_{method}")
-
-
-#: keys a pretrained method may set besides pretrained (it is evaluated, not trained)
-PRETRAINED_KEYS = {"pretrained", "eval_subset", "eval_batch_size", "eval_attack"}
-
-
-def enabled_methods(key, methods, trained=False):
-    """``methods`` (config key ``key``), each enabled under training.methods (else an error).
-
-    ``trained``: each must also be trained, not pretrained (a stage that needs the epoch
-    checkpoints of training).
-    """
-    bad = [m for m in methods if m not in train_methods()]
-    if bad:
-        raise ValueError(
-            f"config {key} names {bad}, not enabled under training.methods; "
-            "enable them there or drop them here"
-        )
-    pre = [m for m in methods if m in pretrained_methods()] if trained else []
-    if pre:
-        raise ValueError(
-            f"config {key} names {pre}, pretrained under training.methods: this stage needs "
-            "the epoch checkpoints of training; drop them here"
-        )
-    return list(methods)
-
-
-def checkpoint_epochs():
-    return sorted(
-        set(int(e) for e in config["training"]["common"]["checkpoint_epochs"])
-    )
-
-
-def check_training_config():
-    """Cross-key checks the schema cannot express, run at parse time (before any job)."""
-    for m in pretrained_methods():
-        own = config["training"]["methods"][m]
-        extra = sorted(set(own) - PRETRAINED_KEYS)
-        if extra:
-            raise WorkflowError(
-                f"invalid config: key training.methods.{m}.{extra[0]}: method {m} is pretrained, "
-                f"not trained; drop it (allowed beside pretrained: {sorted(PRETRAINED_KEYS - {'pretrained'})})"
-            )
-        if not os.path.isfile(pretrained_source(m)):
-            raise WorkflowError(
-                f"invalid config: key training.methods.{m}.pretrained.path: file "
-                f"{pretrained_source(m)!r} not found (relative paths start at the working "
-                "directory); fix the path"
-            )
-    for m in trained_methods():
-        t = train_params(m)
-        if sorted(set(int(e) for e in t["checkpoint_epochs"])) != checkpoint_epochs():
-            raise WorkflowError(
-                f"invalid config: key training.methods.{m}.checkpoint_epochs: must equal "
-                "training.common.checkpoint_epochs (set it there)"
-            )
-        if checkpoint_epochs() and max(checkpoint_epochs()) > t["epochs"]:
-            raise WorkflowError(
-                "invalid config: key training.common.checkpoint_epochs: epoch "
-                f"{max(checkpoint_epochs())} is beyond the {t['epochs']} epochs of "
-                f"training method {m}; lower it or raise epochs"
-            )
-
-
-check_training_config()
 
 
 # ----------------------------------------------------------------------------- resources
 
 
-def gpus():
-    """GPUs a compute job asks for: 1 on the paper presets (resources.gpus), 0 here."""
-    return int(config["resources"]["gpus"])
-
-
 # Local runs: `gpu` is a global resource equal to the machine's GPU count (advfeatures.localgpus;
 # 0 without CUDA, where Snakemake scales a job's gpu=1 down to 0 and runs it on the CPU), so
-# `--cores all` never puts two GPU jobs on one device.  `--resources gpu=N` overrides it; on a
+# `--cores all` never runs more GPU jobs than devices.  `--resources gpu=N` overrides it; on a
 # cluster (--jobs/executor) the scheduler of the cluster places the jobs instead.
-if (
-    workflow.global_resources["_nodes"].value is None
-    and "gpu" not in workflow.global_resources
-):
-    workflow.register_resource("gpu", count_local_gpus())
+# Each GPU job of a local run claims its own device (advfeatures.localgpus.claim_for_job).
+if workflow.global_resources["_nodes"].value is None:
+    if "gpu" not in workflow.global_resources:
+        workflow.register_resource("gpu", count_local_gpus())
+    os.environ[ASSIGN_ENV] = "1"
 
 
-def compute_resources(kind):
-    """mem_mb / runtime (minutes) per stage kind, from config key resources.<kind>."""
-    r = config["resources"].get(kind, {})
-    return {"mem_mb": int(r.get("mem_mb", 4000)), "runtime": int(r.get("runtime", 60))}
+def study_targets(study):
+    """The reports of one study (rules ilyas, kim, zhang); an error when the run leaves it out."""
+    if study not in PLAN.studies:
+        raise WorkflowError(
+            f"study {study!r} is not in config key studies ({PLAN.studies}); add it there, "
+            f"e.g. --config 'studies=[{study}]'"
+        )
+    return STUDY_TARGETS[study]

@@ -1,3 +1,11 @@
+# the download needs the network, which compute nodes of a cluster often lack: run it where
+# snakemake runs
+
+
+localrules:
+    prepare_data,
+
+
 rule prepare_data:
     """Build data/{dataset}.h5 from the configured source (offline default: mnist5k)."""
     input:
@@ -15,6 +23,6 @@ rule prepare_data:
         mem_mb=8000,
         runtime=120,
     params:
-        dataset=dataset_params(),
+        dataset=PLAN.dataset_params(),
     script:
         "../workflow_scripts/prepare_data.py"

@@ -6,9 +6,6 @@
 # report_mi:       information planes, MI against epoch, distortions figure, tables and claims
 
 
-include: "helpers/mutual_info.smk"
-
-
 rule estimate_mi:
     """I(X;T), I(T;Y) of the probe layers of one epoch checkpoint, on clean and PGD inputs."""
     input:
@@ -25,12 +22,12 @@ rule estimate_mi:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("mutual_info"),
-        gpu=gpus(),
+        **PLAN.resources("mutual_info"),
+        gpu=PLAN.gpus(),
     params:
-        mi=mi_params(),
+        mi=PLAN.mi_params(),
         seed=SEED,
-        runtime=runtime_params(),
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/estimate_mi.py"
 
@@ -51,12 +48,12 @@ rule mi_distortions:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("mutual_info"),
-        gpu=gpus(),
+        **PLAN.resources("mutual_info"),
+        gpu=PLAN.gpus(),
     params:
-        mi=mi_params(distortions=True),
+        mi=PLAN.mi_params(distortions=True),
         seed=SEED,
-        runtime=runtime_params(),
+        runtime=RUNTIME,
     script:
         "../workflow_scripts/mi_distortions.py"
 
@@ -66,12 +63,12 @@ rule merge_mi:
     input:
         epochs=expand(
             mi_epoch_csv(),
-            method=mi_methods(),
-            epoch=checkpoint_epochs(),
+            method=PLAN.mi_methods(),
+            epoch=PLAN.checkpoint_epochs(),
             allow_missing=True,
         ),
         distortions=expand(
-            mi_distortions_part_csv(), method=mi_methods(), allow_missing=True
+            mi_distortions_part_csv(), method=PLAN.mi_methods(), allow_missing=True
         ),
         script=script_input("merge_mi"),
     output:
@@ -126,12 +123,12 @@ rule report_mi:
         mem_mb=2000,
         runtime=10,
     params:
-        methods=mi_methods(),
+        methods=PLAN.mi_methods(),
         claims=config["report"]["claims"],
     script:
         "../workflow_scripts/report_mi.py"
 
 
 # mutual_info.methods: [] skips the stage (e.g. a run of pretrained models only)
-if mi_methods():
-    TARGETS += rules.report_mi.output
+if PLAN.mi_methods():
+    STUDY_TARGETS["zhang"] += rules.report_mi.output

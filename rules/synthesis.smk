@@ -1,4 +1,4 @@
-# Robust and non-robust datasets (Ilyas et al. 2019; issue 3): synthesize the four sets, train a
+# Robust and non-robust datasets (Ilyas et al. 2019): synthesize the four sets, train a
 # fresh model on each, evaluate on the original test set, transfer across architectures, report.
 # Paths come from rules/common.smk; the science lives in advfeatures.synthesis.
 
@@ -10,7 +10,7 @@ rule synthesize:
     """One synthetic training set (d_r, d_nr, d_rand or d_det) from the whole training split."""
     input:
         data=data_h5(),
-        model=lambda wc: model_pt(SYN_SOURCE[wc.kind], wc.dataset, wc.arch),
+        model=lambda wc: model_pt(PLAN.synthesis_source(wc.kind), wc.dataset, wc.arch),
         script=script_input("synthesize"),
     output:
         synthetic_h5(),
@@ -22,11 +22,11 @@ rule synthesize:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("synthesis"),
-        gpu=gpus(),
+        **PLAN.resources("synthesis"),
+        gpu=PLAN.gpus(),
     params:
-        synthesis=lambda wc: synthesis_params(wc.kind),
-        runtime=runtime_params(),
+        synthesis=lambda wc: PLAN.synthesis_params(wc.kind),
+        runtime=RUNTIME,
         seed=SEED,
         resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
     script:
@@ -51,13 +51,13 @@ rule train_synthetic:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("synthesis"),
-        gpu=gpus(),
+        **PLAN.resources("synthesis"),
+        gpu=PLAN.gpus(),
     params:
-        train=lambda wc: synthetic_train_params(wc.kind),
-        model=lambda wc: synthetic_train_arch(wc.train_arch),
-        eval=synthetic_eval_params(),
-        runtime=runtime_params(),
+        train=lambda wc: PLAN.synthetic_train_params(wc.kind),
+        model=lambda wc: PLAN.synthetic_train_arch(wc.train_arch),
+        eval=PLAN.synthetic_eval_params(),
+        runtime=RUNTIME,
         seed=SEED,
         resume_dir=lambda wc: synthetic_resume_dir(
             wc.kind, wc.dataset, wc.arch, wc.train_arch
@@ -83,11 +83,11 @@ rule ilyas_eval_reference:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("synthesis"),
-        gpu=gpus(),
+        **PLAN.resources("synthesis"),
+        gpu=PLAN.gpus(),
     params:
-        eval=synthetic_eval_params(),
-        runtime=runtime_params(),
+        eval=PLAN.synthetic_eval_params(),
+        runtime=RUNTIME,
         seed=SEED,
     script:
         "../workflow_scripts/ilyas_eval_reference.py"
@@ -106,7 +106,10 @@ rule ilyas_report:
             train_arch=ARCH,
         ),
         reference=expand(
-            ilyas_eval_csv(), method=SYN_REFERENCE, dataset=DATASET, arch=ARCH
+            ilyas_eval_csv(),
+            method=PLAN.synthesis_reference(),
+            dataset=DATASET,
+            arch=ARCH,
         ),
         script=script_input("ilyas_report"),
     output:
@@ -126,7 +129,7 @@ rule ilyas_report:
         CONDA_ENV
     threads: 1
     resources:
-        **compute_resources("report"),
+        **PLAN.resources("report"),
     params:
         dataset=DATASET,
         arch=ARCH,
@@ -158,13 +161,13 @@ rule transfer_target:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("train"),
-        gpu=gpus(),
+        **PLAN.resources("train"),
+        gpu=PLAN.gpus(),
     params:
-        train=transfer_target_train_params(),
-        model=lambda wc: synthetic_train_arch(wc.train_arch),
-        eval=synthetic_eval_params(),
-        runtime=runtime_params(),
+        train=PLAN.transfer_target_train_params(),
+        model=lambda wc: PLAN.synthetic_train_arch(wc.train_arch),
+        eval=PLAN.synthetic_eval_params(),
+        runtime=RUNTIME,
         seed=SEED,
         resume_dir=lambda wc: f"results/.resume/{wc.dataset}/{wc.arch}/transfer/{wc.train_arch}",
     script:
@@ -180,13 +183,13 @@ rule ilyas_transfer:
             kind=SYN["transfer"]["kind"],
             dataset=DATASET,
             arch=ARCH,
-            train_arch=transfer_archs(),
+            train_arch=PLAN.transfer_archs(),
         ),
         targets=expand(
             f"{transfer_target_dir()}/transfer.csv",
             dataset=DATASET,
             arch=ARCH,
-            train_arch=transfer_archs(),
+            train_arch=PLAN.transfer_archs(),
         ),
         script=script_input("ilyas_transfer"),
     output:
@@ -206,7 +209,7 @@ rule ilyas_transfer:
         CONDA_ENV
     threads: 1
     resources:
-        **compute_resources("report"),
+        **PLAN.resources("report"),
     params:
         kind=SYN["transfer"]["kind"],
         attack=SYN["transfer"]["attack"],
@@ -215,11 +218,12 @@ rule ilyas_transfer:
         "../workflow_scripts/ilyas_transfer.py"
 
 
-TARGETS += [
+STUDY_TARGETS["ilyas"] += [
     table("ilyas_datasets"),
     table("ilyas_datasets", "md"),
     figure("ilyas_samples"),
     claims_csv("ilyas"),
+    claims_csv("ilyas_transfer"),
     table("ilyas_transfer"),
     table("ilyas_transfer", "md"),
     figure("ilyas_transfer"),

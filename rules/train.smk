@@ -7,24 +7,24 @@ rule train:
         model=model_pt(),
         metrics=metrics_csv(),
         checkpoints=expand(
-            checkpoint_pt(), epoch=checkpoint_epochs(), allow_missing=True
+            checkpoint_pt(), epoch=PLAN.checkpoint_epochs(), allow_missing=True
         ),
     log:
         log_file("train", "{dataset}_{arch}_{method}"),
     benchmark:
         bench_file("train", "{dataset}_{arch}_{method}")
     wildcard_constraints:
-        method=method_regex(trained_methods()),
+        method=method_regex(PLAN.trained_methods()),
     conda:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("train"),
-        gpu=gpus(),
+        **PLAN.resources("train"),
+        gpu=PLAN.gpus(),
     params:
-        train=lambda wc: train_params(wc.method),
-        arch_options=lambda wc: arch_options(wc.arch),
-        runtime=runtime_params(),
+        train=lambda wc: PLAN.train_params(wc.method),
+        arch_options=lambda wc: PLAN.arch_options(wc.arch),
+        runtime=RUNTIME,
         seed=SEED,
         resume_dir=lambda wc: resume_dir(wc.method, wc.dataset, wc.arch),
     script:
@@ -37,7 +37,7 @@ rule convert_pretrained:
     Health-checked on the prepared test set; metrics.csv holds training's evaluation (epoch 0).
     """
     input:
-        source=lambda wc: pretrained_source(wc.method),
+        source=lambda wc: PLAN.pretrained_source(wc.method),
         data=data_h5(),
         script=script_input("convert_pretrained"),
     output:
@@ -48,20 +48,22 @@ rule convert_pretrained:
     benchmark:
         bench_file("convert_pretrained", "{dataset}_{arch}_{method}")
     wildcard_constraints:
-        method=method_regex(pretrained_methods()),
+        method=method_regex(PLAN.pretrained_methods()),
     conda:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        **compute_resources("train"),
-        gpu=gpus(),
+        **PLAN.resources("train"),
+        gpu=PLAN.gpus(),
     params:
-        convert=lambda wc: pretrained_params(wc.method),
-        arch_options=lambda wc: arch_options(wc.arch),
-        runtime=runtime_params(),
+        convert=lambda wc: PLAN.pretrained_params(wc.method),
+        arch_options=lambda wc: PLAN.arch_options(wc.arch),
+        runtime=RUNTIME,
         seed=SEED,
     script:
         "../workflow_scripts/convert_pretrained.py"
 
 
-TARGETS += expand(metrics_csv(), dataset=DATASET, arch=ARCH, method=train_methods())
+TARGETS += expand(
+    metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods()
+)

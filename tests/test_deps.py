@@ -68,17 +68,13 @@ def test_workflow_scripts_are_adapters():
 
 
 def test_attack_schema_matches_the_registry():
-    """schemas/attacks.schema.yaml: one oneOf branch per registry type, accepting exactly its keys."""
-    import yaml
-
+    """The config model (advfeatures.config): one model per registry type, accepting exactly its keys."""
     from advfeatures.attacks.suite import GENERIC_KEYS, REGISTRY
+    from advfeatures.config import ATTACK_MODELS
 
-    schema = yaml.safe_load((ROOT / "schemas" / "attacks.schema.yaml").read_text())
-    spec = schema["$defs"]["spec"]
-    branches = {b["properties"]["type"]["const"]: set(b["properties"]) for b in spec["oneOf"]}
-    assert set(branches) == set(REGISTRY) == set(spec["properties"]["type"]["enum"])
-    for t, keys in branches.items():
-        assert keys == set(REGISTRY[t].params) | set(GENERIC_KEYS), t
+    assert set(ATTACK_MODELS) == set(REGISTRY)
+    for t, model in ATTACK_MODELS.items():
+        assert set(model.model_fields) == set(REGISTRY[t].params) | set(GENERIC_KEYS), t
     for t, s in REGISTRY.items():  # lazily loaded modules are declared for the rule inputs
         for m in s.modules:
             assert any(target == m for _, target in deps.LAZY), (t, m)
@@ -86,14 +82,13 @@ def test_attack_schema_matches_the_registry():
 
 def test_ib_settings_are_shared():
     """One IB settings type: both config blocks accept the thresholds the bottleneck knows."""
-    import yaml
+    import typing
 
     from advfeatures.bottleneck import THRESHOLDS
+    from advfeatures.config import BottleneckBlock, NrfIB
 
-    ib = yaml.safe_load((ROOT / "schemas" / "bottleneck.schema.yaml").read_text())
-    atk = yaml.safe_load((ROOT / "schemas" / "attacks.schema.yaml").read_text())
-    assert ib["properties"]["threshold"]["enum"] == list(THRESHOLDS)
-    assert atk["properties"]["nrf"]["properties"]["threshold"]["enum"] == list(THRESHOLDS)
+    for block in (BottleneckBlock, NrfIB):
+        assert typing.get_args(block.model_fields["threshold"].annotation) == THRESHOLDS
 
 
 def test_method_enums_match_training():

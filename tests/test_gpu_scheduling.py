@@ -1,14 +1,20 @@
-"""Local GPU scheduling: `gpu` is a global resource equal to the machine's GPU count
-(advfeatures.localgpus), so a local run never puts two GPU jobs on one device."""
+"""Local GPU scheduling: `gpu` is a global resource equal to the machine's GPU count and each
+GPU job claims its own device (advfeatures.localgpus), so a local run never puts two GPU jobs on
+one device; `prepare_data` (the download) runs where snakemake runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import clone_run
+from conftest import ROOT, clone_run
 
+from advfeatures import localgpus
 from advfeatures.localgpus import ENV, count_local_gpus, visible_devices
 
 
@@ -38,6 +44,74 @@ def test_count_prefers_override_then_visible_devices_then_nvidia_smi(tmp_path):
     assert count_local_gpus({"PATH": fake_smi(broken, ["GPU 0: x"], rc=9)}) == 0  # driver not loaded
     with pytest.raises(ValueError, match=ENV):
         count_local_gpus({ENV: "two"})
+
+
+CLAIM = """
+import sys, time
+from advfeatures import localgpus
+dev = localgpus.claim_for_job(1)
+print(dev, flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def claimers(tmp_path, n: int, hold: float, **env) -> list[subprocess.Popen]:
+    """``n`` processes that each claim a GPU as a job does, print it and hold it ``hold`` s."""
+    e = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    e.update({"PYTHONPATH": str(ROOT), localgpus.ASSIGN_ENV: "1", localgpus.LOCK_ENV: str(tmp_path / "locks"), **env})
+    return [subprocess.Popen([sys.executable, "-c", CLAIM, str(hold)], env=e, stdout=subprocess.PIPE, text=True)
+            for _ in range(n)]
+
+
+def test_two_gpu_jobs_on_a_faked_two_gpu_machine_get_different_devices(tmp_path):
+    procs = claimers(tmp_path, 2, 2.0, **{ENV: "2"})
+    devices = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(devices) == ["0", "1"]
+
+
+def test_a_third_gpu_job_waits_for_a_free_device(tmp_path):
+    first = claimers(tmp_path, 2, 3.0, **{ENV: "2"})
+    time.sleep(1.0)
+    start = time.monotonic()
+    third = claimers(tmp_path, 1, 0.0, **{ENV: "2"})[0]
+    dev = third.communicate(timeout=60)[0].strip()
+    assert dev in ("0", "1") and time.monotonic() - start > 1.0  # it got one only when a job ended
+    for p in first:
+        p.communicate(timeout=60)
+
+
+def test_claims_map_onto_the_visible_devices(tmp_path):
+    procs = claimers(tmp_path, 2, 1.0, CUDA_VISIBLE_DEVICES="2,5")
+    assert sorted(p.communicate(timeout=60)[0].strip() for p in procs) == ["2", "5"]
+
+
+def test_no_claim_outside_a_local_gpu_job(tmp_path):
+    env = {ENV: "2", localgpus.LOCK_ENV: str(tmp_path)}
+    assert localgpus.claim_for_job(0, dict(env, **{localgpus.ASSIGN_ENV: "1"})) is None  # CPU job
+    assert localgpus.claim_for_job(1, dict(env)) is None  # not a local workflow run
+    assert localgpus.claim_for_job(1, dict(env, SLURM_JOB_ID="7", **{localgpus.ASSIGN_ENV: "1"})) is None
+    assert localgpus.claim_for_job(1, {ENV: "0", localgpus.ASSIGN_ENV: "1"}) is None  # no GPU
+
+
+LOCALRULES = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+with SnakemakeApi(OutputSettings()) as api:
+    w = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(),
+                     storage_settings=StorageSettings(), snakefile=Path(sys.argv[1]), workdir=Path(sys.argv[2]))
+    print(" ".join(sorted(w._workflow._localrules)))
+"""
+
+
+def test_prepare_data_is_a_local_rule(tmp_path):
+    """On a cluster the download runs where snakemake runs (compute nodes often have no network)."""
+    proc = subprocess.run([sys.executable, "-c", LOCALRULES, str(ROOT / "Snakefile"), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "prepare_data" in proc.stdout.split()
 
 
 JOB_START = re.compile(r"^(?:local)?rule (\w+):$")
@@ -72,17 +146,22 @@ def test_max_concurrent_reads_snakemake_job_lines():
 @pytest.mark.slow
 def test_one_local_gpu_runs_one_gpu_job_at_a_time(tiny_run, tmp_path_factory, monkeypatch):
     """Two GPU jobs (two FGSM attack jobs, rerun with --force on a copy of the session's tiny run;
-    resources.gpus: 1 as on the presets) on 2 cores: one at a time when the machine reports one
-    GPU, side by side with two (the control: the log can show overlap)."""
+    resources.gpus: 1 as on the presets) on 2 cores: one at a time on device 0 when the machine
+    reports one GPU, side by side on devices 0 and 1 with two (the control: the log can show
+    overlap)."""
     overlay = tmp_path_factory.mktemp("gpu_cfg") / "gpu.yaml"
     overlay.write_text("resources: {gpus: 1}\n")
     targets = [f"results/mnist5k/lenet5/{m}/attacks/fgsm.h5" for m in ("standard", "pgd_linf")]
     clone = clone_run(tiny_run, tmp_path_factory, "gpu_sched")
-    seen = {}
+    seen, devices = {}, {}
+    monkeypatch.setenv(localgpus.LOCK_ENV, str(tmp_path_factory.mktemp("gpu_locks")))
     for gpus in (1, 2):
         monkeypatch.setenv(ENV, str(gpus))
         proc = clone.run("--cores", "2", "--force", *targets, configs=[overlay], timeout=600)
         log = proc.stdout + proc.stderr
         assert f'gpu=Resource("gpu", {gpus})' in log, log[-2000:]
         seen[gpus] = max_concurrent(log, "attack")
+        devices[gpus] = re.findall(r"this GPU job uses device (\d+)", log)
     assert seen == {1: 1, 2: 2}
+    assert devices[1] == ["0", "0"]  # one after the other on the one device
+    assert sorted(devices[2]) == ["0", "1"]  # side by side, each on its own

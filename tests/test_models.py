@@ -208,19 +208,17 @@ def test_bad_options_are_one_line_errors():
 
 def test_schema_options_match_the_constructors():
     import inspect
-    from pathlib import Path
 
-    import yaml
+    from advfeatures import config, registry
 
-    schema = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "schemas" / "arch.schema.yaml").read_text()
-    )
-    assert set(schema["$defs"]["arch_name"]["enum"]) == set(ARCHITECTURES)
-    options = schema["properties"]["options"]["properties"]
+    assert set(registry.ARCHITECTURES) == set(ARCHITECTURES)
+    options = config.ArchOptions.model_fields
+    assert set(options) == set(ARCHITECTURES)
     for name, ctor in ARCHITECTURES.items():
-        assert options[name].get("additionalProperties") is False
+        model = options[name].annotation.__args__[0]  # X | None
+        assert model.model_config["extra"] == "forbid"
         accepted = list(inspect.signature(ctor).parameters)[5:]
-        assert set(options[name].get("properties", {})) == set(accepted), name
-    # every depth the schema allows builds
-    for depth in options["wrn"]["properties"]["depth"]["enum"][:4]:
+        assert set(model.model_fields) == set(accepted), name
+    # every depth the config allows builds
+    for depth in registry.WRN_DEPTHS[:4]:
         make("wrn", 3, 32, 10, depth=depth)

@@ -1,5 +1,6 @@
-"""Every preset in presets/ (and config.yaml itself) passes `snakemake -n` over the whole DAG,
-validated by the schema, with the paper's training settings reaching the train jobs."""
+"""Every preset in presets/ (and config.yaml itself) passes `snakemake -n` over the whole DAG, as
+its header says to run it; every preset is a whole run (`base: defaults`) whose budgets all come
+from the preset itself, never from config.yaml's MNIST smoke budgets nor from a model default."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from advfeatures import config as C
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
@@ -37,17 +40,91 @@ def test_presets_exist():
     assert paper | {"svhn", "stl10-wrn"} <= names
 
 
+def header_commands(preset: Path) -> list[list[str]]:
+    """The `snakemake ...` commands of a preset's header comment (continuation lines joined)."""
+    import shlex
+
+    head = []
+    for line in preset.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        head.append(line.lstrip("#").strip())
+    text = "\n".join(head).replace("\\\n", " ")
+    cmds = [shlex.split(ln[ln.index("snakemake"):]) for ln in text.splitlines() if "snakemake " in ln]
+    return [c for c in cmds if "--configfile" in c]
+
+
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
-def test_preset_dry_run(tmp_path, preset):
+def test_preset_header_commands_dry_run(tmp_path, preset):
+    """Each command a preset's header gives parses and plans its DAG (dry run)."""
     cfg = yaml.safe_load(preset.read_text())
-    out = dry_run(tmp_path, preset)
-    enabled = [m for m, v in cfg["training"]["methods"].items() if v is not False]
-    assert job_count(out, "prepare_data") == 1
-    assert job_count(out, "train") == len(enabled)
+    cmds = header_commands(preset)
+    assert cmds, f"{preset.name}: no snakemake command in its header"
+    for cmd in cmds:
+        args = [a for a in cmd[1:] if a not in ("--cores", "all", "2")]
+        full = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "1",
+                "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args]
+        proc = subprocess.run(full, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-3000:]}"
+        enabled = [m for m, v in cfg["training"]["methods"].items() if v is not False]
+        assert job_count(out, "prepare_data") == 1
+        assert job_count(out, "train") == len(enabled)
     if preset.stem.endswith("-cpu"):  # laptop presets: 2 CPU cores, no GPU
         assert cfg["resources"]["gpus"] == 0 and cfg["threads"] == 1
     else:  # cluster settings every paper preset carries
         assert cfg["device"] == "auto" and cfg["resources"]["gpus"] == 1 and cfg["threads"] > 1
+
+
+#: keys that set a budget: eps, step sizes and counts, c, sweeps, subsets, epochs, and every key
+#: of the synthesis and transfer settings (training.common.beta, the TRADES weight, is a method's)
+BUDGET = re.compile(r"^(?!report\.)(.*\.)?(eps|alpha|alpha_scale|steps|step_size|iterations|n_iter|n_queries|c|"
+                    r"epochs|betas|subset|eval_subset|n_samples|attack|eval_attack|milestones|lr)(\.|$)|"
+                    r"^(bottleneck|attacks\.nrf)\.beta$|"
+                    r"^synthesis\.(inversion\.steps|inversion\.step_size|targeted|train|eval\.attacks|"
+                    r"eval\.subset|transfer|robust_method)|^attacks\.(suite|sweep|models|eps)")
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_states_every_budget(preset):
+    """Resolved, no value of a preset comes from config.yaml, and no budget-like value from a
+    model default: each is the preset's own (from its paper, or a choice it states)."""
+    res = C.resolve(C.layers_for([preset]))
+    assert res.config["base"] == "defaults"
+    name = C.layers_for([preset])[0].name
+    smoke = [".".join(map(str, p)) for p, src in res.sources.items() if src == C.SMOKE]
+    assert not smoke, f"{preset.name} takes these from config.yaml: {smoke}"
+    defaulted = [".".join(map(str, p)) for p, src in res.sources.items()
+                 if src == C.DEFAULTS and BUDGET.search(".".join(map(str, p)))]
+    assert not defaulted, f"{preset.name} leaves these budgets to the model's defaults: {defaulted}"
+    assert {src for src in res.sources.values()} <= {name, C.DEFAULTS}
+    # every attack of the suite states the keys that set its budget
+    from advfeatures.registry import ATTACKS
+
+    for a, spec in res.config["attacks"]["suite"].items():
+        missing = [k for k in ATTACKS[spec["type"]].budget if k not in spec]
+        assert not missing, f"{preset.name}: attacks.suite.{a} does not state {missing}"
+
+
+def test_budget_check_catches_the_smoke_file(tmp_path):
+    """The check above fails for a preset written as an overlay of config.yaml (as they were)."""
+    over = tmp_path / "overlay.yaml"
+    over.write_text("dataset: {name: cifar10}\narch: {name: vgg16}\n")
+    res = C.resolve(C.layers_for([over]))
+    assert res.sources[("synthesis", "targeted", "eps")] == C.SMOKE
+    assert res.sources[("attacks", "suite", "cw", "c")] == C.SMOKE
+
+
+def test_resolve_command_prints_sources(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "advfeatures.config", "resolve", "presets/cifar10-vgg16.yaml",
+                           "--config", "seed=3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "attacks.eps: 0.03  # presets/cifar10-vgg16.yaml" in lines
+    assert "seed: 3  # --config" in lines
+    assert "training.common.momentum: 0.9  # presets/cifar10-vgg16.yaml" in lines
+    assert "mutual_info.kde.noise_var: 0.1  # defaults" in lines
+    assert not any(line.endswith("# config.yaml") for line in lines)
 
 
 def test_cifar10_cpu_preset_keeps_adversarial_training_healthy():
@@ -121,16 +198,12 @@ def gpu_check_module():
 @pytest.mark.parametrize("small", [False, True])
 def test_gpu_check_toy_overlay_is_a_valid_config(tmp_path, preset, small):
     """benchmarks/gpu_check.py runs each preset with tests/tiny.yaml's budgets over it."""
-    from advfeatures.config import validate_config
-
     gc = gpu_check_module()
     tiny = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
-    over = gc.toy_overlay(tiny, tmp_path / "images", "cuda", small)
-    cfg = gc.deep_merge(gc.deep_merge(yaml.safe_load((ROOT / "config.yaml").read_text()),
-                                      yaml.safe_load(preset.read_text())), over)
-    validate_config(cfg, ROOT / "schemas" / "config.schema.yaml")
-    assert cfg["training"]["methods"] == gc.deep_merge(yaml.safe_load((ROOT / "config.yaml").read_text()),
-                                                       yaml.safe_load(preset.read_text()))["training"]["methods"]
+    over = tmp_path / "toy.yaml"
+    over.write_text(yaml.safe_dump(gc.toy_overlay(tiny, tmp_path / "images", "cuda", small)))
+    cfg = C.resolve(C.layers_for([preset, over])).config
+    assert cfg["training"]["methods"] == C.resolve(C.layers_for([preset])).config["training"]["methods"]
     assert cfg["training"]["common"]["epochs"] == 1 and cfg["device"] == "cuda"
 
 

@@ -32,6 +32,7 @@ CATEGORIES = {
     "mutual_info": "Zhang et al.",
     "training": "Training",
     "claims": "Claims",
+    "paper_vs_ours": "Published numbers",
 }
 #: what each study's captions must name
 PAPER = {"Ilyas et al. 2019": "Ilyas", "Kim, Lee, Ro 2021": "Kim, Lee, Ro", "Zhang et al.": "Zhang"}
@@ -141,3 +142,13 @@ def test_editing_a_script_reruns_its_rule_and_descendants(full_run, script, rule
         pending = full_run.pending_rules() - {"all"}
     assert pending == full_run.rule_descendants({rule}) - {"all"}
     assert full_run.pending_rules() == set()
+
+
+def test_every_markdown_view_has_at_most_12_columns(full_run):
+    """The Markdown views stay readable (one cell per quantity); the CSVs keep every column."""
+    views = sorted((full_run.wd / "results" / "tables").glob("*.md"))
+    assert len(views) >= 10
+    for md in views:
+        widths = {line.count("|") - 1 for line in md.read_text().splitlines() if line.startswith("|")}
+        assert widths and max(widths) <= 12, f"{md.name}: {max(widths)} columns"
+        assert not any(" lo |" in line or " hi |" in line for line in md.read_text().splitlines()), md.name

@@ -19,11 +19,12 @@ import logging
 
 import torch
 
+from advfeatures import registry
 from advfeatures.utils import frozen
 
-AA_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")
+AA_COMPONENTS = registry.AA_COMPONENTS  # declared once in advfeatures.registry
 #: AutoAttack "standard" budgets (Croce & Hein 2020)
-AA_STANDARD = {"n_iter": 100, "n_target_classes": 9, "n_queries": 5000}
+AA_STANDARD = registry.AA_STANDARD
 
 
 @contextlib.contextmanager

@@ -30,11 +30,11 @@ from advfeatures.attacks.cw import cw_l2
 from advfeatures.attacks.evaluate import attack_batches, predict
 from advfeatures.attacks.nrf import nrf
 from advfeatures.attacks.pgd import bim, fgsm, pgd
+from advfeatures.registry import ATTACKS, GENERIC_KEYS
 from advfeatures.utils import AdvFeaturesError, derive_seed, eval_mode, make_generator
 
 log = logging.getLogger("advfeatures")
 
-GENERIC_KEYS = ("type", "subset", "models")
 
 
 @dataclass
@@ -163,36 +163,25 @@ def _fab(name, entry, p, eps):
             "targeted": bool(p["targeted"]), "n_target_classes": int(p["n_target_classes"])}, _linf(eps), {}
 
 
-_CW_KEYS = ("c", "kappa", "lr", "steps", "bound", "eps", "start")
+#: how each attack type resolves and runs; what it accepts, its defaults and label come from
+#: the torch-free metadata advfeatures.registry.ATTACKS
+_RUNNERS: dict[str, tuple[Resolve, Run]] = {
+    "fgsm": (_fgsm, lambda m, x, y, k, **_: fgsm(m, x, y, **k)),
+    "bim": (_bim, lambda m, x, y, k, **_: bim(m, x, y, **k)),
+    "pgd": (_pgd, lambda m, x, y, k, *, generator, **_: pgd(m, x, y, generator=generator, **k)),
+    "cw": (_cw, lambda m, x, y, k, **_: cw_l2(m, x, y, **k)),
+    "apgd_ce": (_apgd, lambda m, x, y, k, *, seed, **_: aa.apgd_ce(m, x, y, seed=seed, **k)),
+    "autoattack": (_autoattack, lambda m, x, y, k, *, seed, **_: aa.autoattack(m, x, y, seed=seed, **k)),
+    "fab": (_fab, lambda m, x, y, k, *, seed, **_: aa.fab(m, x, y, seed=seed, **k)),
+    "nrf": (_nrf, lambda m, x, y, k, *, mask, **_: nrf(m, x, y, mask, **k)),
+}
 
 #: the attack registry: type -> spec (config key attacks.suite.<name>.type)
-REGISTRY: dict[str, AttackSpec] = {s.type: s for s in (
-    AttackSpec("fgsm", "FGSM", ("eps",), {}, _fgsm,
-               lambda m, x, y, k, **_: fgsm(m, x, y, **k)),
-    AttackSpec("bim", "BIM", ("eps", "steps", "alpha", "alpha_scale", "early_stop"),
-               {"steps": 10, "alpha_scale": 1.25, "early_stop": False}, _bim,
-               lambda m, x, y, k, **_: bim(m, x, y, **k)),
-    AttackSpec("pgd", "PGD", ("eps", "steps", "alpha", "alpha_scale", "norm", "random_start", "early_stop"),
-               {"steps": 10, "alpha_scale": 2.3, "norm": "linf", "random_start": True, "early_stop": False}, _pgd,
-               lambda m, x, y, k, *, generator, **_: pgd(m, x, y, generator=generator, **k)),
-    AttackSpec("cw", "CW-L2", (*_CW_KEYS, "search_steps", "stop_checks"),
-               {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "search_steps": 0,
-                "stop_checks": 3, "start": "frozen"}, _cw,
-               lambda m, x, y, k, **_: cw_l2(m, x, y, **k), has_bound=True),
-    AttackSpec("apgd_ce", "APGD-CE", ("eps", "n_iter", "n_restarts"), {"n_iter": 100, "n_restarts": 1}, _apgd,
-               lambda m, x, y, k, *, seed, **_: aa.apgd_ce(m, x, y, seed=seed, **k)),
-    AttackSpec("autoattack", "AutoAttack", ("eps", "components", "n_iter", "n_target_classes", "n_queries"),
-               {"components": list(aa.AA_COMPONENTS), **aa.AA_STANDARD}, _autoattack,
-               lambda m, x, y, k, *, seed, **_: aa.autoattack(m, x, y, seed=seed, **k)),
-    AttackSpec("fab", "FAB", ("eps", "n_iter", "n_restarts", "targeted", "n_target_classes"),
-               {"n_iter": 100, "n_restarts": 1, "targeted": False, "n_target_classes": 9}, _fab,
-               lambda m, x, y, k, *, seed, **_: aa.fab(m, x, y, seed=seed, **k)),
-    AttackSpec("nrf", "NRF", (*_CW_KEYS, "maximize", "mask", "stop_checks"),
-               {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "maximize": True,
-                "mask": "nonrobust", "stop_checks": 3, "start": "frozen"}, _nrf,
-               lambda m, x, y, k, *, mask, **_: nrf(m, x, y, mask, **k),
-               needs_mask=True, has_bound=True, modules=("advfeatures.bottleneck",)),
-)}
+REGISTRY: dict[str, AttackSpec] = {
+    t: AttackSpec(t, m.label, m.params, m.defaults, *_RUNNERS[t], needs_mask=m.needs_mask,
+                  has_bound=m.has_bound, modules=m.modules)
+    for t, m in ATTACKS.items()
+}
 ATTACK_TYPES = tuple(REGISTRY)
 
 

@@ -4,8 +4,8 @@ A checkpoint is a dict with ``model`` (state dict) and ``meta`` (``arch``, ``arc
 ``model_kwargs``: what :func:`advfeatures.models.build_model` needs), written by
 :func:`advfeatures.training.train` as ``model.pt`` and ``checkpoints/epoch_N.pt``.
 
-:func:`save_checkpoint` is the one guard that no checkpoint holding NaN or inf is ever written
-(issue 13): a diverged model fails its job instead of reaching the attacks and reports.
+:func:`save_checkpoint` is the one guard that no checkpoint holding NaN or inf is ever written:
+a diverged model fails its job instead of reaching the attacks and reports.
 """
 
 from __future__ import annotations

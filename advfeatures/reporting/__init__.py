@@ -3,7 +3,8 @@
 Per-study modules (``reporting.ilyas``, ``reporting.bottleneck``, ``reporting.attacks``,
 ``reporting.mutual_info``) build their tables from the stage outputs with the helpers here:
 
-- :func:`write_table` writes ``name.csv`` and a Markdown twin ``name.md``.
+- :func:`write_table` writes ``name.csv`` (every column) and its Markdown view ``name.md``
+  (:func:`markdown_view`: one cell per quantity, ``97.2 [95.4, 98.3]``, at most 12 columns).
 - :class:`Claim` / :func:`write_claims`: one row per claim with the measured value, the
   threshold, the comparison, its statistics and a verdict (holds, fails, inconclusive, not
   testable) with its reason; ``results/claims.csv`` gathers them.  The settings (level,
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from advfeatures.reporting.claims import check_key  # the registry of claim keys
@@ -29,34 +31,86 @@ CLAIM_COLUMNS = ("study", "key", "claim", "verdict", "reason", "measured", "comp
 VERDICTS = ("holds", "fails", "inconclusive", "not testable")
 
 
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A GitHub Markdown table (no tabulate dependency); NaN shows as an empty cell."""
+#: at most this many columns in a Markdown view (the CSV beside it keeps every column)
+MAX_MD_COLUMNS = 12
 
-    def fmt(v) -> str:
-        if isinstance(v, float):
-            return "" if math.isnan(v) else format(v, floatfmt)
-        return "" if v is None else str(v)
 
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+def _fmt(v, floatfmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), floatfmt)
+    return str(v)
+
+
+def interval_cell(value, lo, hi, fmt: str = ".1f") -> str:
+    """``97.2 [95.4, 98.3]``; the value alone when the interval is missing; empty for NaN."""
+    v = _fmt(value, fmt)
+    if not v:
+        return ""
+    if any(x is None or not math.isfinite(float(x)) for x in (lo, hi)):
+        return v
+    return f"{v} [{format(float(lo), fmt)}, {format(float(hi), fmt)}]"
+
+
+def markdown_view(df: pd.DataFrame, *, floatfmt: str = ".2f", ci_fmt: str | None = None,
+                  drop: Sequence[str] = ()) -> pd.DataFrame:
+    """The table as text cells for reading: every ``X`` with ``X lo`` / ``X hi`` beside it (the
+    Wilson intervals of :func:`verdicts.add_wilson`) becomes one cell ``X [lo, hi]``; published
+    columns without a single value are left out (the note says why); ``drop`` names columns the
+    view leaves to the CSV.  Columns of whole numbers show as integers."""
+    ci_fmt = ci_fmt or floatfmt
+    df = df.drop(columns=[c for c in drop if c in df])
+    out = {}
+    for col in df.columns:
+        if isinstance(col, str) and (col.endswith(" lo") or col.endswith(" hi")) and col[:-3] in df:
+            continue
+        if isinstance(col, str) and col.startswith("published") and pd.to_numeric(df[col], errors="coerce").isna().all():
+            continue
+        s = df[col]
+        if f"{col} lo" in df and f"{col} hi" in df:
+            out[str(col)] = [interval_cell(v, lo, hi, ci_fmt) for v, lo, hi in zip(s, df[f"{col} lo"], df[f"{col} hi"])]
+            continue
+        num = pd.to_numeric(s, errors="coerce")
+        if s.dtype.kind == "f" and num.notna().any() and (num.dropna() == num.dropna().round()).all() \
+                and num.abs().max() < 1e15:
+            out[str(col)] = ["" if pd.isna(v) else str(int(v)) for v in num]
+        else:
+            out[str(col)] = [_fmt(v, floatfmt) for v in s]
+    return pd.DataFrame(out, columns=list(out))
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f", ci_fmt: str | None = None,
+                drop: Sequence[str] = ()) -> str:
+    """A GitHub Markdown table of :func:`markdown_view` (pandas ``to_markdown``, via tabulate)."""
+    view = markdown_view(df, floatfmt=floatfmt, ci_fmt=ci_fmt, drop=drop)
+    return view.to_markdown(index=False, tablefmt="pipe", disable_numparse=True) + "\n"
 
 
 def write_table(df: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike | None = None,
-                *, title: str | None = None, note: str | None = None, floatfmt: str = ".2f") -> None:
-    """Write ``df`` as CSV and (when ``md_path``) as Markdown with an optional title and note."""
+                *, title: str | None = None, note: str | None = None, floatfmt: str = ".2f",
+                ci_fmt: str | None = ".1f", drop: Sequence[str] = ()) -> None:
+    """Write ``df`` as CSV (every column) and, when ``md_path``, its Markdown view
+    (:func:`write_markdown`) with an optional title and note."""
     with atomic_write(csv_path) as tmp:
         df.to_csv(tmp, index=False)
     if md_path is not None:
-        write_markdown(df, md_path, title=title, note=note, floatfmt=floatfmt)
+        write_markdown(df, md_path, title=title, note=note, floatfmt=floatfmt, ci_fmt=ci_fmt, drop=drop)
 
 
 def write_markdown(df: pd.DataFrame, md_path: str | os.PathLike, *, title: str | None = None,
-                   note: str | None = None, floatfmt: str = ".2f") -> None:
-    """Write ``df`` as a Markdown table with an optional ``### title`` and a note below."""
+                   note: str | None = None, floatfmt: str = ".2f", ci_fmt: str | None = ".1f",
+                   drop: Sequence[str] = ()) -> None:
+    """Write the Markdown view of ``df`` (:func:`markdown_view`, at most ``MAX_MD_COLUMNS``
+    columns) with an optional ``### title`` and a note below."""
     md_path = Path(md_path)
-    text = (f"### {title}\n\n" if title else "") + to_markdown(df, floatfmt)
+    view = markdown_view(df, floatfmt=floatfmt, ci_fmt=ci_fmt, drop=drop)
+    if view.shape[1] > MAX_MD_COLUMNS:
+        raise ValueError(f"{md_path.name}: the Markdown view has {view.shape[1]} columns "
+                         f"({', '.join(view.columns)}), more than {MAX_MD_COLUMNS}; leave some to the CSV "
+                         "with drop=[...] or reshape the table")
+    text = (f"### {title}\n\n" if title else "") + view.to_markdown(index=False, tablefmt="pipe",
+                                                                     disable_numparse=True) + "\n"
     if note:
         text += f"\n{note}\n"
     with atomic_write(md_path) as tmp:

@@ -19,61 +19,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from advfeatures import h5io, stats
-from advfeatures.attacks.suite import REGISTRY
-from advfeatures.reporting import Claim, untestable, verdicts
+from advfeatures import h5io, published, stats
+from advfeatures.registry import ATTACKS as REGISTRY
+from advfeatures.reporting import Claim, interval_cell, untestable, verdicts
 from advfeatures.utils import AdvFeaturesError
 
 STUDY = "kim2021_attacks"
 METHOD_LABELS = {"standard": "standard", "pgd_linf": "ADV", "pgd_l2": "ADV-L2", "trades": "TRADES", "mart": "MART"}
 
-# Published numbers: Kim, Lee, Ro 2021 (NeurIPS), Table 3 (robust accuracy %, Linf eps 0.03),
-# as transcribed in /work/shared/reference.md s. 2 and /work/shared/papers/000_8a508d96ad490ec6.txt.
-# Note: the paper's "AA" column was APGD-CE only in the reference code, so it is put beside our
-# apgd_ce attack, never beside the full AutoAttack.
+# Published numbers: Kim, Lee, Ro 2021 Tables 3 and 4 (robust accuracy %, Linf eps 0.03), read from
+# the package data advfeatures/published/kim2021.yaml.  The paper's "AA" column was APGD-CE only in
+# the reference code, so it is put beside our apgd_ce attack, never beside the full AutoAttack.
+PAPER_MODELS = {"ADV": "pgd_linf", "TRADES": "trades", "MART": "mart"}
 _T3_COLS = ("Clean", "FGSM", "BIM", "PGD", "CW", "AA", "FAB", "NRF")
-_T3 = {
-    ("cifar10", "VGG-16"): {
-        "pgd_linf": (79.7, 51.3, 46.5, 44.7, 40.3, 42.0, 40.9, 27.4),
-        "trades": (78.2, 54.5, 51.7, 50.9, 43.0, 49.5, 46.3, 31.2),
-        "mart": (73.5, 54.2, 52.2, 51.7, 42.2, 50.6, 45.1, 31.4),
-    },
-    ("cifar10", "WRN-28-10"): {
-        "pgd_linf": (82.6, 56.4, 52.8, 51.6, 45.5, 49.8, 49.0, 17.1),
-        "trades": (83.0, 57.9, 55.0, 53.9, 46.7, 52.4, 49.8, 26.8),
-        "mart": (83.4, 59.0, 56.0, 54.7, 46.5, 52.8, 50.2, 19.6),
-    },
-    ("svhn", "VGG-16"): {
-        "pgd_linf": (90.4, 63.7, 52.1, 48.8, 33.3, 39.9, 41.6, 12.6),
-        "trades": (90.4, 65.3, 59.0, 57.0, 44.8, 53.5, 50.0, 14.3),
-        "mart": (90.5, 65.1, 59.7, 57.8, 46.4, 53.0, 47.0, 16.1),
-    },
-    ("svhn", "WRN-28-10"): {
-        "pgd_linf": (93.5, 73.9, 64.8, 61.1, 40.7, 55.5, 56.6, 13.4),
-        "trades": (93.9, 72.9, 63.9, 60.4, 42.0, 55.0, 55.4, 10.1),
-        "mart": (94.1, 73.0, 64.5, 61.1, 42.3, 55.4, 56.0, 8.1),
-    },
-}
-PUBLISHED_TABLE3 = {k: {m: dict(zip(_T3_COLS, v)) for m, v in rows.items()} for k, rows in _T3.items()}
+#: Table 4 columns as (mask, maximize): ||G_nr|| max, ||G_nr|| min, ||G_r|| max, ||G_r|| min
+_T4_COLS = {"G_nr max": ("nonrobust", True), "G_nr min": ("nonrobust", False),
+            "G_r max": ("robust", True), "G_r min": ("robust", False)}
 
-# Kim, Lee, Ro 2021 Table 4 (accuracy %, unbounded NRF-style attacks): columns
-# ||G_nr|| max, ||G_nr|| min, ||G_r|| max, ||G_r|| min  (same source as above).
-_T4_COLS = (("nonrobust", True), ("nonrobust", False), ("robust", True), ("robust", False))
-_T4 = {
-    ("cifar10", "VGG-16"): {
-        "pgd_linf": (27.4, 67.5, 35.9, 74.6), "trades": (31.2, 71.6, 38.2, 77.1), "mart": (31.4, 63.8, 39.6, 69.1),
-    },
-    ("cifar10", "WRN-28-10"): {
-        "pgd_linf": (17.1, 74.8, 28.9, 79.5), "trades": (26.8, 73.9, 30.3, 79.9), "mart": (19.6, 74.3, 24.5, 79.4),
-    },
-    ("svhn", "VGG-16"): {
-        "pgd_linf": (12.6, 71.9, 20.8, 71.5), "trades": (14.3, 68.4, 27.3, 82.3), "mart": (16.1, 66.2, 31.6, 84.9),
-    },
-    ("svhn", "WRN-28-10"): {
-        "pgd_linf": (13.4, 88.0, 15.6, 93.4), "trades": (10.1, 88.1, 13.2, 93.3), "mart": (8.1, 87.7, 9.0, 91.5),
-    },
-}
-PUBLISHED_TABLE4 = {k: {m: dict(zip(_T4_COLS, v)) for m, v in rows.items()} for k, rows in _T4.items()}
+
+def _published(source: str, columns) -> dict:
+    """{(dataset, arch label): {method: {column key: value}}} of one table of the paper."""
+    out: dict = {}
+    for r in published.numbers("kim2021", source=source).itertuples():
+        key = columns.get(r.column) if isinstance(columns, dict) else (r.column if r.column in columns else None)
+        if key is None or r.model not in PAPER_MODELS:
+            continue
+        out.setdefault((r.dataset, r.arch), {}).setdefault(PAPER_MODELS[r.model], {})[key] = r.value
+    return out
+
+
+PUBLISHED_TABLE3 = _published("Table 3", _T3_COLS)
+PUBLISHED_TABLE4 = _published("Table 4", _T4_COLS)
 PAPER_EPS = 0.03
 
 
@@ -211,15 +187,15 @@ def table3(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) 
 
 
 def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 as in the paper: one row per model, one column per attack (robust accuracy %),
-    the published value in parentheses where there is one, and the row count n per attack."""
+    """Table 3 as in the paper: one row per model, one column per attack (robust accuracy % with
+    its Wilson interval, ``paper X`` where the paper has a number), and the row count n per attack."""
     # the gradient ablations belong to Table 4
     t = t3[~t3["label"].str.contains("min norm|norm G_r", regex=True)].copy()
     t["column"] = [f"{lab} ({b})" if isinstance(b, str) and b else lab for lab, b in zip(t["label"], t["bound"])]
 
     def cell(r) -> str:
-        pub = "" if pd.isna(r["published"]) else f" ({r['published']:.1f})"
-        return f"{r['accuracy']:.1f}{pub}"
+        pub = "" if pd.isna(r["published"]) else f" (paper {r['published']:.1f})"
+        return interval_cell(r["accuracy"], r.get("accuracy lo"), r.get("accuracy hi")) + pub
 
     t["cell"] = [cell(r) for _, r in t.iterrows()]
     # paper order whatever the job order, also for a column only some models have
@@ -230,6 +206,17 @@ def table3_wide(t3: pd.DataFrame) -> pd.DataFrame:
     n = t.drop_duplicates("column").set_index("column")["n"].reindex(order)
     wide.loc[len(wide)] = ["n (test rows)"] + [str(int(v)) for v in n]
     return wide
+
+
+def table3_view(t3: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown view of Table 3: :func:`table3_wide` turned so that attacks are rows and
+    models columns (as many columns as models, whatever the number of attacks)."""
+    wide = table3_wide(t3).set_index("model")
+    view = wide.T
+    view.index.name = "attack (bound)"
+    view.columns.name = None
+    view = view.reset_index().rename(columns={"n (test rows)": "n"})
+    return view[["attack (bound)", "n"] + [c for c in view.columns if c not in ("attack (bound)", "n")]]
 
 
 def table4(records: Sequence[Mapping], setting: Mapping, models: Sequence[str]) -> pd.DataFrame:

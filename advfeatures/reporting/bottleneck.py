@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from advfeatures import stats
+from advfeatures import published, stats
 from advfeatures.reporting import Claim, untestable, verdicts
 from advfeatures.utils import AdvFeaturesError
 
@@ -39,17 +39,32 @@ log = logging.getLogger("advfeatures")
 
 STUDY = "kim2021"
 
-# Published numbers: Kim, Lee, Ro, NeurIPS 2021, Tables 1 and 2 (CIFAR-10, VGG-16, adversarially
-# trained "ADV" model, Linf eps 0.03), as collected in /work/shared/reference.md section 2 and the
-# paper text (../shared/papers/000_8a508d96ad490ec6.txt).  Shown only where the preset matches.
-PUBLISHED_TABLE1 = {  # input -> (Int., R., NR.)
-    "clean": (79.73, 99.87, 34.82),
-    "fgsm": (51.28, 99.58, 22.82),
-    "pgd": (44.71, 99.38, 20.64),
-    "cw": (40.32, 99.85, 13.66),
-}
-PUBLISHED_TABLE2 = {"fgsm": 92.78, "pgd": 93.43, "cw": 93.72}  # NR. prediction == adv. prediction
-PUBLISHED_SETTING = {"dataset": "cifar10", "arch": "vgg16", "method": "pgd_linf"}
+# Published numbers: Kim, Lee, Ro 2021 Tables 1 and 2 (adversarially trained "ADV" model, Linf
+# eps 0.03), read from the package data advfeatures/published/kim2021.yaml.  Shown only where the
+# run matches: the paper's dataset, VGG-16 (WRN-28-10 needs its depth and width, which these
+# tables do not see) and the ADV model.
+PAPER_ARCHS = {"vgg16": "VGG-16"}
+PAPER_METHOD = "pgd_linf"
+
+
+def published_table1(dataset: str, arch: str) -> dict[str, tuple[float, float, float]]:
+    """Input (clean, fgsm, pgd, cw) -> (Int., R., NR.) accuracy (%) of Table 1; empty when none."""
+    df = published.numbers("kim2021", source="Table 1", dataset=dataset, arch=PAPER_ARCHS.get(arch, ""))
+    out = {}
+    for row, g in df.groupby("row", sort=False):
+        v = g.set_index("column")["value"]
+        out[str(row).lower()] = (float(v["Int. Acc"]), float(v["R. Acc"]), float(v["NR. Acc"]))
+    return out
+
+
+def published_table2(dataset: str, arch: str) -> dict[str, float]:
+    """Attack (fgsm, pgd, cw) -> NR. agreement (%) of Table 2; empty when none."""
+    df = published.numbers("kim2021", source="Table 2", dataset=dataset, arch=PAPER_ARCHS.get(arch, ""))
+    return {str(r).lower(): float(v) for r, v in zip(df["row"], df["value"])}
+
+
+PUBLISHED_TABLE1 = published_table1("cifar10", "vgg16")
+PUBLISHED_TABLE2 = published_table2("cifar10", "vgg16")
 
 PAPER_MASK = "clean, true label (paper)"
 #: Table 2's claim: NR. agrees with the adversarial prediction on a majority of the successfully
@@ -71,8 +86,7 @@ MASK_ROWS_CLEAN = (
 
 
 def published_matches(dataset: str, arch: str, method: str) -> bool:
-    s = PUBLISHED_SETTING
-    return dataset == s["dataset"] and arch == s["arch"] and method == s["method"]
+    return method == PAPER_METHOD and bool(published_table1(dataset, arch))
 
 
 def _pct(a: np.ndarray) -> float:
@@ -101,14 +115,14 @@ def table1(
     """``records[(method, input)]``: arrays of that bottleneck file."""
     rows = []
     for method in methods:
-        pub = published_matches(dataset, arch, method)
+        pub = published_table1(dataset, arch) if method == PAPER_METHOD else {}
         for inp in inputs:
             r = records[(method, inp)]
             y = r["y"]
             kinds = MASK_ROWS_CLEAN if inp == "clean" else MASK_ROWS_ATTACKED
             for label, kind in kinds:
                 kr, knr, km = _keys(kind)
-                p = PUBLISHED_TABLE1.get(inp) if (pub and label == PAPER_MASK) else None
+                p = pub.get(inp) if label == PAPER_MASK else None
                 rows.append({
                     "model": method, "input": inp, "masks": label, "n": len(y),
                     "int_acc": _pct(r["pred_full"] == y),
@@ -134,7 +148,7 @@ def table2(
 ) -> pd.DataFrame:
     rows = []
     for method in methods:
-        pub = published_matches(dataset, arch, method)
+        pub = published_table2(dataset, arch) if method == PAPER_METHOD else {}
         for atk in attacks:
             r = records[(method, atk)]
             y, adv = r["y"], r["pred_full"]
@@ -149,7 +163,7 @@ def table2(
                 "nonrobust_channels": float((~r["mask_robust"][ok].astype(bool)).sum(1).mean()) if ok.any() else np.nan,
                 "channels": int(r["mask_robust"].shape[1]),
                 "chance": 100.0 / max(num_classes - 1, 1),
-                "published": PUBLISHED_TABLE2.get(atk, np.nan) if pub else np.nan,
+                "published": pub.get(atk, np.nan),
             })
     return verdicts.add_wilson(pd.DataFrame(rows), ["nr_agree", "nr_agree_predlabel", "nr_agree_random", "r_agree", "r_true"], "n_success")
 
@@ -196,6 +210,13 @@ def beta_sweep_figure(df: pd.DataFrame):
     ax2.set_ylabel("channels per sample")
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
+    # a sweep whose channel counts do not move carries no trend: say why the lines are flat
+    flat = [str(m) for m, d in df.groupby("model", sort=False) if np.ptp(d["robust_channels"].to_numpy(float)) == 0]
+    if flat:
+        counts = ", ".join(f"{m}: {float(df[df['model'] == m]['robust_channels'].iloc[0]):g}" for m in flat)
+        ax2.text(0.5, 0.5, f"robust channels per sample do not change with beta\n({counts}); "
+                 "flat lines, no trend to read", transform=ax2.transAxes, ha="center", va="center", fontsize=8,
+                 bbox={"boxstyle": "round", "fc": "#f4f4f4", "ec": "#bbbbbb"})
     fig.suptitle("IB beta sweep (Kim et al. Fig. 5): R./NR. accuracy and channel counts")
     fig.tight_layout()
     return fig

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from advfeatures import stats
+from advfeatures import published, stats
 from advfeatures.reporting import Claim, untestable, verdicts
 
 STUDY = "ilyas"
@@ -20,15 +20,32 @@ SET_LABELS = {
     "d_det": "D_det (deterministic target labels)",
 }
 
-# Published numbers: Ilyas et al. 2019, CIFAR-10, ResNet-50, test accuracy / robust accuracy at
-# L2 eps 0.25 (source: /work/shared/reference.md section 1, table).  In percent.
-PUBLISHED = {
-    "D (standard)": (95.3, 4.5),
-    "d_r": (84.0, 48.0),
-    "d_nr": (88.0, 0.0),
-    "d_rand": (63.3, 0.0),
-    "d_det": (43.7, 0.0),
-}
+# Published numbers: Ilyas et al. 2019, CIFAR-10, ResNet-50 (package data
+# advfeatures/published/ilyas2019.yaml): test accuracy from Table 1 (D, D_rand, D_det) and test /
+# robust accuracy at L2 eps 0.25 read off Figure 2(b) (D, D_R, D_NR).  In percent; key -> (clean,
+# robust), NaN where the paper has no number.
+_PUBLISHED_ROWS = {"D": "D (standard)", "D_R": "d_r", "D_NR": "d_nr", "D_rand": "d_rand", "D_det": "d_det"}
+
+
+def _published() -> dict[str, tuple[float, float]]:
+    df = published.numbers("ilyas2019", dataset="cifar10")
+    out = {}
+    for row, key in _PUBLISHED_ROWS.items():
+        g = df[df["row"] == row]
+        fig, tab = g[g["source"] == "Figure 2(b)"], g[g["source"] == "Table 1"]
+
+        def pick(col, fig=fig, tab=tab):
+            for part in (tab, fig):  # a printed table value before one read off a chart
+                v = part[part["column"] == col]["value"]
+                if len(v):
+                    return float(v.iloc[0])
+            return math.nan
+
+        out[key] = (pick("test accuracy"), pick("robust accuracy"))
+    return out
+
+
+PUBLISHED = _published()
 PUBLISHED_SETTING = {"dataset": "cifar10", "arch": "resnet50", "l2_eps": 0.25}
 
 
@@ -346,17 +363,33 @@ def transfer_correlation(df: pd.DataFrame, kind: str) -> tuple[float, float]:
 
 
 def transfer_figure(df: pd.DataFrame, kind: str, attack: str):
+    """Paper Fig. 3: one point per architecture with its 95% Wilson interval on both axes; the
+    Pearson r in the title; fewer than 3 architectures or a constant axis is said on the figure."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
     xcol = f"test acc trained on {kind}"
-    ax.scatter(df[xcol], df["transfer rate"])
+
+    def err(col):
+        v = df[col].to_numpy(float)
+        lo = df.get(f"{col} lo", pd.Series(v)).to_numpy(float)
+        hi = df.get(f"{col} hi", pd.Series(v)).to_numpy(float)
+        return np.nan_to_num(np.vstack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)]))
+
+    ax.errorbar(df[xcol], df["transfer rate"], xerr=err(xcol), yerr=err("transfer rate"), fmt="o", capsize=2)
     for _, r in df.iterrows():
         ax.annotate(r["architecture"], (r[xcol], r["transfer rate"]), fontsize=8,
                     xytext=(3, 3), textcoords="offset points")
+    r, p = transfer_correlation(df, kind)
+    if math.isfinite(r):
+        ax.set_title(f"Transferability vs learning non-robust features (paper Fig. 3)\nPearson r = {r:.2f} "
+                     f"(p = {p:.2g}, {len(df)} architectures)", fontsize=9)
+    else:
+        ax.set_title("Transferability vs learning non-robust features (paper Fig. 3)", fontsize=9)
+        ax.text(0.5, 0.04, f"no correlation: {len(df)} architecture(s) or a constant axis (needs 3 or more)",
+                transform=ax.transAxes, ha="center", fontsize=7, color="C3")
     ax.set_xlabel(f"test accuracy (%), trained on {kind}")
     ax.set_ylabel(f"transfer rate (%) to the model trained on D\n({attack} PGD from the standard source)")
-    ax.set_title("Transferability vs learning non-robust features (paper Fig. 3)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -8,7 +8,7 @@ Inputs are the merged tidy CSVs of the stage:
   layer, estimator, accuracy, loss, I_XT, I_TY.
 
 The paper reports its findings only as figures (no numbers), so the tables carry no
-``published`` column; the claims encode its qualitative findings (reference.md section 3).
+``published`` column; the claims encode its qualitative findings.
 """
 
 from __future__ import annotations
@@ -39,16 +39,6 @@ FLAT_BITS = 0.01
 
 def _layers(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["layer"]))  # first-seen order = probe order
-
-
-def _tidy_axes(ax, min_span: float = 0.2) -> None:
-    """No offset notation, and at least ``min_span`` bits on each axis (flat series stay flat)."""
-    ax.ticklabel_format(useOffset=False, style="plain")
-    for get, put in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
-        lo, hi = get()
-        if hi - lo < min_span:
-            mid = (lo + hi) / 2
-            put(mid - min_span / 2, mid + min_span / 2)
 
 
 def _identity(kind: str, level: float) -> bool:
@@ -307,9 +297,29 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
 # ----------------------------------------------------------------------------- figures
 
 
-def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str]) -> None:
+def saturated_layers(df: pd.DataFrame, margin: float = 0.1, estimator: str | None = None) -> dict[str, list[str]]:
+    """Per method, the layers whose I(X;T) at the last epoch (clean inputs) is within ``margin``
+    bits of its ceiling log2 N (every sample its own cluster, no trend left): for ``estimator``,
+    or for every estimator when None."""
+    out: dict[str, list[str]] = {}
+    if df.empty:
+        return out
+    ceiling = math.log2(max(int(df["n"].max()), 1))
+    last = df[df["epoch"] == df.groupby("method")["epoch"].transform("max")]
+    last = last[last["input"] == "clean"]
+    if estimator is not None:
+        last = last[last["estimator"] == estimator]
+    for method, g in last.groupby("method", sort=False):
+        low = g.groupby("layer", sort=False)["I_XT"].min()
+        out[str(method)] = [str(ly) for ly, v in low.items() if v >= ceiling - margin]
+    return out
+
+
+def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str], num_classes: int | None = None) -> dict:
     """Rows: (method, input); columns: probe layers; I(X;T) against I(T;Y), coloured by epoch,
-    one marker per estimator, each estimator's epochs joined in order."""
+    one marker per estimator, each estimator's epochs joined in order.  All panels share one
+    scale from 0 to the ceilings, drawn dotted: log2 N (I(X;T)) and log2 K (I(T;Y)); saturated
+    layers (every estimator at log2 N at the last epoch) say so.  Returns what was drawn."""
     matplotlib_headless()
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -319,17 +329,33 @@ def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str]) -> No
     epochs = sorted(df["epoch"].unique())
     norm = plt.Normalize(min(epochs), max(epochs))
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.0 * len(layers), 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(layers), figsize=(3.0 * len(layers), 2.6 * len(rows)), squeeze=False,
+                             sharex=True, sharey=True)
+    ceiling = math.log2(max(int(df["n"].max()), 1)) if len(df) else math.nan
+    # one scale for every panel, from 0 to the ceilings: a pinned series shows as pinned
+    tops = [float(df["I_TY"].max())] if len(df) else [1.0]
+    top_y = max(tops + ([math.log2(num_classes)] if num_classes else []))
+    axes[0, 0].set_xlim(-0.03 * ceiling, 1.05 * ceiling)
+    axes[0, 0].set_ylim(-0.03 * top_y, 1.08 * top_y)
+    sat = saturated_layers(df)
     for r, (method, inp) in enumerate(rows):
         for c, layer in enumerate(layers):
             ax = axes[r, c]
+            ax.axvline(ceiling, color="0.4", ls=":", lw=1)
+            if num_classes:
+                ax.axhline(math.log2(num_classes), color="0.4", ls=":", lw=1)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+            ax.yaxis.set_major_locator(plt.MaxNLocator(4))
             g = df[(df["method"] == method) & (df["input"] == inp) & (df["layer"] == layer)]
             for est, ge in g.groupby("estimator", sort=False):
                 ge = ge.sort_values("epoch")
                 ax.plot(ge["I_XT"], ge["I_TY"], color="0.7", lw=0.8, zorder=1)
                 ax.scatter(ge["I_XT"], ge["I_TY"], c=cmap(norm(ge["epoch"])), marker=MARKERS.get(est, "o"),
                            s=22, zorder=2, edgecolors="none")
-            _tidy_axes(ax)
+            ax.ticklabel_format(useOffset=False, style="plain")
+            if layer in sat.get(method, []):
+                ax.text(0.04, 0.5, "saturated:\nI(X;T) = log2 N", transform=ax.transAxes, fontsize=7,
+                        va="center", color="C3")
             if r == 0:
                 ax.set_title(layer)
             if c == 0:
@@ -340,13 +366,18 @@ def plot_information_plane(df: pd.DataFrame, path, methods: Sequence[str]) -> No
                if e in set(df["estimator"])]
     fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="epoch", shrink=0.6)
-    fig.suptitle("Information planes per probe layer (clean vs adversarial inputs; normal vs adversarial training)")
+    fig.suptitle("Information planes per probe layer (clean vs adversarial inputs; normal vs adversarial training); "
+                 f"dotted: ceilings log2 N = {ceiling:.2f} bits" + (f", log2 K = {math.log2(num_classes):.2f}" if num_classes else ""))
     save_figure(fig, path)
+    return {"ceiling": ceiling, "saturated": sat, "layers": layers}
 
 
-def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str = "kde_upper") -> None:
+def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str = "kde_upper",
+                  num_classes: int | None = None) -> dict:
     """Paper Fig. 4, first row: accuracy, loss, I(X;T) and I(T;Y) against epoch; solid clean,
-    dashed adversarial; one colour per layer."""
+    dashed adversarial; one colour per layer.  Columns share their y axis across methods, from 0
+    to the ceiling (log2 N for I(X;T), log2 K for I(T;Y), dotted), so a series pinned at the
+    ceiling shows as such; saturated layers are named in the legend.  Returns what was drawn."""
     matplotlib_headless()
     import matplotlib.pyplot as plt
 
@@ -354,7 +385,9 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
         estimator = df["estimator"].iloc[0]
     layers = _layers(df)
     colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(len(methods), 4, figsize=(15, 3.0 * len(methods)), squeeze=False)
+    fig, axes = plt.subplots(len(methods), 4, figsize=(15, 3.0 * len(methods)), squeeze=False, sharey="col")
+    ceiling = math.log2(max(int(df["n"].max()), 1)) if len(df) else math.nan
+    sat = saturated_layers(df, estimator=estimator)
     for r, method in enumerate(methods):
         m = df[df["method"] == method]
         for inp, ls in zip(INPUTS, ("-", "--")):
@@ -364,8 +397,18 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
             for li, layer in enumerate(layers):
                 gl = m[(m["input"] == inp) & (m["layer"] == layer) & (m["estimator"] == estimator)].sort_values("epoch")
                 for col, q in ((2, "I_XT"), (3, "I_TY")):
+                    tag = " (saturated)" if layer in sat.get(method, []) else ""
                     axes[r, col].plot(gl["epoch"], gl[q], ls=ls, color=colours(li), marker=".",
-                                      label=f"{layer} ({inp})" if inp == "clean" else None)
+                                      label=f"{layer}{tag}" if inp == "clean" else None)
+        axes[r, 2].axhline(ceiling, color="0.4", ls=":", lw=1)
+        axes[r, 2].text(0.01, ceiling, f"log2 N = {ceiling:.2f}", transform=axes[r, 2].get_yaxis_transform(),
+                        fontsize=7, va="bottom", color="0.3")
+        axes[r, 2].set_ylim(0, ceiling * 1.08)
+        if num_classes:
+            axes[r, 3].axhline(math.log2(num_classes), color="0.4", ls=":", lw=1)
+            axes[r, 3].text(0.01, math.log2(num_classes), f"log2 K = {math.log2(num_classes):.2f}", fontsize=7,
+                            transform=axes[r, 3].get_yaxis_transform(), va="bottom", color="0.3")
+            axes[r, 3].set_ylim(0, math.log2(num_classes) * 1.1)
         for col, name in enumerate(("accuracy", "loss", f"I(X;T) [bits, {estimator}]", f"I(T;Y) [bits, {estimator}]")):
             axes[r, col].ticklabel_format(useOffset=False, style="plain")
             axes[r, col].set_ylabel(name)
@@ -375,6 +418,7 @@ def plot_vs_epoch(df: pd.DataFrame, path, methods: Sequence[str], estimator: str
         axes[r, 3].legend(fontsize=7, title="solid clean, dashed adversarial", title_fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
+    return {"ceiling": ceiling, "saturated": sat, "estimator": estimator}
 
 
 def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: str = "kde_lower") -> None:
@@ -392,17 +436,17 @@ def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: 
         g = dd[(dd["method"] == method) & (dd["distortion"] == kind)]
         levels = list(dict.fromkeys(g["level"]))
         pos = {lv: i for i, lv in enumerate(levels)}
-        for inp, ls in zip(INPUTS, ("-", "--")):
+        for inp, ls, mk in zip(INPUTS, ("-", "--"), ("o", "x")):
             gi = g[g["input"] == inp]
             one = gi.drop_duplicates("level")
             x = [pos[lv] for lv in one["level"]]
-            axes[r, 0].plot(x, one["accuracy"], ls=ls, color="k", marker=".", label=inp)
-            axes[r, 1].plot(x, one["loss"], ls=ls, color="k", marker=".", label=inp)
+            axes[r, 0].plot(x, one["accuracy"], ls=ls, color="k", marker=mk, ms=4, label=inp)
+            axes[r, 1].plot(x, one["loss"], ls=ls, color="k", marker=mk, ms=4, label=inp)
             for li, layer in enumerate(layers):
                 gl = gi[(gi["layer"] == layer) & (gi["estimator"] == estimator)]
                 xl = [pos[lv] for lv in gl["level"]]
                 for col, q in ((2, "I_XT"), (3, "I_TY")):
-                    axes[r, col].plot(xl, gl[q], ls=ls, color=colours(li), marker=".",
+                    axes[r, col].plot(xl, gl[q], ls=ls, color=colours(li), marker=mk, ms=4,
                                       label=layer if inp == "clean" else None)
         for col, name in enumerate(("accuracy", "loss", f"I(X;T) [{estimator}]", f"I(T;Y) [{estimator}]")):
             ax = axes[r, col]
@@ -412,7 +456,7 @@ def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: 
             ax.set_ylabel(name)
         axes[r, 0].set_title(f"{method}: {kind}")
         axes[r, 0].legend(fontsize=7)
-        axes[r, 3].legend(fontsize=7, title="solid clean, dashed adversarial", title_fontsize=7)
+        axes[r, 3].legend(fontsize=7, title="solid o clean, dashed x adversarial", title_fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -429,12 +473,12 @@ def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_
     methods = [m for m in methods if m in set(df["method"])]
     write_table(final_table(df), final[0], final[1], title="Mutual information at the last saved epoch (bits)",
                 note="KDE bounds (noise variance from mutual_info.kde) and binning; no published numbers "
-                "(the paper reports figures only).", floatfmt=".3f")
+                "(the paper reports figures only).", floatfmt=".3f", ci_fmt=".3f")
     write_table(distortion_table(dd), dist[0], dist[1], title="Accuracy and loss under distortions (final models)",
                 note="Distortions applied after the attack; saturation p = 2 and shuffle k = 0 are the identity.",
-                floatfmt=".3f")
-    plot_information_plane(df, plane, methods)
-    plot_vs_epoch(df, vs_epoch, methods)
+                floatfmt=".3f", ci_fmt=".3f")
+    plot_information_plane(df, plane, methods, num_classes=num_classes)
+    plot_vs_epoch(df, vs_epoch, methods, num_classes=num_classes)
     plot_distortions(dd, distortions_fig, methods)
     result = mi_claims(df, dd, methods, num_classes=num_classes, cfg=cfg, binary_share=binary_share)
     write_claims(result, claims_out)

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from advfeatures import localgpus
 from advfeatures.utils import (
     AdvFeaturesError,
     atomic_write,
@@ -145,6 +146,7 @@ def run(stage: Callable[[Job], Any], job: Job, *, record: bool = True) -> None:
 
 def snakemake_adapter(stages: dict[str, Callable[[Job], Any]], smk) -> None:
     """What a workflow script does: run the stage of the job's rule on Snakemake's job ``smk``."""
+    localgpus.claim_for_job(getattr(smk.resources, "gpu", 0))  # one device per GPU job, before CUDA starts
     job = from_snakemake(smk)
     run(stages[job.rule], job)
 

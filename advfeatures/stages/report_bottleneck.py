@@ -37,14 +37,17 @@ def _bottleneck_tables(job: Job) -> None:
 
     t1 = rb.table1(recs, p.methods, inputs, dataset=p.dataset, arch=p.arch)
     write_table(t1, out.table1, out.table1_md, title=f"Kim et al. Table 1 ({p.dataset}, {p.arch}, beta {p.beta})",
-                note=rb.__doc__.split("Table 2")[0].split("Table 1 (``kim_table1``): ")[-1].strip())
+                note=rb.__doc__.split("Table 2")[0].split("Table 1 (``kim_table1``): ")[-1].strip()
+                + " Accuracies with their 95% Wilson interval; the CSV also has the channel count.", drop=["channels"])
     t2 = rb.table2(recs, p.methods, p.attacks, num_classes=num_classes, dataset=p.dataset, arch=p.arch)
     write_table(t2, out.table2, out.table2_md, title=f"Kim et al. Table 2 ({p.dataset}, {p.arch}, beta {p.beta})",
                 note="Agreement (%) of NR. predictions with the adversarial prediction on successfully attacked "
                      "rows. nr_agree: IB on the attacked input with the TRUE label (paper); nr_agree_predlabel: "
                      "IB with the model's (adversarial) prediction as label; nr_agree_random: random mask with "
                      "the paper mask's channel count; chance = 1/(K-1); nonrobust_channels: mean channels Z_nr keeps "
-                     "(when it keeps nearly all, NR. = Int. = the adversarial prediction by construction).")
+                     "(when it keeps nearly all, NR. = Int. = the adversarial prediction by construction). "
+                     "Intervals: 95% Wilson; the CSV also has n (all rows) and the channel count.",
+                drop=["n", "channels"])
     sw = rb.beta_sweep(sweep_recs, p.sweep_methods, p.betas)
     write_table(sw, out.sweep, out.sweep_md, title="IB beta sweep on clean inputs (Kim et al. Fig. 5)")
     save_figure(rb.beta_sweep_figure(sw), out.sweep_fig)

@@ -1,5 +1,5 @@
-# Config slices, checks and input functions of the bottleneck stage (rules in rules/bottleneck.smk).
-# Kept apart from the rules, as `snakemake --lint` asks; included at the top of that file.
+# Wildcards and input functions of the bottleneck stage (rules in rules/bottleneck.smk); what
+# each job receives comes from advfeatures.plan. Included at the top of that file.
 
 
 wildcard_constraints:
@@ -8,41 +8,6 @@ wildcard_constraints:
 
 
 IB = config["bottleneck"]
-
-
-def beta_tag(beta):
-    """The file-name form of a beta value (0.3 -> '0.3', 1.0 -> '1', 1e-2 -> '0.01')."""
-    return f"{float(beta):g}"
-
-
-def ib_methods(key="methods"):
-    return enabled_methods(f"bottleneck.{key}", IB[key])
-
-
-def ib_attacks():
-    suite = (config.get("attacks") or {}).get("suite") or {}
-    bad = [a for a in IB["attacks"] + [IB["tsne"]["attack"]] if a not in suite]
-    if bad:
-        raise ValueError(
-            f"config bottleneck.attacks / bottleneck.tsne.attack name {bad}, not under attacks.suite; "
-            "add them there or drop them here"
-        )
-    return list(IB["attacks"])
-
-
-def ib_inputs():
-    return ["clean"] + ib_attacks()
-
-
-def ib_subset():
-    """Clean rows: bottleneck.subset, else the attack stage's subset (covers every attacked row)."""
-    if IB["subset"] is not None:
-        return IB["subset"]
-    return (config.get("attacks") or {}).get("eval_subset")
-
-
-def ib_betas():
-    return sorted({beta_tag(b) for b in IB["betas"]}, key=float)
 
 
 def distill_inputs(wc):
@@ -61,14 +26,14 @@ def distill_inputs(wc):
 def table_distill_files(dataset="{dataset}", arch="{arch}"):
     return expand(
         bottleneck_h5(beta=beta_tag(IB["beta"]), dataset=dataset, arch=arch),
-        method=ib_methods(),
-        input=ib_inputs(),
+        method=PLAN.ib_methods(),
+        input=PLAN.ib_inputs(),
     )
 
 
 def sweep_distill_files(dataset="{dataset}", arch="{arch}"):
     return expand(
         bottleneck_h5(input="clean", dataset=dataset, arch=arch),
-        method=ib_methods("sweep_methods"),
-        beta=ib_betas(),
+        method=PLAN.ib_methods("sweep_methods"),
+        beta=PLAN.ib_betas(),
     )
