@@ -533,6 +533,8 @@ _PARAM_TYPES: dict[str, Any] = {
     "search_steps": (NonNegInt, "binary search over c (0: fixed c)"),
     "stop_checks": (NonNegInt, "early stop: every steps // stop_checks steps, stop if the cost rose "
                                "(3: official Kim et al. rule, 10: torchattacks, 0: never)"),
+    "start": (Literal["frozen", "clamped"], "pixels at 0 or 1 (the box's bounds): frozen (atanh = +-inf, the "
+                                           "official code and torchattacks) or clamped (Carlini's clamp; they can move)"),
     "n_iter": (PosInt, "iterations"),
     "n_restarts": (PosInt, "restarts"),
     "components": (ulist(Literal[R.AA_COMPONENTS], 1), "AutoAttack components"),
@@ -630,15 +632,26 @@ class Claims(Section):
     """... as is one whose robust or non-robust part is empty for more than this share of samples"""
     mi_margin: num(ge=0) = 0.05
     """bits: I(X;T) within this of log2 N (or of 0) is saturated"""
-    coincide_min_r: num(ge=-1, le=1) = 0.8
-    """"MI trends coincide": mean Pearson r across epochs at least this"""
     coincide_max_offset: num(ge=0) = 0.1
-    """... and mean |clean - adversarial| at most this many bits"""
-    ilyas: _effects(d_r_vs_d=2.0, d_r_vs_d_nr=10.0, d_nr_clean=0.0, d_nr_robust=0.0, generalises=0.0)
+    """bits: "MI trends coincide" = mean |clean - adversarial| at most this, over the series that change unsaturated"""
+    binary_share: num(ge=0, le=1) = 0.5
+    """images with more than this share of test pixels exactly 0 or 1 are near binary: distortion claims not testable"""
+    regime_robust_max: num(ge=0, le=100) = 10.0
+    """%: Ilyas claims need the model on D at most this L2 robust at synthesis.eval (paper: 4.5% at L2 0.25)"""
+    target_success_min: num(ge=0, le=100) = 90.0
+    """%: D_rand / D_det must carry their target label (the source model agrees) on at least this share"""
+    near_zero_robust: num(ge=0, le=100) = 10.0
+    """%: robust accuracy that counts as near zero (D_NR, D_rand, D_det; paper: 0%)"""
+    min_architectures: Annotated[StrictInt, Ge(3)] = 5
+    """architectures the Fig. 3 transfer correlation needs"""
+    ilyas: _effects(d_r_vs_d=2.0, d_r_vs_d_nr=10.0, d_nr_clean=0.0, d_nr_robust=0.0, generalises=10.0,
+                    synthetic_robust=0.0, transfer_correlation=0.0)
     """minimum effects of the Ilyas et al. claims"""
-    bottleneck: _effects(r_vs_int=2.0, ib_vs_random=2.0, nr_agreement=0.0, nr_vs_random=2.0, beta_channels=0.5)
+    bottleneck: _effects(r_vs_int=2.0, nr_below_int=2.0, ib_vs_random=2.0, nr_agreement=0.0, nr_vs_random=2.0,
+                         beta_channels=0.5)
     """minimum effects of the IB claims"""
-    attacks: _effects(nrf_vs_baseline=2.0, max_vs_min_gnr=2.0)
+    attacks: _effects(nrf_vs_cw=2.0, nrf_vs_pgd=2.0, nrf_vs_apgd=2.0, nrf_vs_autoattack=2.0, max_vs_min_gnr=2.0,
+                      max_gnr_vs_max_gr=2.0)
     """minimum effects of the attack claims"""
     mutual_info: _effects(less_ixt=0.1, slower_ixt=0.1, distortion=2.0)
     """minimum effects of the MI claims"""

@@ -17,7 +17,9 @@ Layouts by ``kind`` (N samples, C channels, H x W images, K classes):
                  source model's representation); attrs ``synthetic_kind`` (d_r|d_nr|d_rand|d_det),
                  ``source_model`` (path), ``source_method``, ``dataset``.
 ``attack``       x_adv [N,C,H,W] float32; index [N] int64 (rows of x_test); y [N];
-                 pred_clean [N]; pred_adv [N]; linf [N], l2 [N] float32 norms of x_adv - x.
+                 pred_clean [N]; pred_adv [N]; linf [N], l2 [N] float32 norms of x_adv - x;
+                 NRF-type attacks: mask_robust [N,Cz] uint8 (the IB robust-channel mask of the
+                 clean row; the attack used it or its complement).
                  (rule attack, advfeatures.attacks.suite.evaluate_attack) attrs ``attack`` (suite
                  name), ``attack_type``, ``method``, ``bound`` ("Linf 0.1765" | "L2 1.5" |
                  "unbounded"), ``attack_kwargs`` (JSON, resolved arguments), ``mask`` (NRF:

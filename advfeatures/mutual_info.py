@@ -25,9 +25,14 @@ from which the log-sum-exps over all samples and over same-class samples are tak
 variances; so one pass over the Gram matrix gives both bounds of both quantities, and the peak
 is ``N*d`` (the activations) plus ``block_rows*N`` (the block), never ``N*N``.
 
-Bootstrap (claims' intervals): ``weights [N, B]`` (:func:`advfeatures.stats.bootstrap_weights`,
-one seed for every job, so two jobs on the same N samples give paired replicates) counts how often
-resample b draws sample i.  KDE: ``I_b = ln N - sum_i W_ib ln(sum_j W_jb exp(s_ij)) / N``, the
+Resampling (claims' intervals): ``weights [N, B]`` counts how often resample b takes sample i.
+The stage draws half-samples without replacement (:func:`advfeatures.stats.half_sample_weights`,
+0/1 weights, one seed for every job, so two jobs on the same N samples give paired replicates):
+a multinomial bootstrap duplicates samples, and a KDE reads a duplicate as a second point at
+distance 0, which biases I(X;T) down and distorts its spread; a half-sample's estimate has the
+spread of the full-sample one (finite-population factor 1/2), and the claims centre the
+interval on the estimate, which removes the shift of the smaller sample.  KDE:
+``I_b = ln W_b - sum_i W_ib ln(sum_j W_jb exp(s_ij)) / W_b`` with ``W_b = sum_i W_ib``, the
 estimate on the resampled set, from the same distance blocks (one ``[rows, N] @ [N, B]`` product
 per block and variance; no activation is recomputed).  Binning: ``H(T)`` of the resampled
 pattern counts.  Only I(X;T) is resampled.
@@ -51,7 +56,7 @@ import torch.nn.functional as F
 from advfeatures.attacks.evaluate import pgd_batches
 from advfeatures.attacks.pgd import PGDSettings
 from advfeatures.data import eval_subset
-from advfeatures.stats import bootstrap_weights, encode_replicates
+from advfeatures.stats import encode_replicates, half_sample_weights
 from advfeatures.utils import AdvFeaturesError, atomic_write, derive_seed, eval_mode, make_generator
 
 LN2 = math.log(2.0)
@@ -137,7 +142,8 @@ def kde_mi(
         i_ty = h_y_part - float((lse_all[k] - lse_cls[k]).mean())
         out[name] = (i_xt / LN2, i_ty / LN2)
         if w is not None and boot is not None:
-            boot[name] = ((math.log(n) - (w * lse_boot[k]).sum(0) / n) / LN2).cpu().numpy()
+            total = w.sum(0).clamp_min(1.0)
+            boot[name] = ((torch.log(total) - (w * lse_boot[k]).sum(0) / total) / LN2).cpu().numpy()
     return out
 
 
@@ -348,7 +354,7 @@ def epoch_mi(model, data, p: Mapping, *, seed: int, method: str, epoch: int, dev
     cfg = MIConfig.from_params(p)
     x, x_adv, y = mi_inputs(model, data, p, seed=seed, tags=(method, epoch), device=device)
     # one seed for every job: the same resamples of the same N samples -> paired replicates
-    weights = (bootstrap_weights(len(y), cfg.bootstrap, derive_seed(seed, "mutual_info", "bootstrap"))
+    weights = (half_sample_weights(len(y), cfg.bootstrap, derive_seed(seed, "mutual_info", "bootstrap"))
                if cfg.bootstrap else None)
     return layer_mi_rows(
         model, {"clean": x, "adversarial": x_adv}, y, cfg,

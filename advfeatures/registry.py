@@ -53,7 +53,7 @@ AA_STANDARD = {"n_iter": 100, "n_target_classes": 9, "n_queries": 5000}
 
 #: keys every suite entry may carry besides its type's own
 GENERIC_KEYS = ("type", "subset", "models")
-_CW_KEYS = ("c", "kappa", "lr", "steps", "bound", "eps")
+_CW_KEYS = ("c", "kappa", "lr", "steps", "bound", "eps", "start")
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ ATTACKS: dict[str, AttackMeta] = {m.type: m for m in (
                paper_column=3, budget=("steps",)),
     AttackMeta("cw", "CW-L2", (*_CW_KEYS, "search_steps", "stop_checks"),
                {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "search_steps": 0,
-                "stop_checks": 3}, has_bound=True, paper_column=4, budget=("c", "steps")),
+                "stop_checks": 3, "start": "frozen"}, has_bound=True, paper_column=4, budget=("c", "steps")),
     AttackMeta("apgd_ce", "APGD-CE", ("eps", "n_iter", "n_restarts"), {"n_iter": 100, "n_restarts": 1},
                paper_column=5, budget=("n_iter",)),
     AttackMeta("autoattack", "AutoAttack", ("eps", "components", "n_iter", "n_target_classes", "n_queries"),
@@ -94,7 +94,7 @@ ATTACKS: dict[str, AttackMeta] = {m.type: m for m in (
                paper_column=6, budget=("n_iter",)),
     AttackMeta("nrf", "NRF", (*_CW_KEYS, "maximize", "mask", "stop_checks"),
                {"c": 0.1, "kappa": 0.0, "lr": 0.1, "steps": 200, "bound": "none", "maximize": True,
-                "mask": "nonrobust", "stop_checks": 3}, needs_mask=True, has_bound=True,
+                "mask": "nonrobust", "stop_checks": 3, "start": "frozen"}, needs_mask=True, has_bound=True,
                modules=("advfeatures.bottleneck",), paper_column=7, budget=("c", "steps")),
 )}
 ATTACK_TYPES = tuple(ATTACKS)

@@ -8,8 +8,15 @@
 - :func:`bootstrap_weights`: seeded multinomial resampling weights over N samples (resample b
   takes sample i ``W[i, b]`` times), shared by every job with the same seed, so that two
   estimates on the same N samples give a PAIRED bootstrap of their difference.
-- :func:`percentile_ci`: the percentile interval of bootstrap replicates.
-- :func:`slope_difference`: the difference of two OLS slopes with its t interval.
+- :func:`half_sample_weights`: seeded half-samples WITHOUT replacement (0/1 weights, N // 2
+  ones per column): no duplicated sample, which would bias entropy estimates (a KDE sees a
+  duplicate as a second point at distance 0); a half-sample estimate's spread estimates the
+  full-sample estimate's (sampling without replacement of N/2 of N has the finite-population
+  factor 1/2, so its variance is sigma^2 / N), so the interval needs no rescaling.
+- :func:`percentile_ci` / :func:`centred_ci`: the percentile interval of replicates (centred on
+  the point estimate: removes the small-sample bias of the half-sample estimates);
+  :func:`bootstrap_p`: the two-sided p-value that inverts the centred interval.
+- :func:`slope_difference`: the difference of two OLS slopes with its Welch t interval.
 
 Proportions are fractions in [0, 1]; callers scale to percent.
 """
@@ -114,6 +121,17 @@ def bootstrap_weights(n: int, resamples: int, seed: int) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).T.astype(np.int64)
 
 
+def half_sample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[n, resamples] 0/1 weights: column b marks a seeded half-sample (n // 2 of n, no repeats)."""
+    if resamples <= 0 or n < 2:
+        return np.zeros((n, 0), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    w = np.zeros((n, resamples), dtype=np.int64)
+    for b in range(resamples):
+        w[rng.choice(n, size=n // 2, replace=False), b] = 1
+    return w
+
+
 def percentile_ci(replicates: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (NaN, NaN when there are none)."""
     r = np.asarray(replicates, dtype=np.float64)
@@ -122,6 +140,32 @@ def percentile_ci(replicates: np.ndarray, alpha: float = 0.05) -> tuple[float, f
         return math.nan, math.nan
     lo, hi = np.quantile(r, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def centred_ci(point: float, replicates: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of the replicates shifted to centre on the point estimate."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    lo, hi = percentile_ci(r, alpha)
+    if not math.isfinite(lo):
+        return lo, hi
+    shift = float(point) - float(np.mean(r))
+    return lo + shift, hi + shift
+
+
+def bootstrap_p(point: float, replicates: np.ndarray, null: float = 0.0) -> float:
+    """Two-sided p-value of ``point == null`` from replicates centred on ``point``: twice the
+    smaller tail share of centred replicates beyond ``null`` (with the +1 correction of Davison
+    and Hinkley, so never 0); the test that rejects exactly when the centred percentile interval
+    excludes ``null``."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size < 2 or not math.isfinite(float(point)):
+        return math.nan
+    c = r - r.mean() + float(point)
+    b = c.size
+    low, high = (1 + np.sum(c <= null)) / (b + 1), (1 + np.sum(c >= null)) / (b + 1)
+    return float(min(1.0, 2 * min(low, high)))
 
 
 def encode_replicates(values: Sequence[float]) -> str:
@@ -137,23 +181,27 @@ def decode_replicates(cell) -> np.ndarray:
 
 def slope_difference(x1, y1, x2, y2, alpha: float = 0.05) -> dict:
     """OLS slopes of y1 on x1 and y2 on x2 (scipy.stats.linregress), their difference s1 - s2,
-    its standard error (independent fits) and a t interval with n1 + n2 - 4 degrees of freedom."""
+    its standard error (independent fits, unequal residual variances) and a Welch t interval
+    (Welch-Satterthwaite degrees of freedom from the two fits' n - 2 each)."""
     from scipy.stats import linregress, t
 
+    nan = {"diff": math.nan, "se": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+           "p_value": math.nan, "slope_1": math.nan, "slope_2": math.nan, "dof": math.nan}
     x1, y1, x2, y2 = (np.asarray(v, dtype=np.float64) for v in (x1, y1, x2, y2))
     if min(len(x1), len(x2)) < 3 or np.ptp(x1) == 0 or np.ptp(x2) == 0:
-        return {"diff": math.nan, "se": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                "p_value": math.nan, "slope_1": math.nan, "slope_2": math.nan}
+        return nan
     f1, f2 = linregress(x1, y1), linregress(x2, y2)
-    se = math.hypot(f1.stderr, f2.stderr)
-    dof = len(x1) + len(x2) - 4
+    v1, v2 = f1.stderr ** 2, f2.stderr ** 2
+    se = math.sqrt(v1 + v2)
     d = f1.slope - f2.slope
     if se == 0:
         p_value = 1.0 if d == 0 else 0.0
         lo = hi = d
+        dof = math.inf
     else:
+        dof = (v1 + v2) ** 2 / (v1 ** 2 / (len(x1) - 2) + v2 ** 2 / (len(x2) - 2))
         q = float(t.ppf(1 - alpha / 2, dof))
         lo, hi = d - q * se, d + q * se
         p_value = float(2 * t.sf(abs(d) / se, dof))
     return {"diff": d, "se": se, "ci_low": lo, "ci_high": hi, "p_value": p_value,
-            "slope_1": float(f1.slope), "slope_2": float(f2.slope)}
+            "slope_1": float(f1.slope), "slope_2": float(f2.slope), "dof": float(dof)}

@@ -26,7 +26,7 @@ STUDY_TABLES = {
     },
 }
 STUDY_CLAIMS = {
-    "ilyas": ["ilyas"],
+    "ilyas": ["ilyas", "ilyas_transfer"],
     "kim": ["bottleneck", "attacks"],
     "zhang": ["mutual_info"],
 }

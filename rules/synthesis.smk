@@ -200,6 +200,7 @@ rule ilyas_transfer:
         figure=ilyas_transfer_across_architectures(
             figure("ilyas_transfer"), "ilyas_transfer_figure"
         ),
+        claims=claims_csv("ilyas_transfer"),
     log:
         log_file("ilyas_transfer"),
     benchmark:
@@ -212,6 +213,7 @@ rule ilyas_transfer:
     params:
         kind=SYN["transfer"]["kind"],
         attack=SYN["transfer"]["attack"],
+        claims=config["report"]["claims"],
     script:
         "../workflow_scripts/ilyas_transfer.py"
 
@@ -221,6 +223,7 @@ STUDY_TARGETS["ilyas"] += [
     table("ilyas_datasets", "md"),
     figure("ilyas_samples"),
     claims_csv("ilyas"),
+    claims_csv("ilyas_transfer"),
     table("ilyas_transfer"),
     table("ilyas_transfer", "md"),
     figure("ilyas_transfer"),

@@ -211,26 +211,47 @@ def test_fgsm_and_pgd_within_two_points_of_torchattacks(model, test_set):
     assert abs(ours - theirs) <= 0.02
 
 
-def test_cw_within_two_points_of_torchattacks_with_its_defects_fixed(model, test_set):
-    """torchattacks' CW has the margin bug and an atanh(+-1) = inf start for pixels at 0 or 1 (MNIST
-    backgrounds), which freezes those pixels; the oracle is torchattacks' CW with both fixed."""
+def test_cw_within_two_points_of_torchattacks_with_the_margin_fixed(model, test_set):
+    """torchattacks' CW has the margin bug; its start, atanh(+-1) = inf for pixels at 0 or 1, is the
+    official Kim et al. code's and our default (``start="frozen"``).  With ``start="clamped"``
+    (Carlini's clamp) the oracle is torchattacks with the clamp as well."""
     import torchattacks
 
-    class CWFixed(torchattacks.CW):
+    class CWMargin(torchattacks.CW):
         def f(self, outputs, labels):
             return cw_margin(outputs, labels).clamp_min(-self.kappa)
 
+    class CWClamped(CWMargin):
         def inverse_tanh_space(self, x):
             return torch.atanh(torch.clamp(x * 2 - 1, min=-1 + 1e-6, max=1 - 1e-6))
 
     x, y = test_set[0][:100], test_set[1][:100]
-    ours_adv = cw_l2(model, x, y, c=1.0, lr=0.1, steps=60, stop_checks=10)  # torchattacks: steps // 10
-    theirs = acc(model, CWFixed(model, c=1.0, lr=0.1, steps=60)(x, y), y)
-    ours = acc(model, ours_adv, y)
-    assert abs(ours - theirs) <= 0.02
-    assert ours < acc(model, x, y) - 0.1  # the attack does something at c = 1
-    fooled = predict(model, ours_adv) != y
-    assert torch.equal(ours_adv[~fooled], x[~fooled])  # failures return the clean input
+    for start, oracle in (("frozen", CWMargin), ("clamped", CWClamped)):
+        ours_adv = cw_l2(model, x, y, c=1.0, lr=0.1, steps=60, stop_checks=10, start=start)  # torchattacks: steps // 10
+        theirs = acc(model, oracle(model, c=1.0, lr=0.1, steps=60)(x, y), y)
+        ours = acc(model, ours_adv, y)
+        assert abs(ours - theirs) <= 0.02, start
+        assert ours < acc(model, x, y) - 0.1  # the attack does something at c = 1
+        fooled = predict(model, ours_adv) != y
+        assert torch.equal(ours_adv[~fooled], x[~fooled])  # failures return the clean input
+
+
+def test_frozen_start_keeps_saturated_pixels_and_clamped_moves_them(model, test_set):
+    x, y = test_set[0][:40], test_set[1][:40]
+    edge = (x == 0) | (x == 1)
+    assert edge.float().mean() > 0.5  # MNIST: most pixels are exactly 0
+    frozen = cw_l2(model, x, y, c=1.0, steps=30, start="frozen")
+    clamped = cw_l2(model, x, y, c=1.0, steps=30, start="clamped")
+    assert torch.equal(frozen[edge], x[edge]) and not torch.isnan(frozen).any()
+    assert (clamped[edge] != x[edge]).any()
+    mask = half_mask(len(x))
+    assert torch.equal(nrf(model, x, y, mask, c=1.0, steps=30)[edge], x[edge])
+    bounded = cw_l2(model, x, y, c=1.0, steps=30, eps=0.1)
+    assert torch.equal(bounded[edge], x[edge]) and float((bounded - x).abs().amax()) <= 0.1 + 1e-6
+    with pytest.raises(AdvFeaturesError, match="start 'free' unknown"):
+        cw_l2(model, x, y, steps=2, start="free")
+    assert make_attack("c", {"type": "cw", "start": "clamped"}, eps_default=EPS).kwargs["start"] == "clamped"
+    assert make_attack("n", {"type": "nrf"}, eps_default=EPS).kwargs["start"] == "frozen"
 
 
 # ----------------------------------------------------------------------------- NRF
@@ -335,6 +356,29 @@ def test_nrf_with_bottleneck_masks(model, test_set):
     a = make_attack("nrf", {"type": "nrf", "steps": 3}, eps_default=EPS)
     res = evaluate_attack(model, a, x, y, seed=0, mask_fn=fn)
     assert res.x_adv.shape == x.shape
+
+
+def test_nrf_and_its_ablations_share_their_masks_and_the_stage_records_them(model, test_set):
+    """One mask seed per job, not per attack name: NRF and its Table 4 ablations on the same rows
+    and batches draw the same IB masks (here a mask function that draws from the generator it is
+    given); the stage's recording wrapper keeps every batch's mask in row order."""
+    from advfeatures.stages.attack import recording
+
+    x, y = test_set[0][:30], test_set[1][:30]
+
+    def random_mask(model, xb, yb, generator):
+        return torch.rand(len(xb), model.split_channels, generator=generator, device=xb.device) > 0.5
+
+    kept = {}
+    for name, spec in (("nrf", {"type": "nrf", "steps": 2}),
+                       ("nrf_min_nr", {"type": "nrf", "steps": 2, "maximize": False}),
+                       ("nrf_max_r", {"type": "nrf", "steps": 2, "mask": "robust"})):
+        fn, masks = recording(random_mask)
+        evaluate_attack(model, make_attack(name, spec, eps_default=EPS), x, y, seed=3, batch_size=12, mask_fn=fn)
+        kept[name] = torch.cat(masks)
+    assert kept["nrf"].shape == (30, model.split_channels) and 0 < kept["nrf"].float().mean() < 1
+    assert torch.equal(kept["nrf"], kept["nrf_min_nr"]) and torch.equal(kept["nrf"], kept["nrf_max_r"])
+    assert recording(None) == (None, [])
 
 
 def test_nrf_rejects_a_mask_of_the_wrong_shape(model, test_set):

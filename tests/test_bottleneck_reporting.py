@@ -87,7 +87,7 @@ def test_claims_and_sweep(recs):
     assert sum("control" in n for n in names) == 2 * 3 + 2 * 2 + 1
     beta_claim = next(c for c in cl if "fall as beta grows" in c.claim)
     assert beta_claim.measured == -4.0 and beta_claim.verdict == "holds"
-    paper = next(c for c in cl if c.claim.startswith("pgd_linf: R. accuracy under attack"))
+    paper = next(c for c in cl if c.claim.startswith("pgd_linf, pgd: R. accuracy under attack"))
     d = t1[(t1.model == "pgd_linf") & (t1.masks == rb.PAPER_MASK) & (t1.input == "pgd")].iloc[0]
     assert paper.measured == pytest.approx(d.r_acc - d.int_acc)
     # the Table 1/2 models here predict at random: pgd_linf's clean accuracy is exactly 1/K, so nothing
@@ -109,14 +109,46 @@ def test_degenerate_mask_and_random_control_gate_table2():
     t1 = rb.table1(recs, ["pgd_linf"], ["clean", "pgd"], dataset="mnist5k", arch="lenet5")
     t2 = rb.table2(recs, ["pgd_linf"], ["pgd"], num_classes=10, dataset="mnist5k", arch="lenet5")
     sw = rb.beta_sweep({("pgd_linf", "1"): clean}, ["pgd_linf"], ["1"])
-    paper = lambda cl: next(c for c in cl if "far more often than chance (IB with the true label" in c.claim)  # noqa: E731
-    c = paper(rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean}))
-    assert c.measured == 100.0 and c.verdict == "not testable" and "random-mask control" in c.reason
-    att["pred_nonrobust_random"] = att["y"].copy()  # the control now loses: the claim holds
-    assert paper(rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean})).verdict == "holds"
+    paper = lambda cl: next(c for c in cl if "most successfully attacked rows (IB with the true label" in c.claim)  # noqa: E731
+    control = lambda cl: next(c for c in cl if "exceeds that of a random mask" in c.claim)  # noqa: E731
+    cl = rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean})
+    # a mask no better than random is a finding of its own claim; it does not hide the paper's claim
+    assert paper(cl).measured == 100.0 and paper(cl).verdict == "holds"
+    assert control(cl).verdict == "fails" and control(cl).measured == 0.0
+    att["pred_nonrobust_random"] = att["y"].copy()  # the control now loses: both hold
+    cl = rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean})
+    assert paper(cl).verdict == "holds" and control(cl).verdict == "holds"
     att["mask_robust"][:] = False  # Z_nr keeps every channel: NR. = Int. by construction
     c = paper(rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean}))
     assert c.verdict == "not testable" and "degenerate" in c.reason
+
+
+def test_attacks_reusing_the_same_images_are_not_pooled():
+    """Three attacks on the same 60 images with identical outcomes: pooling them (as before) made
+    n = 180 and p = 6e-5 (15 discordant rows) for a 5-of-60 difference; one claim per attack keeps n = 60 and the
+    exact McNemar p of 60 rows (5 discordant rows, all one way: p = 0.0625), so it is not a finding."""
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(4)
+    base = record(rng, n=60, attacked=True)
+    base["pred_full"] = (base["y"] + 1) % 10  # every row wrong under attack ...
+    base["pred_robust_cleanmask"] = base["pred_full"].copy()
+    base["pred_robust_cleanmask"][:5] = base["y"][:5]  # ... R. right on 5 of them
+    base["clean_mask_robust"][:] = np.arange(8) < 4
+    clean = record(rng, n=60)
+    clean["pred_full"] = clean["y"].copy()
+    atks = ("fgsm", "pgd", "cw")
+    recs = {("pgd_linf", "clean"): clean, **{("pgd_linf", a): dict(base) for a in atks}}
+    t1 = rb.table1(recs, ["pgd_linf"], ["clean", *atks], dataset="mnist5k", arch="lenet5")
+    t2 = rb.table2(recs, ["pgd_linf"], list(atks), num_classes=10, dataset="mnist5k", arch="lenet5")
+    sw = rb.beta_sweep({("pgd_linf", "1"): clean}, ["pgd_linf"], ["1"])
+    cl = [c for c in rb.claims(t1, t2, sw, recs, {("pgd_linf", "1"): clean})
+          if "R. accuracy under attack exceeds Int." in c.claim]
+    assert [c.claim.split(":")[0] for c in cl] == [f"pgd_linf, {a}" for a in atks]
+    for c in cl:
+        assert c.n == 60 and c.measured == pytest.approx(100 * 5 / 60)
+        assert c.p_value == pytest.approx(binomtest(0, 5, 0.5).pvalue) and c.verdict == "inconclusive"
+    assert binomtest(0, 15, 0.5).pvalue < 1e-3  # what the pooled rows would have claimed
 
 
 def test_figures_render(tmp_path, recs):

@@ -17,7 +17,7 @@ from advfeatures.reporting import mutual_info as rmi  # noqa: E402
 
 
 def _claims() -> pd.DataFrame:
-    cl = [Claim("ilyas", "A holds", 12.0, ">", 0.0, min_effect=5, ci_low=5, ci_high=19, p_value=0.001),
+    cl = [Claim("ilyas", "A holds", 12.0, ">", 0.0, min_effect=4, ci_low=5, ci_high=19, p_value=0.001),
           Claim("ilyas", "B fails", 20.0, ">=", 30.0, min_effect=2, ci_low=15, ci_high=25, p_value=0.001),
           Claim("ilyas", "C inconclusive", 31.0, ">=", 30.0, min_effect=2, ci_low=25, ci_high=37, p_value=0.4),
           Claim("ilyas", "D untestable", 1.0, ">", 0.0, untestable="model trained on d_det at chance")]
@@ -28,6 +28,15 @@ def _claims() -> pd.DataFrame:
 
 def _texts(fig) -> str:
     return " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+
+def test_forest_with_many_not_testable_reasons_keeps_room_for_the_plotted_rows():
+    """One plotted claim and 60 distinct not-testable reasons (one claim per attack and mask):
+    the axes stay above the list (the list's line height used to outgrow the figure)."""
+    cl = [Claim("ilyas", "A holds", 12.0, ">", 0.0, min_effect=4, ci_low=5, ci_high=19, p_value=0.001)]
+    cl += [Claim("ilyas", f"m{i}: c", 1.0, ">", 0.0, untestable=f"reason {i}") for i in range(60)]
+    fig, data = figures.claims_forest(pd.DataFrame([c.row() for c in cl]), "many")
+    assert len(data["not_testable_lines"]) == 60 and len(data["plotted"]) == 1
 
 
 def test_forest_plots_testable_claims_coloured_by_verdict_and_lists_the_rest():

@@ -16,6 +16,7 @@ from advfeatures import stats
 from advfeatures.data import Dataset
 from advfeatures.models import build_model
 from advfeatures.reporting import mutual_info as report
+from advfeatures.reporting import verdicts
 from advfeatures.stages.mi_distortions import distortion_mi
 
 torch.set_num_threads(1)
@@ -123,11 +124,37 @@ def test_claims_on_constructed_tables():
     slower = [c for c in claims if "advances more slowly" in c.claim]
     assert len(slower) == 1 and slower[0].verdict == "holds" and slower[0].measured == pytest.approx(0.75)
     shuffle = [c for c in claims if "patch shuffling" in c.claim]
-    assert [round(c.measured, 6) for c in shuffle] == [-30.0, 40.0] and all(c.verdict == "holds" for c in shuffle)
-    # the other way round: both shuffle claims fail; shifted trends (offset 0.375 bits > 0.1) do not coincide
+    # [shuffle - saturation drop]: adversarial 0.5 - 0.1, standard 0.1 - 0.4: contrast 0.7 = 70 points
+    assert len(shuffle) == 1 and shuffle[0].measured == pytest.approx(70.0) and shuffle[0].verdict == "holds"
+    # the other way round: the shuffle claim fails; shifted trends (offset 0.375 bits > 0.1) do not coincide
     flipped = report.mi_claims(_fake_epochs(0.5), _fake_distortions((0.1, 0.4), (0.5, 0.1)), methods, num_classes=10)
-    assert [c.verdict for c in flipped if "patch shuffling" in c.claim] == ["fails", "fails"]
+    assert [c.verdict for c in flipped if "patch shuffling" in c.claim] == ["fails"]
     assert [c.verdict for c in flipped if "coincide" in c.claim] == ["fails", "fails"]
+    assert all(math.isfinite(c.p_value) for c in claims + flipped)  # every claim has a test
+
+
+def test_distortion_claims_on_near_binary_images_are_not_testable():
+    methods = ["standard", "pgd_linf"]
+    claims = report.mi_claims(_fake_epochs(0.0), _fake_distortions((0.4, 0.1), (0.1, 0.5)), methods,
+                              num_classes=10, binary_share=0.806)
+    (c,) = [c for c in claims if "patch shuffling" in c.claim]
+    assert c.verdict == "not testable" and "near binary" in c.reason and "80.6%" in c.reason
+    images = np.zeros((10, 1, 4, 4), np.uint8)
+    images[:, :, :2] = 128
+    assert verdicts.binary_share(images) == pytest.approx(0.5)
+
+
+def test_saturated_or_flat_mi_series_cannot_make_trends_coincide():
+    """The standard model's I(X;T) near log2 N on every layer and epoch, I(T;Y) flat: nothing left
+    to compare, so "coincide" is not testable (it held trivially before: offsets of 0)."""
+    methods = ["standard", "pgd_linf"]
+    df = _fake_epochs(0.0)
+    std = df.method == "standard"
+    df.loc[std, "I_XT"] = math.log2(1000) - 0.001 - 0.008 * df.loc[std, "epoch"]  # changes, near the ceiling
+    df.loc[std, "I_TY"] = 1.0
+    claims = report.mi_claims(df, _fake_distortions((0.4, 0.1), (0.1, 0.5)), methods, num_classes=10)
+    (c,) = [c for c in claims if "coincide" in c.claim and c.claim.startswith("standard")]
+    assert c.verdict == "not testable" and "2 flat, 2 saturated" in c.reason
 
 
 def test_mi_claims_of_a_model_at_chance_or_at_the_ceiling_are_not_testable():
@@ -148,6 +175,7 @@ def test_flat_series_are_excluded_from_the_correlation():
     df.loc[df.layer == "conv1", "I_XT"] = math.log2(1000)  # saturated layer: no trend
     tc = report.trend_correlations(df, "standard")
     assert math.isnan(tc.set_index(["layer", "quantity"]).loc[("conv1", "I_XT"), "r"])
+    assert not tc.set_index(["layer", "quantity"]).loc[("conv1", "I_XT"), "usable"]
     assert tc.dropna()["r"].min() == pytest.approx(1.0)
 
 

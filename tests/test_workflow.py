@@ -161,8 +161,8 @@ CONFIG_CHANGES = [
          never={"train", "synthesize"}),
     # verdict settings: the claim-writing report jobs only; bootstrap: the per-epoch MI jobs
     Case("claims-alpha", {"report": {"claims": {"alpha": 0.01}}},
-         {"ilyas_report", "attack_tables", "bottleneck_tables", "report_mi"},
-         never=COMPUTE | {"training_table", "ilyas_transfer", "bottleneck_tsne", "merge_mi"}),
+         {"ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables", "report_mi"},
+         never=COMPUTE | {"training_table", "bottleneck_tsne", "merge_mi"}),
     Case("mi-bootstrap", {"mutual_info": {"bootstrap": 10}}, {"estimate_mi"},
          never={"train", "attack", "distill", "mi_distortions"}),
     # scheduling only: threads and cluster resources are not provenance

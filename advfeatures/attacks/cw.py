@@ -9,8 +9,13 @@ Change of variables (Carlini & Wagner 2017): ``x' = lo + (hi - lo) * (tanh(w) + 
 Unbounded (the reference): ``lo = 0, hi = 1``, i.e. ``x' = (tanh(w) + 1) / 2``.  Bounded to an
 Linf ball of radius ``eps``: ``lo = max(0, x - eps)``, ``hi = min(1, x + eps)``, so every iterate
 lies in the ball and in [0, 1] without a clipping step that would zero the gradient.  ``w`` starts
-at ``x' = x`` (arguments of atanh are clamped to +-(1 - 1e-6), as in Carlini's code, so pixels
-at exactly 0 or 1 get a finite ``w``).
+at ``x' = x``.  Pixels at a bound of their box (exactly 0 or 1 when unbounded):
+
+- ``start="frozen"`` (default; Kim et al.'s official code and torchattacks 3.5.1): ``atanh(+-1)
+  = +-inf``, where tanh has zero gradient, so those pixels never move (on MNIST, about 80% of the
+  pixels are exactly 0);
+- ``start="clamped"`` (Carlini's own code): atanh's argument is clamped to +-(1 - 1e-6), so they
+  start at a finite ``w`` and can move.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from advfeatures.optim import Adam
-from advfeatures.utils import frozen
+from advfeatures.utils import AdvFeaturesError, frozen
 
 _ATANH_CLAMP = 1.0 - 1e-6
+#: how ``w`` starts for pixels at a bound of their box (see the module docstring)
+STARTS = ("frozen", "clamped")
 
 
 def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -41,9 +48,14 @@ def box(x: torch.Tensor, eps: float | None) -> tuple[torch.Tensor, torch.Tensor]
     return (x - eps).clamp_min(0.0), (x + eps).clamp_max(1.0)
 
 
-def to_tanh_space(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+def to_tanh_space(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, start: str = "frozen") -> torch.Tensor:
+    """``w`` with ``from_tanh_space(w, lo, hi) = x``; pixels at a bound: +-inf (``frozen``) or
+    +-atanh(1 - 1e-6) (``clamped``)."""
+    if start not in STARTS:
+        raise AdvFeaturesError(f"C&W start {start!r} unknown; use one of {list(STARTS)} (attacks.suite.<name>.start)")
     u = (x - lo) / (hi - lo).clamp_min(1e-12) * 2 - 1
-    return torch.atanh(u.clamp(-_ATANH_CLAMP, _ATANH_CLAMP))
+    bound = 1.0 if start == "frozen" else _ATANH_CLAMP
+    return torch.atanh(u.clamp(-bound, bound))
 
 
 def from_tanh_space(w: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -98,6 +110,7 @@ def minimise_cw_cost(
     stop_checks: int,
     extra: FeatureTerm | None = None,
     trace: Trace | None = None,
+    start: str = "frozen",
 ) -> torch.Tensor:
     """One C&W optimisation round (model frozen by the caller); updates ``best``/``best_l2`` in place.
 
@@ -106,7 +119,7 @@ def minimise_cw_cost(
     and keeps, per example, the successful iterate with the smallest L2 distance.  Returns the
     examples fooled at some step.
     """
-    w = to_tanh_space(x, lo, hi).requires_grad_(True)
+    w = to_tanh_space(x, lo, hi, start).requires_grad_(True)
     opt = Adam([w], lr=lr)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     stop = CostRiseStop(steps, stop_checks)
@@ -149,6 +162,7 @@ def cw_l2(
     eps: float | None = None,
     search_steps: int = 0,
     stop_checks: int = 3,
+    start: str = "frozen",
     trace: Trace | None = None,
 ) -> torch.Tensor:
     """C&W-L2 (untargeted): Adam on ``w`` minimising ``||x' - x||_2^2 + c * max(margin, -kappa)``.
@@ -158,7 +172,8 @@ def cw_l2(
     reference's unbounded attack).  ``search_steps > 0`` adds Carlini's binary search over ``c``
     per example (start ``c``; success halves towards the last failure, failure multiplies by 10
     until a success brackets it).  ``stop_checks``: early stopping of each round, shared with
-    NRF (:class:`CostRiseStop`; 3 = the official Kim et al. rule, 0 = never).
+    NRF (:class:`CostRiseStop`; 3 = the official Kim et al. rule, 0 = never).  ``start``: how
+    saturated pixels start (``frozen``, the official code's; ``clamped``, Carlini's).
     """
     x = x.detach()
     best = x.clone()
@@ -172,7 +187,7 @@ def cw_l2(
     with frozen(model):
         for _ in range(max(1, search_steps)):
             found = minimise_cw_cost(model, x, y, cs, best, best_l2, lo=lo, hi=hi, kappa=kappa, lr=lr,
-                                     steps=steps, stop_checks=stop_checks, trace=trace)
+                                     steps=steps, stop_checks=stop_checks, trace=trace, start=start)
             if search_steps > 0:
                 c_hi = torch.where(found, torch.minimum(c_hi, cs), c_hi)
                 c_lo = torch.where(found, c_lo, torch.maximum(c_lo, cs))

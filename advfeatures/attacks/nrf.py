@@ -23,6 +23,8 @@ margin gradient, downhill on the margin for ``-`` (see :func:`nr_term`).
   iterate for iterate.
 - ``eps=None``: unbounded, as the reference code (only [0, 1]); ``eps``: bounded to the same Linf
   ball as the other attacks by the box change of variables of :func:`cw.box`.
+- ``start``: pixels at a bound of their box stay there (``frozen``, the official code's
+  ``atanh(+-1) = +-inf``) or start just inside it (``clamped``); see :mod:`advfeatures.attacks.cw`.
 - The returned example is, per sample, the successful iterate with the smallest L2 distance;
   ``x`` itself where no iterate fooled the model.
 - Because the distance is one norm over the batch, the push per example depends on the batch
@@ -69,6 +71,7 @@ def nrf(
     steps: int = 200,
     eps: float | None = None,
     stop_checks: int = 3,
+    start: str = "frozen",
     trace: Trace | None = None,
 ) -> torch.Tensor:
     """NRF (``maximize=True`` with the non-robust mask) or an ablation; see the module docstring."""
@@ -90,7 +93,7 @@ def nrf(
 
     with frozen(model):
         minimise_cw_cost(model, x, y, cs, best, best_l2, lo=lo, hi=hi, kappa=kappa, lr=lr, steps=steps,
-                         stop_checks=stop_checks, extra=extra, trace=trace)
+                         stop_checks=stop_checks, extra=extra, trace=trace, start=start)
     return best.detach()
 
 

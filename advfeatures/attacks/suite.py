@@ -9,7 +9,8 @@ uses).  :func:`evaluate_attack` runs it batch by batch on given test rows and re
 Budgets: Linf attacks default to the shared ``attacks.eps``.  ``cw`` and ``nrf`` take
 ``bound: none`` (unbounded, as the reference code) or ``bound: linf`` (projected to the same
 Linf eps by the box change of variables); both share one early-stopping rule, ``stop_checks``
-(:class:`advfeatures.attacks.cw.CostRiseStop`; default 3 = the official steps // 3 rule).
+(:class:`advfeatures.attacks.cw.CostRiseStop`; default 3 = the official steps // 3 rule) and
+``start: frozen | clamped`` (pixels at 0 or 1 fixed, as the official code, or free to move).
 Seeds: one generator per job seeded from the config seed and the attack name, drawn batch by
 batch (same seed and batch size, same examples); pyautoattack gets a per-batch seed derived the
 same way.
@@ -121,6 +122,7 @@ def _cw_like(p, eps):
     k = {key: p[key] for key in ("c", "kappa", "lr", "steps")}
     k["eps"] = eps if bounded else None
     k["stop_checks"] = int(p["stop_checks"])
+    k["start"] = str(p["start"])
     return k, (_linf(eps) if bounded else "unbounded")
 
 
@@ -247,7 +249,9 @@ def evaluate_attack(
     """
     device = next(model.parameters()).device
     g = make_generator(derive_seed(seed, "attack", attack.name), device)
-    g_mask = make_generator(derive_seed(seed, "attack-mask", attack.name), device)
+    # one mask seed for every NRF-type attack (not per name): NRF and its ablations on the same
+    # rows and batches get the same IB masks, so Table 4 compares them on the same channels
+    g_mask = make_generator(derive_seed(seed, "attack-mask"), device)
 
     def run(b, xb, yb):
         xb, yb = xb.to(device), yb.to(device)

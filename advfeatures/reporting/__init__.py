@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from advfeatures.reporting.claims import check_key  # the registry of claim keys
 from advfeatures.utils import atomic_write
 
-CLAIM_COLUMNS = ("study", "claim", "verdict", "reason", "measured", "comparison", "threshold",
-                 "min_effect", "ci_low", "ci_high", "p_value", "n", "test", "note")
+CLAIM_COLUMNS = ("study", "key", "claim", "verdict", "reason", "measured", "comparison", "threshold",
+                 "min_effect", "ci_low", "ci_high", "p_value", "p_adjusted", "alpha", "n", "test", "note")
 VERDICTS = ("holds", "fails", "inconclusive", "not testable")
 
 
@@ -121,16 +122,24 @@ class Claim:
     """One machine-checkable claim and its verdict.
 
     ``measured`` is the effect in the claim's units; the claim says ``measured comparison
-    threshold`` (``>``/``>=``: above, ``<``/``<=``: below).  ``ci_low``/``ci_high`` are its
-    interval at level 1 - ``alpha`` and ``p_value`` the two-sided test of ``measured ==
-    threshold`` (``test`` names it).  ``untestable`` is the failed precondition, if any.
+    threshold`` by at least ``min_effect`` (``>``/``>=``: above, ``<``/``<=``: below).
+    ``ci_low``/``ci_high`` are its interval at level 1 - ``alpha``, ``p_value`` the two-sided test
+    of ``measured == threshold`` (``test`` names it) and ``p_adjusted`` that p-value after Holm's
+    correction within the claim's study (:func:`adjust`, done by :func:`write_claims`).
+    ``untestable`` is the failed precondition, if any; ``key`` the claim's entry in the registry
+    (:mod:`.claims`).
 
-    Verdict (first match): *not testable* when ``untestable`` or nothing was measured;
-    *fails* when ``fails_because`` names a violated second condition of the claim;
-    *inconclusive* when the test is not significant at ``alpha`` (p_value, or the interval when
-    there is no p-value, covers the threshold), when the test rejects but the interval covers the
-    threshold, or when ``|measured - threshold| < min_effect``;
-    otherwise *holds* in the claimed direction and *fails* in the opposite one.
+    Verdict (first match), with the effect ``e`` = distance from the threshold in the claimed
+    direction and its interval [e_lo, e_hi]:
+
+    - *not testable*: ``untestable`` set, or nothing measured;
+    - *inconclusive*: no test (p-value) or no interval;
+    - *holds*: e_lo > ``min_effect`` (the whole interval clears threshold + min_effect) AND the
+      (Holm-adjusted) p-value is below ``alpha``;
+    - *fails*: e_hi < ``min_effect``: the interval excludes the claimed effect (a precise null,
+      e.g. [-0.4, 0.6] points against a claimed 2 points, fails; so does a clear effect the other way);
+    - *inconclusive* otherwise (the interval straddles threshold + min_effect, or the interval
+      clears it while the adjusted test does not reject).
     """
 
     study: str
@@ -147,7 +156,11 @@ class Claim:
     test: str = ""
     alpha: float = 0.05
     untestable: str = ""
-    fails_because: str = ""  # a second condition of the claim is clearly violated (e.g. trends' correlation)
+    key: str = ""
+    p_adjusted: float = math.nan
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
 
     def _verdict(self) -> tuple[str, str]:
         m, t = self.measured, self.threshold
@@ -155,33 +168,32 @@ class Claim:
             return "not testable", self.untestable
         if m is None or not math.isfinite(float(m)):
             return "not testable", "nothing measured (missing or non-finite value)"
-        if self.fails_because:
-            return "fails", self.fails_because
-        sign = 1.0 if self.comparison in (">", ">=") else -1.0
-        effect = sign * (float(m) - float(t))
+        p_raw = self.p_value if self.p_value is not None else math.nan
+        p_adj = self.p_adjusted if self.p_adjusted is not None else math.nan
+        p = float(p_adj) if math.isfinite(float(p_adj)) else float(p_raw)
         ci = (self.ci_low, self.ci_high)
         has_ci = all(v is not None and math.isfinite(float(v)) for v in ci)
-        if self.p_value is not None and math.isfinite(float(self.p_value)):
-            significant = float(self.p_value) < self.alpha
-            unc = f"p = {float(self.p_value):.3g}"
-        elif has_ci:
-            significant = not (ci[0] <= t <= ci[1])
-            unc = f"{100 * (1 - self.alpha):g}% CI [{ci[0]:.3g}, {ci[1]:.3g}]"
-        else:
-            return "inconclusive", "no uncertainty estimate for this value"
-        if has_ci and self.p_value is not None and math.isfinite(float(self.p_value)):
-            unc += f", {100 * (1 - self.alpha):g}% CI [{ci[0]:.3g}, {ci[1]:.3g}]"
-            if significant and ci[0] <= t <= ci[1]:  # test and interval disagree: no verdict
-                return "inconclusive", (f"the test rejects {t:g} but the interval covers it ({unc}; "
-                                        f"level {self.alpha:g})")
-        if not significant:
-            return "inconclusive", f"within uncertainty of {t:g} ({unc}; level {self.alpha:g})"
-        if abs(effect) < self.min_effect:
-            return "inconclusive", (f"significant ({unc}) but |{m:.3g} - {t:g}| below the minimum "
-                                    f"effect {self.min_effect:g}")
-        if effect > 0:
-            return "holds", f"significant ({unc}) and beyond the minimum effect {self.min_effect:g}"
-        return "fails", f"significant in the opposite direction ({unc}), beyond the minimum effect {self.min_effect:g}"
+        if not math.isfinite(p):
+            return "inconclusive", "no test (p-value) for this value"
+        if not has_ci:
+            return "inconclusive", "no interval for this value"
+        sign = 1.0 if self.comparison in (">", ">=") else -1.0
+        e_lo, e_hi = sorted((sign * (float(ci[0]) - float(t)), sign * (float(ci[1]) - float(t))))
+        me = float(self.min_effect)
+        level = f"{100 * (1 - self.alpha):g}%"
+        ptxt = (f"p = {float(p_raw):.3g}, Holm-adjusted {p:.3g}" if math.isfinite(float(p_adj))
+                else f"p = {p:.3g}")
+        unc = f"{level} CI [{float(ci[0]):.3g}, {float(ci[1]):.3g}]; {ptxt}; level {self.alpha:g}"
+        bar = f"{t:g} {'+' if sign > 0 else '-'} min effect {me:g}"
+        if e_lo > me:
+            if p < self.alpha:
+                return "holds", f"the interval clears {bar} and the test rejects ({unc})"
+            return "inconclusive", f"the interval clears {bar} but the test does not reject ({unc})"
+        if e_hi < me:
+            what = ("an effect in the opposite direction" if e_hi < 0
+                    else "an effect smaller than claimed")
+            return "fails", f"the interval excludes the claimed effect beyond {bar}: {what} ({unc})"
+        return "inconclusive", f"the interval straddles {bar} ({unc})"
 
     @property
     def verdict(self) -> str:
@@ -206,19 +218,51 @@ def untestable(*reasons: str) -> str:
     return " | ".join(dict.fromkeys(r for r in reasons if r))
 
 
+def adjust(claims: list[Claim]) -> list[Claim]:
+    """Set ``p_adjusted`` of every testable claim with a finite p-value: Holm's correction
+    (statsmodels ``multipletests``, method ``holm``) within each study.  Returns ``claims``."""
+    from statsmodels.stats.multitest import multipletests
+
+    by_study: dict[str, list[Claim]] = {}
+    for c in claims:
+        p = c.p_value
+        c.p_adjusted = math.nan
+        if (not c.untestable and p is not None and math.isfinite(float(p)) and c.measured is not None
+                and math.isfinite(float(c.measured))):
+            by_study.setdefault(c.study, []).append(c)
+    for group in by_study.values():
+        _, adj, _, _ = multipletests([float(c.p_value) for c in group], alpha=group[0].alpha, method="holm")
+        for c, pa in zip(group, adj):
+            c.p_adjusted = float(pa)
+    return claims
+
+
 def write_claims(claims: Iterable[Claim], path: str | os.PathLike) -> pd.DataFrame:
+    """Holm-adjust the claims' p-values within each study (:func:`adjust`) and write them."""
+    claims = adjust(list(claims))
     df = pd.DataFrame([c.row() for c in claims], columns=list(CLAIM_COLUMNS))
     with atomic_write(path) as tmp:
         df.to_csv(tmp, index=False)
     return df
 
 
+def claims_from_frame(df: pd.DataFrame) -> list[Claim]:
+    """The :class:`Claim` objects of a claims table (a not-testable row keeps its reason)."""
+    out = []
+    for r in df.to_dict("records"):
+        kw = {k: r[k] for k in ("study", "claim", "measured", "comparison", "threshold", "note", "min_effect",
+                                "ci_low", "ci_high", "p_value", "n", "test", "alpha", "key")}
+        for k in ("note", "test", "key"):
+            kw[k] = "" if not isinstance(kw[k], str) else kw[k]
+        out.append(Claim(**kw, untestable=str(r["reason"]) if r["verdict"] == "not testable" else ""))
+    return out
+
+
 def gather_claims(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> pd.DataFrame:
-    """Concatenate per-stage claim files into ``results/claims.csv``."""
+    """Concatenate per-stage claim files into ``results/claims.csv``; Holm's correction and the
+    verdicts are redone within each study over all its files (a study may span several stages)."""
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    with atomic_write(out) as tmp:
-        df.to_csv(tmp, index=False)
-    return df
+    return write_claims(claims_from_frame(df), out)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:

@@ -67,6 +67,9 @@ PUBLISHED_TABLE1 = published_table1("cifar10", "vgg16")
 PUBLISHED_TABLE2 = published_table2("cifar10", "vgg16")
 
 PAPER_MASK = "clean, true label (paper)"
+#: Table 2's claim: NR. agrees with the adversarial prediction on a majority of the successfully
+#: attacked rows (%); every published value of Table 2 clears it (lowest: Tiny-ImageNet, VGG, CW, 55.68)
+TABLE2_BAR = 50.0
 MASK_ROWS_ATTACKED = (
     (PAPER_MASK, "cleanmask"),
     ("clean, predicted label", "cleanmask_predlabel"),
@@ -224,12 +227,6 @@ def _correct(r: Mapping, key: str, target: np.ndarray, rows=None) -> np.ndarray:
     return v if rows is None else v[rows]
 
 
-def _pooled(recs: Sequence[Mapping], fn) -> np.ndarray:
-    """Concatenate ``fn(record)`` over the attacked inputs (rows paired within each input)."""
-    parts = [np.asarray(fn(r)) for r in recs]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
-
-
 def _beats(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[bool, dict]:
     t = stats.mcnemar_paired(a, b, alpha)
     return bool(t["n"] and t["p_value"] < alpha and t["diff"] > 0), t
@@ -243,11 +240,14 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
 
     ``records[(method, input)]`` / ``sweep_records[(method, beta)]``: the bottleneck files the
     tables were made from (``t1``/``t2``/``sweep`` give the methods, inputs, attacks and betas).
-    Accuracy comparisons pool the attacked inputs' rows and pair them within each input (exact
-    McNemar); levels use the exact binomial test; the beta sweep a paired t test of the robust
-    channels per sample (scipy).  Not testable: the model at chance on clean inputs, a degenerate
-    mask (:func:`verdicts.mask_precondition`), fewer than ``min_rows`` rows; Table 2's paper claim
-    and the beta sweep also need the IB mask to beat its random-mask control.
+    One claim per attack (the attacks reuse the same test images, so pooling them would count
+    each image several times): accuracy comparisons pair the rows (exact McNemar); levels use the
+    exact binomial test; the beta sweep a paired t test of the robust channels per sample (scipy).
+    Not testable: the model at chance on clean inputs, a degenerate mask
+    (:func:`verdicts.mask_precondition`), fewer than ``min_rows`` rows; the beta sweep also needs
+    the IB mask to beat its random-mask control at some beta.  Table 2's paper claim is NOT gated
+    on its random-mask control: that control is its own claim, so a mask no better than random
+    shows as a finding instead of hiding the paper's claim.
     """
     if records is None or sweep_records is None:
         raise AdvFeaturesError("bottleneck claims need the per-sample records of the tables")
@@ -263,85 +263,87 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
         acc = 100.0 * float(np.mean(clean["pred_full"] == clean["y"])) if len(clean["y"]) else math.nan
         return verdicts.model_precondition(method, acc, num_classes, cfg)
 
-    def paired_claim(text, key, x, y, note, pre, test="exact McNemar (statsmodels), rows paired per input"):
+    def paired_claim(text, key, x, y, note, pre, test="exact McNemar (statsmodels), rows paired per input",
+                     reg=None):
         t = stats.mcnemar_paired(x, y, a)
         return Claim(STUDY, text, 100 * t["diff"], ">", 0.0, f"{note}; {100 * t['p_a']:.1f}% vs "
                      f"{100 * t['p_b']:.1f}%, n = {t['n']}", min_effect=cfg.min_effect(STUDY, key),
+                     key=f"bottleneck.{reg or key}",
                      ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"], p_value=t["p_value"], n=t["n"],
                      test=test, alpha=a,
                      untestable=untestable(pre, verdicts.rows_precondition("compared rows", t["n"], cfg)))
 
-    def level_claim(text, key, hits, bar, note, pre):
+    def level_claim(text, key, hits, bar, note, pre, reg=None):
         n, k = int(hits.size), int(hits.sum())
         lo, hi = stats.wilson(k, n, a)
         return Claim(STUDY, text, 100 * k / n if n else math.nan, ">", bar, note,
-                     min_effect=cfg.min_effect(STUDY, key), ci_low=100 * lo, ci_high=100 * hi,
+                     min_effect=cfg.min_effect(STUDY, key), key=f"bottleneck.{reg or key}", ci_low=100 * lo, ci_high=100 * hi,
                      p_value=stats.binom_level(k, n, bar / 100), n=n,
                      test="exact binomial test against the level (scipy); Wilson interval", alpha=a,
                      untestable=untestable(pre, verdicts.rows_precondition("successfully attacked rows", n, cfg)))
 
     att = t1[t1["input"] != "clean"]
     for method, d in att.groupby("model", sort=False):
-        recs = [records[(method, i)] for i in dict.fromkeys(d["input"])]
-        y = _pooled(recs, lambda r: r["y"])
-        full = _pooled(recs, lambda r: r["pred_full"]) == y
-        k = float(d[d["masks"] == PAPER_MASK]["robust_channels"].mean())
         mpre = model_pre(method)
-        paper_mask = verdicts.mask_precondition("clean, true label", _pooled(recs, lambda r: r["clean_mask_robust"]), cfg)
-        pred_mask = verdicts.mask_precondition("clean, predicted label",
-                                               _pooled(recs, lambda r: r["clean_mask_robust_predlabel"]), cfg)
-        att_pred_mask = verdicts.mask_precondition("attacked, predicted label",
-                                                   _pooled(recs, lambda r: r["mask_robust_predlabel"]), cfg)
-        r_paper = _pooled(recs, lambda r: r["pred_robust_cleanmask"]) == y
-        out.append(paired_claim(
-            f"{method}: R. accuracy under attack exceeds Int. accuracy (clean masks, true label; paper)",
-            "r_vs_int", r_paper, full,
-            f"points, pooled over attacks; {k:.2f} robust channels per sample of {int(d['channels'].iloc[0])}",
-            untestable(mpre, paper_mask)))
-        out.append(paired_claim(
-            f"{method}: control - the same with clean masks from the predicted label", "r_vs_int",
-            _pooled(recs, lambda r: r["pred_robust_cleanmask_predlabel"]) == y, full,
-            "points, pooled over attacks; no true label in the mask", untestable(mpre, pred_mask)))
-        out.append(paired_claim(
-            f"{method}: control - the IB mask beats a random mask with the same channel count", "ib_vs_random",
-            r_paper, _pooled(recs, lambda r: r["pred_robust_cleanmask_random"]) == y,
-            "R. accuracy points over the random mask, pooled over attacks", untestable(mpre, paper_mask)))
-        out.append(paired_claim(
-            f"{method}: control - R. beats Int. with masks from the attacked input and its predicted label",
-            "r_vs_int", _pooled(recs, lambda r: r["pred_robust_predlabel"]) == y, full,
-            "points, pooled over attacks; no label information at all", untestable(mpre, att_pred_mask)))
+        for inp in dict.fromkeys(d["input"]):  # one claim per attack: its rows are independent
+            r = records[(method, inp)]
+            di = d[d["input"] == inp]
+            y = r["y"]
+            full = r["pred_full"] == y
+            k = float(di[di["masks"] == PAPER_MASK]["robust_channels"].mean())
+            paper_mask = verdicts.mask_precondition(f"clean, true label ({inp})", r["clean_mask_robust"], cfg)
+            pred_mask = verdicts.mask_precondition(f"clean, predicted label ({inp})",
+                                                   r["clean_mask_robust_predlabel"], cfg)
+            att_pred_mask = verdicts.mask_precondition(f"attacked, predicted label ({inp})",
+                                                       r["mask_robust_predlabel"], cfg)
+            r_paper = r["pred_robust_cleanmask"] == y
+            nr_paper = r["pred_nonrobust_cleanmask"] == y
+            out.append(paired_claim(
+                f"{method}, {inp}: R. accuracy under attack exceeds Int. accuracy (clean masks, true label; paper)",
+                "r_vs_int", r_paper, full,
+                f"points; {k:.2f} robust channels per sample of {int(di['channels'].iloc[0])}",
+                untestable(mpre, paper_mask)))
+            out.append(paired_claim(
+                f"{method}, {inp}: NR. accuracy under attack is below Int. accuracy (clean masks, true label; paper)",
+                "nr_below_int", full, nr_paper, "points of Int. over NR. accuracy", untestable(mpre, paper_mask)))
+            out.append(paired_claim(
+                f"{method}, {inp}: control - the same with clean masks from the predicted label", "r_vs_int",
+                r["pred_robust_cleanmask_predlabel"] == y, full, "points; no true label in the mask",
+                untestable(mpre, pred_mask), reg="r_vs_int_predlabel"))
+            out.append(paired_claim(
+                f"{method}, {inp}: control - the IB mask beats a random mask with the same channel count",
+                "ib_vs_random", r_paper, r["pred_robust_cleanmask_random"] == y,
+                "R. accuracy points over the random mask", untestable(mpre, paper_mask)))
+            out.append(paired_claim(
+                f"{method}, {inp}: control - R. beats Int. with masks from the attacked input and its predicted label",
+                "r_vs_int", r["pred_robust_predlabel"] == y, full, "points; no label information at all",
+                untestable(mpre, att_pred_mask), reg="r_vs_int_attacked"))
     for method, d in t2.groupby("model", sort=False):
-        chance = float(d["chance"].iloc[0])
-        recs = [records[(method, atk)] for atk in dict.fromkeys(d["attack"])]
-        ok = [r["pred_full"] != r["y"] for r in recs]
-        adv = np.concatenate([r["pred_full"][o] for r, o in zip(recs, ok)]) if recs else np.zeros(0)
-
-        def pick(key, recs=recs, ok=ok):
-            return np.concatenate([r[key][o] for r, o in zip(recs, ok)]) if recs else np.zeros(0)
-
-        nr_hit, rand_hit = pick("pred_nonrobust") == adv, pick("pred_nonrobust_random") == adv
         mpre = model_pre(method)
-        mask_pre = verdicts.mask_precondition("attacked, true label", pick("mask_robust"), cfg)
-        beaten, ctl = _beats(nr_hit, rand_hit, a)
-        gate = "" if beaten else (
-            f"NR. agreement does not beat the random-mask control ({100 * ctl['p_a']:.1f}% vs "
-            f"{100 * ctl['p_b']:.1f}%, McNemar p = {ctl['p_value']:.3g})")
-        nr_keep = float(d["nonrobust_channels"].mean())
-        out.append(level_claim(
-            f"{method}: NR. prediction of attacked inputs agrees with the adversarial prediction "
-            "far more often than chance (IB with the true label; paper)", "nr_agreement", nr_hit, 2 * chance,
-            f"%, pooled over attacks, successfully attacked rows; threshold twice chance (1/(K-1) = {chance:.1f}%); "
-            f"Z_nr keeps {nr_keep:.2f} of {int(d['channels'].iloc[0])} channels",
-            untestable(mpre, mask_pre, gate)))
-        out.append(paired_claim(
-            f"{method}: control - NR. agreement exceeds that of a random mask with the same channel count",
-            "nr_vs_random", nr_hit, rand_hit, "points, pooled over attacks, successfully attacked rows",
-            untestable(mpre, mask_pre)))
-        out.append(level_claim(
-            f"{method}: control - NR. agreement stays far above chance when the IB uses the model's "
-            "(adversarial) prediction as label", "nr_agreement", pick("pred_nonrobust_predlabel") == adv,
-            2 * chance, "%, pooled over attacks",
-            untestable(mpre, verdicts.mask_precondition("attacked, predicted label", pick("mask_robust_predlabel"), cfg))))
+        for atk in dict.fromkeys(d["attack"]):  # one claim per attack
+            r = records[(method, atk)]
+            ok = r["pred_full"] != r["y"]
+            adv = r["pred_full"][ok]
+            nr_hit, rand_hit = r["pred_nonrobust"][ok] == adv, r["pred_nonrobust_random"][ok] == adv
+            mask_pre = verdicts.mask_precondition(f"attacked, true label ({atk})", r["mask_robust"][ok], cfg)
+            nr_keep = float(d[d["attack"] == atk]["nonrobust_channels"].mean())
+            out.append(level_claim(
+                f"{method}, {atk}: NR. prediction of attacked inputs agrees with the adversarial prediction on most "
+                "successfully attacked rows (IB with the true label; paper)", "nr_agreement", nr_hit, TABLE2_BAR,
+                f"%, successfully attacked rows; bar {TABLE2_BAR:g}% (a majority; the paper's lowest Table 2 value "
+                f"is 55.68%, its CIFAR-10 values 92.78-94.35%); Z_nr keeps {nr_keep:.2f} of "
+                f"{int(d['channels'].iloc[0])} channels", untestable(mpre, mask_pre)))
+            out.append(paired_claim(
+                f"{method}, {atk}: control - NR. agreement exceeds that of a random mask with the same channel count",
+                "nr_vs_random", nr_hit, rand_hit, "points, successfully attacked rows",
+                untestable(mpre, mask_pre)))
+            out.append(level_claim(
+                f"{method}, {atk}: control - NR. agreement on most successfully attacked rows when the IB uses the "
+                "model's (adversarial) prediction as label", "nr_agreement", r["pred_nonrobust_predlabel"][ok] == adv,
+                TABLE2_BAR, "%, successfully attacked rows",
+                untestable(mpre, verdicts.mask_precondition(f"attacked, predicted label ({atk})",
+                                                            r["mask_robust_predlabel"][ok], cfg)),
+                reg="nr_agreement_predlabel"))
     for method, d in sweep.groupby("model", sort=False):
         betas = sorted(d["beta"])
         recs = {b: next(v for (m, bb), v in sweep_records.items() if m == method and float(bb) == b) for b in betas}
@@ -368,6 +370,7 @@ def claims(t1: pd.DataFrame, t2: pd.DataFrame, sweep: pd.DataFrame,
                 STUDY, f"{method}: {label}", t["mean"], "<", 0.0,
                 f"channels at beta {betas[-1]:g} minus at beta {betas[0]:g} per sample, clean inputs",
                 min_effect=cfg.min_effect(STUDY, "beta_channels"), ci_low=t["ci_low"], ci_high=t["ci_high"],
+                key="bottleneck.beta_channels",
                 p_value=t["p_value"], n=len(common), test="paired t test (scipy)", alpha=a,
                 untestable=untestable(mpre, pre, verdicts.rows_precondition("sweep rows", len(common), cfg))))
     return out

@@ -81,7 +81,7 @@ def claims_forest(claims: pd.DataFrame, title: str = "", wrap: int = 70):
     plotted, nt = forest_data(claims)
     n, m = len(plotted), len(nt)
     nt_lines = not_testable_lines(nt)
-    height = 0.55 * max(n, 1) + 0.2 * len(nt_lines) + 1.6
+    height = 0.55 * max(n, 1) + 0.22 * len(nt_lines) + 1.6  # 0.22: the not-testable text's line height below
     fig = plt.figure(figsize=(11, height))
     top = 1 - 0.85 / height
     nt_frac = (0.22 * len(nt_lines) + 0.35) / height if nt_lines else 0.0

@@ -67,9 +67,13 @@ def distortion_table(dd: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- claims
 
 
-def trend_correlations(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Pearson r across epochs between the clean and the adversarial series, per layer,
-    estimator and quantity; series flatter than FLAT_BITS (on either input) get r = NaN."""
+def trend_correlations(df: pd.DataFrame, method: str, *, n: int | None = None,
+                       cfg: verdicts.ClaimSettings | None = None) -> pd.DataFrame:
+    """Per layer, estimator and quantity: Pearson r across epochs between the clean and the
+    adversarial series and their mean |clean - adversarial| (bits).  ``usable`` marks the series
+    that change (spread at least FLAT_BITS on both inputs) and, for I(X;T) when ``n`` and ``cfg``
+    are given, stay away from the ceiling log2 ``n`` and from 0 (:func:`verdicts.mi_precondition`);
+    r is NaN on the others."""
     out = []
     m = df[df["method"] == method]
     for (layer, est), g in m.groupby(["layer", "estimator"], sort=False):
@@ -79,31 +83,66 @@ def trend_correlations(df: pd.DataFrame, method: str) -> pd.DataFrame:
                 continue
             a, b = w[(q, "clean")].to_numpy(), w[(q, "adversarial")].to_numpy()
             flat = np.ptp(a) < FLAT_BITS or np.ptp(b) < FLAT_BITS
-            r = float("nan") if flat else float(np.corrcoef(a, b)[0, 1])
+            saturated = bool(q == "I_XT" and n and cfg is not None
+                             and verdicts.mi_precondition("", np.concatenate([a, b]), n, cfg))
+            usable = not flat and not saturated
+            r = float(np.corrcoef(a, b)[0, 1]) if usable else float("nan")
             out.append({"layer": layer, "estimator": est, "quantity": q, "r": r,
-                        "mean_abs_diff": float(np.abs(a - b).mean())})
-    return pd.DataFrame(out, columns=["layer", "estimator", "quantity", "r", "mean_abs_diff"])
+                        "mean_abs_diff": float(np.abs(a - b).mean()), "flat": flat, "saturated": saturated,
+                        "usable": usable})
+    return pd.DataFrame(out, columns=["layer", "estimator", "quantity", "r", "mean_abs_diff", "flat", "saturated",
+                                      "usable"])
 
 
-def _pooled_accuracy(dd: pd.DataFrame, method: str, kind: str, inp: str) -> tuple[float, int, int]:
-    """Mean accuracy over the non-identity levels of ``kind``: (fraction, successes, trials)."""
+def _level_accuracy(dd: pd.DataFrame, method: str, kind: str, inp: str = "clean") -> pd.DataFrame:
+    """One row per level of ``kind`` (accuracy as a fraction, n, identity flag)."""
     g = dd[(dd["method"] == method) & (dd["distortion"] == kind) & (dd["input"] == inp)].drop_duplicates("level")
-    rest = g[[not _identity(kind, lv) for lv in g["level"]]]
-    if rest.empty:
-        return math.nan, 0, 0
-    k = int(round(float((rest["accuracy"] * rest["n"]).sum())))
-    n = int(rest["n"].sum())
-    return k / n, k, n
+    g = g[["level", "accuracy", "n"]].copy()
+    g["identity"] = [_identity(kind, lv) for lv in g["level"]]
+    return g
 
 
 def _accuracy_drop(dd: pd.DataFrame, method: str, kind: str, inp: str) -> float:
-    g = dd[(dd["method"] == method) & (dd["distortion"] == kind) & (dd["input"] == inp)]
-    g = g.drop_duplicates("level")
-    ident = g[[_identity(kind, lv) for lv in g["level"]]]
-    rest = g[[not _identity(kind, lv) for lv in g["level"]]]
+    g = _level_accuracy(dd, method, kind, inp)
+    ident, rest = g[g["identity"]], g[~g["identity"]]
     if ident.empty or rest.empty:
         return float("nan")
     return float(ident["accuracy"].iloc[0] - rest["accuracy"].mean())
+
+
+def distortion_contrast(dd: pd.DataFrame, nt: str, at: str, alpha: float) -> dict:
+    """Zhang et al.'s distortion finding as one contrast between a normally (``nt``) and an
+    adversarially trained (``at``) model on the same clean test images (fractions):
+
+        D = [shuffle drop - saturation drop]_at - [shuffle drop - saturation drop]_nt
+          = (mean sat. accuracy - mean shuffle accuracy)_at - (the same)_nt
+
+    over the non-identity levels (the identity cancels).  The distortion CSVs hold accuracies,
+    not per-image outcomes, so the standard error is a conservative bound: every level and both
+    models reuse the same images, and each correlation is put at its worst case (the SE of a mean
+    of levels is at most the mean of their binomial SEs; the SE of a difference at most their
+    sum).  z test of D = 0 and a z interval with that SE (scipy)."""
+    from scipy.stats import norm
+
+    parts = {}
+    for m in (nt, at):
+        for k in ("saturation", "shuffle"):
+            g = _level_accuracy(dd, m, k)
+            g = g[~g["identity"]]
+            if g.empty:
+                return {"diff": math.nan, "se": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                        "p_value": math.nan, "n": 0}
+            acc, n = g["accuracy"].to_numpy(float), g["n"].to_numpy(float)
+            parts[(m, k)] = (float(acc.mean()), float(np.mean(np.sqrt(acc * (1 - acc) / n))), int(n.min()))
+    d = ((parts[(at, "saturation")][0] - parts[(at, "shuffle")][0])
+         - (parts[(nt, "saturation")][0] - parts[(nt, "shuffle")][0]))
+    se = sum(v[1] for v in parts.values())
+    n = min(v[2] for v in parts.values())
+    if se == 0:
+        return {"diff": d, "se": 0.0, "ci_low": d, "ci_high": d, "p_value": 1.0 if d == 0 else 0.0, "n": n}
+    q = float(norm.ppf(1 - alpha / 2))
+    return {"diff": d, "se": se, "ci_low": d - q * se, "ci_high": d + q * se,
+            "p_value": float(2 * norm.sf(abs(d) / se)), "n": n}
 
 
 def _boot(g: pd.DataFrame) -> np.ndarray | None:
@@ -116,32 +155,29 @@ def _boot(g: pd.DataFrame) -> np.ndarray | None:
     return np.vstack(reps)
 
 
-def _centred_ci(point: float, replicates: np.ndarray, alpha: float) -> tuple[float, float]:
-    """Percentile interval of the replicates shifted to centre on the point estimate (resampling
-    with replacement duplicates samples and biases entropy estimates down by about the same
-    amount for both sides of a paired difference; the shift removes what remains)."""
-    lo, hi = stats.percentile_ci(replicates, alpha)
-    shift = point - float(np.mean(replicates))
-    return lo + shift, hi + shift
-
-
 def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num_classes: int | None = None,
-              cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
+              cfg: verdicts.ClaimSettings | None = None, binary_share: float | None = None) -> list[Claim]:
     """Zhang et al.'s qualitative findings as claims with statistics and preconditions.
 
-    - "coincide": mean |clean - adversarial| over the series (bits, t interval over the series)
-      must be at most ``coincide_max_offset`` AND the mean Pearson r of the series with a trend at
-      least ``coincide_min_r`` (else *fails*);
-    - "ends with less I(X;T)": standard minus adversarial at the last epoch, mean over layers,
-      with a paired bootstrap interval over the N samples (``I_XT_boot`` of estimate_mi);
+    - "coincide" (equivalence): mean |clean - adversarial| (bits) over the series that change over
+      the epochs and are not saturated (:func:`trend_correlations`), at most ``coincide_max_offset``:
+      t interval over those series and the t test against the bound (scipy); the mean Pearson r is
+      reported in the note only.  Not testable when no series changes unsaturated;
+    - "ends with less I(X;T)": standard minus adversarial at the last epoch, mean over layers, with
+      a paired half-sampling interval over the N samples (``I_XT_boot`` of estimate_mi, centred on
+      the estimate) and its bootstrap p-value (:func:`advfeatures.stats.bootstrap_p`);
     - "advances more slowly": the slope of I(X;T) (mean over layers) against ln(1 + epoch),
-      standard minus adversarial, with its t interval (OLS, scipy);
-    - distortions: mean accuracy over saturation levels minus over shuffle levels (points; the
-      identity level cancels), two-proportion test on the pooled rows.
+      standard minus adversarial, Welch t interval (OLS, scipy);
+    - distortions: one contrast per adversarially trained model against the standard one
+      (:func:`distortion_contrast`), not testable on near-binary images (``binary_share``: the
+      share of test pixels at exactly 0 or 1, where saturation is nearly the identity).
 
     Not testable: a model at chance (clean accuracy at its last epoch), I(X;T) of the compared
-    layers within ``mi_margin`` of log2 N or 0, or no series with a trend.
+    layers within ``mi_margin`` of log2 N or 0.
     """
+    from scipy.stats import t as student
+    from scipy.stats import ttest_1samp
+
     cfg = cfg or verdicts.settings()
     a = cfg.alpha
     out: list[Claim] = []
@@ -159,28 +195,30 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
         return verdicts.model_precondition(method, acc, num_classes, cfg)
 
     for method in methods:
-        tc = trend_correlations(df, method)
-        used = tc.dropna(subset=["r"])
-        r_mean = float(used["r"].mean()) if len(used) else float("nan")
-        off = tc["mean_abs_diff"].to_numpy()
-        lo = hi = float("nan")
-        if off.size >= 2:
-            from scipy.stats import t as student
-
+        tc = trend_correlations(df, method, n=n_mi, cfg=cfg)
+        used = tc[tc["usable"]] if len(tc) else tc
+        off = used["mean_abs_diff"].to_numpy(float)
+        lo = hi = p = float("nan")
+        if off.size >= 2 and np.ptp(off) > 0:
             half = float(student.ppf(1 - a / 2, off.size - 1) * off.std(ddof=1) / math.sqrt(off.size))
             lo, hi = float(off.mean()) - half, float(off.mean()) + half
-        pre = untestable(model_pre(method), "" if len(used) else "no MI series has a trend over the epochs")
-        fails = "" if not len(used) or r_mean >= cfg.coincide_min_r else (
-            f"mean Pearson r {r_mean:.3f} below {cfg.coincide_min_r:g}")
+            p = float(ttest_1samp(off, cfg.coincide_max_offset).pvalue)
+        elif off.size >= 2:  # every series has the same offset: no spread, the mean is exact
+            lo = hi = float(off[0])
+            p = 1.0 if lo == cfg.coincide_max_offset else 0.0
+        r_mean = float(used["r"].mean()) if len(used) else float("nan")
+        pre = untestable(model_pre(method), "" if len(used) >= 2 else (
+            f"fewer than 2 MI series change over the epochs unsaturated ({int(tc['flat'].sum()) if len(tc) else 0} "
+            f"flat, {int(tc['saturated'].sum()) if len(tc) else 0} saturated of {len(tc)})"))
         out.append(Claim(
             STUDY, f"{method}: MI trends on clean and adversarial inputs nearly coincide (mean |clean - adversarial| "
-            f"over epochs, layers, estimators, I_XT and I_TY at most {cfg.coincide_max_offset:g} bits, AND mean "
-            f"Pearson r at least {cfg.coincide_min_r:g})",
+            f"over the series that change unsaturated, at most {cfg.coincide_max_offset:g} bits)",
             float(off.mean()) if off.size else float("nan"), "<=", cfg.coincide_max_offset,
-            f"{len(used)} of {len(tc)} series have a trend (> {FLAT_BITS} bits spread); mean r {r_mean:.3f}"
-            + (f", min r {used['r'].min():.2f}" if len(used) else ""),
-            ci_low=lo, ci_high=hi, n=int(off.size), test="t interval over the series (scipy); r threshold",
-            alpha=a, untestable=pre, fails_because=fails,
+            f"{len(used)} of {len(tc)} series usable ({int(tc['flat'].sum()) if len(tc) else 0} flat, "
+            f"{int(tc['saturated'].sum()) if len(tc) else 0} saturated I(X;T)); mean Pearson r of the usable "
+            f"series {r_mean:.3f}" + (f", min r {used['r'].min():.2f}" if len(used) else ""),
+            ci_low=lo, ci_high=hi, p_value=p, n=int(off.size), key="mutual_info.coincide",
+            test="t interval over the usable series, t test against the bound (scipy)", alpha=a, untestable=pre,
         ))
     std = "standard" if "standard" in methods else None
     clean = last[last["input"] == "clean"]
@@ -197,12 +235,13 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
             diff = ga["I_XT"] - gb["I_XT"]
             point = float(diff.mean()) if len(diff) else float("nan")
             ba, bb = _boot(ga), _boot(gb)
-            lo = hi = float("nan")
+            lo = hi = p = float("nan")
             nboot = 0
             if ba is not None and bb is not None and ba.shape == bb.shape:
                 reps = (ba - bb).mean(0)
                 nboot = reps.size
-                lo, hi = _centred_ci(point, reps, a)
+                lo, hi = stats.centred_ci(point, reps, a)
+                p = stats.bootstrap_p(point, reps, 0.0)
             pre = untestable(mpre, verdicts.mi_precondition(f"{std}/{adv} ({est}, last epoch)",
                                                             list(ga["I_XT"]) + list(gb["I_XT"]), n_mi, cfg))
             out.append(Claim(
@@ -210,11 +249,12 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
                 "mean over layers of standard minus adversarial, bits)",
                 point, ">", 0.0,
                 "per layer: " + ", ".join(f"{k} {v:+.3f}" for k, v in diff.items())
-                + (f"; paired bootstrap over the N = {n_mi} samples, {nboot} resamples" if nboot
-                   else "; no bootstrap replicates (mutual_info.bootstrap = 0)"),
-                min_effect=cfg.min_effect(STUDY, "less_ixt"), ci_low=lo, ci_high=hi, n=n_mi,
-                test="paired bootstrap over samples (percentile, centred)" if nboot else "", alpha=a,
-                untestable=pre,
+                + (f"; paired resampling over the N = {n_mi} samples, {nboot} resamples" if nboot
+                   else "; no resampling replicates (mutual_info.bootstrap = 0)"),
+                min_effect=cfg.min_effect(STUDY, "less_ixt"), ci_low=lo, ci_high=hi, p_value=p, n=n_mi,
+                key="mutual_info.less_ixt",
+                test="paired resampling over samples (percentile interval centred on the estimate; bootstrap p)"
+                if nboot else "", alpha=a, untestable=pre,
             ))
         for est in dict.fromkeys(all_clean["estimator"]):
             g = all_clean[all_clean["estimator"] == est]
@@ -229,28 +269,27 @@ def mi_claims(df: pd.DataFrame, dd: pd.DataFrame, methods: Sequence[str], *, num
                 STUDY, f"{adv}: I(X;T) advances more slowly than under standard training ({est}, clean inputs, "
                 "slope of the layer-mean I(X;T) against ln(1 + epoch), standard minus adversarial, bits)",
                 t["diff"], ">", 0.0,
-                f"slopes: standard {t['slope_1']:+.3f}, {adv} {t['slope_2']:+.3f} bits per unit ln(1 + epoch)",
+                f"slopes: standard {t['slope_1']:+.3f}, {adv} {t['slope_2']:+.3f} bits per unit ln(1 + epoch); "
+                f"Welch dof {t['dof']:.1f}",
                 min_effect=cfg.min_effect(STUDY, "slower_ixt"), ci_low=t["ci_low"], ci_high=t["ci_high"],
-                p_value=t["p_value"], n=min(len(sa), len(sb)), test="difference of OLS slopes, t test (scipy)",
-                alpha=a, untestable=pre,
+                p_value=t["p_value"], n=min(len(sa), len(sb)), key="mutual_info.slower_ixt",
+                test="difference of OLS slopes, Welch t test (scipy)", alpha=a, untestable=pre,
             ))
-    for method in methods:
-        drops = {(k, i): _accuracy_drop(dd, method, k, i) for k in ("saturation", "shuffle") for i in INPUTS}
-        (p_sat, k_sat, n_sat), (p_sh, k_sh, n_sh) = (_pooled_accuracy(dd, method, k, "clean")
-                                                     for k in ("saturation", "shuffle"))
-        t = stats.two_proportions(k_sat, n_sat, k_sh, n_sh, a)
-        robust = method != "standard"
+        t = distortion_contrast(dd, std, adv, a)
+        drops = {(m, k): _accuracy_drop(dd, m, k, "clean") for m in (std, adv) for k in ("saturation", "shuffle")}
+        data_pre = verdicts.binary_precondition(binary_share, cfg)
         out.append(Claim(
-            STUDY, f"{method}: loses {'more' if robust else 'less'} accuracy to patch shuffling than "
-            "to saturation (clean inputs; mean drop over non-identity levels, shuffle minus saturation, points)",
-            100 * t["diff"], ">" if robust else "<", 0.0,
-            "drops clean: saturation {:.3f} shuffle {:.3f}; adversarial: saturation {:.3f} shuffle {:.3f}".format(
-                drops[("saturation", "clean")], drops[("shuffle", "clean")],
-                drops[("saturation", "adversarial")], drops[("shuffle", "adversarial")],
-            ) + "; the levels reuse the same images, so the pooled test is approximate",
+            STUDY, f"{adv} loses more accuracy to patch shuffling (relative to saturation) than standard "
+            "(clean inputs; [shuffle drop - saturation drop], adversarial minus standard, points)",
+            100 * t["diff"], ">", 0.0,
+            "mean drops over non-identity levels: {std} saturation {s1:.1f} shuffle {h1:.1f}; {adv} saturation "
+            "{s2:.1f} shuffle {h2:.1f} points; conservative SE (same images in every level and model)".format(
+                std=std, adv=adv, s1=100 * drops[(std, "saturation")], h1=100 * drops[(std, "shuffle")],
+                s2=100 * drops[(adv, "saturation")], h2=100 * drops[(adv, "shuffle")]),
             min_effect=cfg.min_effect(STUDY, "distortion"), ci_low=100 * t["ci_low"], ci_high=100 * t["ci_high"],
-            p_value=t["p_value"], n=min(n_sat, n_sh), test="two-proportion z test on pooled levels (statsmodels)",
-            alpha=a, untestable=model_pre(method),
+            p_value=t["p_value"], n=t["n"], key="mutual_info.distortion",
+            test="z test with a worst-case-correlation SE (scipy)", alpha=a,
+            untestable=untestable(mpre, data_pre),
         ))
     return out
 
@@ -427,7 +466,7 @@ def plot_distortions(dd: pd.DataFrame, path, methods: Sequence[str], estimator: 
 
 def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_epoch, distortions_fig,
               claims_out, final: tuple, dist: tuple, num_classes: int | None = None,
-              cfg: verdicts.ClaimSettings | None = None) -> list[Claim]:
+              cfg: verdicts.ClaimSettings | None = None, binary_share: float | None = None) -> list[Claim]:
     """Everything ``report_mi`` writes; returns the claims."""
     df = pd.read_csv(epochs_csv)
     dd = pd.read_csv(distortions_csv)
@@ -441,7 +480,7 @@ def build_all(epochs_csv, distortions_csv, *, methods: Sequence[str], plane, vs_
     plot_information_plane(df, plane, methods, num_classes=num_classes)
     plot_vs_epoch(df, vs_epoch, methods, num_classes=num_classes)
     plot_distortions(dd, distortions_fig, methods)
-    result = mi_claims(df, dd, methods, num_classes=num_classes, cfg=cfg)
+    result = mi_claims(df, dd, methods, num_classes=num_classes, cfg=cfg, binary_share=binary_share)
     write_claims(result, claims_out)
     return result
 

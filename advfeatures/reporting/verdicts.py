@@ -12,13 +12,25 @@ Preconditions (a claim whose precondition fails is *not testable*, never *holds*
   non-robust channels per sample, or with either part empty for more than ``mask_empty_share``
   of the samples;
 - :func:`mi_precondition`: I(X;T) within ``mi_margin`` bits of its ceiling log2 N or of 0;
-- :func:`rows_precondition`: fewer than ``min_rows`` rows.
+- :func:`rows_precondition`: fewer than ``min_rows`` rows;
+- :func:`binary_precondition`: images near binary (more than ``binary_share`` of the test pixels
+  exactly 0 or 1), where saturation is nearly the identity (distortion claims).
+
+Multiplicity: :func:`advfeatures.reporting.adjust` applies Holm's step-down correction
+(statsmodels ``multipletests``) to the p-values of the testable claims of each study; a claim
+holds only when its adjusted p-value is below ``alpha`` (:class:`advfeatures.reporting.Claim`).
+
+Level: :func:`level` sets the alpha that :func:`add_wilson` uses for the tables' intervals
+(the report stages enter it with ``report.claims.alpha``), so every interval of a run is at
+the same 1 - alpha.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +53,12 @@ class ClaimSettings:
     mask_floor: float
     mask_empty_share: float
     mi_margin: float
-    coincide_min_r: float
     coincide_max_offset: float
+    binary_share: float
+    regime_robust_max: float
+    target_success_min: float
+    near_zero_robust: float
+    min_architectures: int
     claims: dict = field(default_factory=dict)
 
     def min_effect(self, study: str, claim: str) -> float:
@@ -68,8 +84,11 @@ def settings(section: Mapping | None = None) -> ClaimSettings:
         return ClaimSettings(
             alpha=float(s["alpha"]), chance_margin=float(s["chance_margin"]), min_rows=int(s["min_rows"]),
             mask_floor=float(s["mask_floor"]), mask_empty_share=float(s["mask_empty_share"]),
-            mi_margin=float(s["mi_margin"]), coincide_min_r=float(s["coincide_min_r"]),
-            coincide_max_offset=float(s["coincide_max_offset"]), claims=studies,
+            mi_margin=float(s["mi_margin"]),
+            coincide_max_offset=float(s["coincide_max_offset"]),
+            binary_share=float(s["binary_share"]), regime_robust_max=float(s["regime_robust_max"]),
+            target_success_min=float(s["target_success_min"]), near_zero_robust=float(s["near_zero_robust"]),
+            min_architectures=int(s["min_architectures"]), claims=studies,
         )
     except KeyError as e:
         raise AdvFeaturesError(f"config key report.claims.{e.args[0]} is missing; add it (see config.yaml)") from None
@@ -128,14 +147,53 @@ def rows_precondition(what: str, n: int, cfg: ClaimSettings) -> str:
     return f"too few rows: {what} n = {int(n)} < {cfg.min_rows}" if n < cfg.min_rows else ""
 
 
+def binary_share(x) -> float:
+    """Share of the values of ``x`` (float images in [0, 1], or uint8 in [0, 255]) at either end."""
+    v = np.asarray(x)
+    top = 255 if v.dtype == np.uint8 else 1
+    return float(np.mean((v == 0) | (v == top))) if v.size else math.nan
+
+
+def binary_precondition(share: float | None, cfg: ClaimSettings) -> str:
+    """Empty unless ``share`` (of test pixels exactly 0 or 1) exceeds ``binary_share``."""
+    if share is None or not math.isfinite(float(share)):
+        return ""
+    if float(share) > cfg.binary_share:
+        return (f"images near binary: {100 * float(share):.1f}% of test pixels are exactly 0 or 1 "
+                f"(limit {100 * cfg.binary_share:.0f}%), so saturation is nearly the identity")
+    return ""
+
+
 # ----------------------------------------------------------------------------- table columns
 
+_ALPHA = contextvars.ContextVar("advfeatures_report_alpha", default=None)
 
-def add_wilson(df: pd.DataFrame, acc_cols: Iterable[str], n_col: str = "n", alpha: float = 0.05,
+
+@contextlib.contextmanager
+def level(alpha: float) -> Iterator[None]:
+    """Within the block, :func:`add_wilson` computes 1 - ``alpha`` intervals (``report.claims.alpha``)."""
+    if not 0 < float(alpha) < 1:
+        raise AdvFeaturesError(f"report.claims.alpha = {alpha} must lie in (0, 1); fix config.yaml")
+    token = _ALPHA.set(float(alpha))
+    try:
+        yield
+    finally:
+        _ALPHA.reset(token)
+
+
+def current_alpha() -> float:
+    """The alpha of the enclosing :func:`level` block, else ``report.claims.alpha`` of config.yaml."""
+    a = _ALPHA.get()
+    return float(a) if a is not None else settings().alpha
+
+
+def add_wilson(df: pd.DataFrame, acc_cols: Iterable[str], n_col: str = "n", alpha: float | None = None,
                scale: float = 100.0) -> pd.DataFrame:
     """Beside every accuracy column (percent; fractions with ``scale=1``) add ``<col> lo`` /
-    ``<col> hi``: its 1 - alpha (95%) Wilson interval on the same scale, with ``n`` from ``n_col``
-    (a column name, or one per accuracy column as a mapping)."""
+    ``<col> hi``: its 1 - alpha Wilson interval on the same scale, with ``n`` from ``n_col``
+    (a column name, or one per accuracy column as a mapping).  ``alpha``: by default
+    :func:`current_alpha` (the run's ``report.claims.alpha``)."""
+    alpha = current_alpha() if alpha is None else float(alpha)
     df = df.copy()
     for col in acc_cols:
         if col not in df:

@@ -83,20 +83,41 @@ def _setup(job: Job, subset_n):
     return sl, attack, mask_fn, data, model, index
 
 
+def recording(mask_fn: MaskFn | None) -> tuple[MaskFn | None, list]:
+    """``mask_fn`` that also keeps every batch's robust mask (in order) in the returned list."""
+    if mask_fn is None:
+        return None, []
+    kept: list = []
+
+    def fn(model, x, y, generator):
+        m = mask_fn(model, x, y, generator)
+        kept.append(m.detach().bool().cpu())
+        return m
+
+    return fn, kept
+
+
 def attack(job: Job) -> None:
     sl = job.params["attack"]
     sl, atk, mask_fn, data, model, index = _setup(job, sl["spec"].get("subset"))
     method = job.wildcards["method"]
     log.info("%s (%s, %s) on %s: %d test rows", atk.name, atk.type, atk.bound, method, len(index))
+    mask_fn, masks = recording(mask_fn)
     res = evaluate_attack(
         model, atk, data.x_test[index], data.y_test[index], seed=job.seed,
         batch_size=int(sl["batch_size"]), mask_fn=mask_fn, progress=True,
     )
     log.info("clean acc %.4f, robust acc %.4f, max linf %.4f", res.clean_acc, res.robust_acc, float(res.linf.max()))
+    extra = {}
+    if masks:  # NRF-type: the IB robust-channel mask of each clean row, so the claims can gate on it
+        mask_r = torch.cat(masks)
+        extra["mask_robust"] = mask_r.to(torch.uint8)
+        log.info("IB masks: %.2f robust / %.2f non-robust channels per row", float(mask_r.sum(1).float().mean()),
+                 float((~mask_r).sum(1).float().mean()))
     h5io.write_h5(
         job.output[0],
         {"x_adv": res.x_adv, "index": index, "y": res.y, "pred_clean": res.pred_clean, "pred_adv": res.pred_adv,
-         "linf": res.linf.float(), "l2": res.l2.float()},
+         "linf": res.linf.float(), "l2": res.l2.float(), **extra},
         kind="attack",
         producer="rule attack (advfeatures.attacks.suite.evaluate_attack)",
         params={**sl, "seed": job.seed},

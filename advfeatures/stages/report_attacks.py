@@ -25,6 +25,11 @@ NOTE4 = (
 
 
 def attack_tables(job: Job) -> None:
+    with verdicts.level(verdicts.settings(job.p.claims).alpha):  # every interval at report.claims.alpha
+        _attack_tables(job)
+
+
+def _attack_tables(job: Job) -> None:
     setting, models = dict(job.p.setting), list(job.p.models)
     records = [rep.load_record(p) for p in job.input.attacks]
     out = job.output

@@ -20,6 +20,11 @@ log = logging.getLogger("advfeatures")
 
 
 def bottleneck_tables(job: Job) -> None:
+    with verdicts.level(verdicts.settings(job.p.claims).alpha):  # every interval at report.claims.alpha
+        _bottleneck_tables(job)
+
+
+def _bottleneck_tables(job: Job) -> None:
     matplotlib_headless()
     p, out = job.p, job.output
     inputs = ["clean"] + list(p.attacks)

@@ -23,6 +23,11 @@ log = logging.getLogger("advfeatures")
 
 
 def ilyas_report(job: Job) -> None:
+    with verdicts.level(verdicts.settings(job.p.claims).alpha):  # every interval at report.claims.alpha
+        _ilyas_report(job)
+
+
+def _ilyas_report(job: Job) -> None:
     matplotlib_headless()
     p = job.p
     data = load_dataset(job.input.data)
@@ -55,12 +60,20 @@ def ilyas_report(job: Job) -> None:
     fig = ilyas.samples_figure(data.x_train.numpy(), sets, rows, data.classes)
     save_figure(fig, job.output.samples)
     cfg = verdicts.settings(p.claims)
-    cl = write_claims(ilyas.claims(evals, reference, data.num_classes, cfg), job.output.claims)
+    l2 = p.eval["attacks"].get("l2") or {}
+    budget = f"L2 eps {l2['eps']} ({l2.get('steps')} PGD steps)" if "eps" in l2 else ""
+    cl = write_claims(ilyas.claims(evals, reference, data.num_classes, cfg, synthetic_stats=stats, eval_budget=budget),
+                      job.output.claims)
     log.info("table:\n%s", df.to_string(index=False))
     log.info("claims:\n%s", cl.to_string(index=False))
 
 
 def ilyas_transfer(job: Job) -> None:
+    with verdicts.level(verdicts.settings(job.p.claims).alpha):  # every interval at report.claims.alpha
+        _ilyas_transfer(job)
+
+
+def _ilyas_transfer(job: Job) -> None:
     matplotlib_headless()
     p = job.p
     evals = pd.concat([pd.read_csv(f) for f in job.input.evals], ignore_index=True)
@@ -80,6 +93,8 @@ def ilyas_transfer(job: Job) -> None:
                 title=f"Transfer to models trained on D vs accuracy trained on {p.kind} (paper Fig. 3)", note=note)
     save_figure(ilyas.transfer_figure(df, p.kind, p.attack), job.output.figure)
     log.info("transfer table:\n%s", df.to_string(index=False))
+    cl = write_claims([ilyas.transfer_claim(df, p.kind, verdicts.settings(p.claims))], job.output.claims)
+    log.info("claims:\n%s", cl.to_string(index=False))
 
 
 STAGES = {"ilyas_report": ilyas_report, "ilyas_transfer": ilyas_transfer}
