@@ -15,6 +15,12 @@ def claims(path, study, measured):
     write_claims([Claim(study, "c", measured, ">", 0.0, "")], path)
 
 
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    """Jobs write only inside the working directory (stages.job.check_paths): work in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def claim_files(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
