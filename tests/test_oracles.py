@@ -1,0 +1,507 @@
+"""Oracle and property tests of the science functions.
+
+Each test compares a function with an independent computation (a reference formula written out
+on fixed tensors, torchattacks, statsmodels, scipy) or checks a property a plausible bug breaks.
+The bug each one is meant to catch is named in its docstring; ``docs/testing.md`` lists how they
+were verified (each bug planted by hand, the test seen failing, the bug reverted).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advfeatures import bottleneck, stats
+from advfeatures.attacks import cw
+from advfeatures.attacks.pgd import _flat_norm, pgd, project
+from advfeatures.data import stratified_subset
+from advfeatures.mutual_info import bin_patterns, binning_mi
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+class Linear(torch.nn.Module):
+    """A small linear classifier on [N, 3, 4, 4] inputs, weights drawn from a seeded generator
+    and scaled so that its softmax is not saturated (float32 and float64 losses agree)."""
+
+    def __init__(self, classes: int = 4, scale: float = 0.3, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc = torch.nn.Linear(48, classes)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.randn(classes, 48, generator=g) * scale)
+            self.fc.bias.copy_(torch.randn(classes, generator=g) * 0.1)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def inputs(n: int = 8, seed: int = 1, classes: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 4, 4, generator=g) * 0.6 + 0.2
+    y = torch.randint(0, classes, (n,), generator=g)
+    return x, y
+
+
+# ----------------------------------------------------------------------------- PGD, L2
+
+
+def test_flat_norm_is_one_norm_per_row():
+    """Bug: one norm over the whole batch in ``_flat_norm``."""
+    t = torch.zeros(3, 2, 2, 2)
+    t[0, 0, 0, 0], t[1] = 3.0, 1.0
+    t[2, 1, 1, 1], t[2, 0, 0, 0] = 4.0, 3.0
+    assert torch.allclose(_flat_norm(t).flatten(), torch.tensor([3.0, math.sqrt(8), 5.0]))
+
+
+def test_l2_projection_scales_only_rows_outside_the_ball():
+    """Bug: the projection without its clamp (every delta pushed onto the sphere)."""
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(6, 3, 4, 4, generator=g)
+    delta = delta / _flat_norm(delta) * torch.tensor([0.1, 0.5, 0.99, 1.0, 2.0, 7.0]).view(-1, 1, 1, 1)
+    out = project(delta, 1.0, "l2")
+    norms = out.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.tensor([0.1, 0.5, 0.99, 1.0, 1.0, 1.0]), atol=1e-6)
+    assert torch.allclose(out[:4], delta[:4])  # inside the ball: unchanged
+    # outside: the same direction
+    cos = F.cosine_similarity(out[4:].flatten(1), delta[4:].flatten(1), dim=1)
+    assert torch.allclose(cos, torch.ones(2), atol=1e-6)
+
+
+def test_linf_projection_is_a_clamp_per_pixel():
+    delta = torch.tensor([-0.5, -0.1, 0.0, 0.05, 0.3]).view(1, 5, 1, 1)
+    assert torch.equal(project(delta, 0.1, "linf").flatten(), torch.tensor([-0.1, -0.1, 0.0, 0.05, 0.1]))
+
+
+@pytest.mark.parametrize(("eps", "alpha", "steps", "sphere"), [
+    (0.5, 0.1, 10, True),  # the L2 budget binds, the box does not
+    (2.0, 0.4, 7, False),  # the [0, 1] box binds too
+    (0.05, 0.2, 3, True),  # alpha > eps: every step projected
+])
+def test_l2_pgd_equals_torchattacks_pgdl2_step_for_step(eps, alpha, steps, sphere):
+    """L2 PGD without random start against torchattacks' PGDL2 (the same algorithm): the same
+    adversarial examples, and each row's perturbation within eps in L2 and in [0, 1]."""
+    import torchattacks
+
+    model, (x, y) = Linear(), inputs()
+    ours = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm="l2", random_init=False)
+    theirs = torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, y)
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+    norms = (ours - x).flatten(1).norm(dim=1)
+    assert (norms <= eps + 1e-5).all() and ours.min() >= 0 and ours.max() <= 1
+    if sphere:  # every row ends on the sphere: no row keeps a smaller (batch-shared) scale
+        assert torch.allclose(norms, torch.full_like(norms, eps), atol=1e-4)
+
+
+def test_l2_pgd_rows_do_not_share_a_scale():
+    """A batch whose rows need different projections: a row that stays inside the ball must keep
+    its own step (a batch-wide norm would rescale it with the others)."""
+    model, (x, y) = Linear(), inputs(n=4)
+    one = torch.stack([pgd(model, x[i : i + 1], y[i : i + 1], eps=0.3, alpha=0.25, steps=2, norm="l2",
+                           random_init=False)[0] for i in range(4)])
+    batch = pgd(model, x, y, eps=0.3, alpha=0.25, steps=2, norm="l2", random_init=False)
+    assert torch.allclose(one, batch, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- training losses
+
+
+def _cfg(method: str, beta: float):
+    from advfeatures.training import TrainConfig
+
+    return TrainConfig(method=method, beta=beta)
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(p || q) = sum_k p_k (ln p_k - ln q_k), written out."""
+    return (p * (p.log() - q.log())).sum(1)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 6.0])
+def test_trades_loss_is_ce_plus_beta_kl_of_clean_to_adversarial(monkeypatch, beta):
+    """Zhang et al. 2019, Eq. 5 / their code: CE(f(x), y) + beta * mean_i KL(p(x_i) || p(x'_i)).
+    Bugs: beta ignored, the KL's direction swapped."""
+    from advfeatures import training
+
+    model, (x, y) = Linear(), inputs()
+    x_adv = (x + 0.2 * torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(5)))).clamp(0, 1)
+    monkeypatch.setattr(training, "trades_examples", lambda *a, **k: x_adv)
+    loss, logits = training.method_loss(_cfg("trades", beta), model, x, y, None)
+    p, q = F.softmax(model(x), 1), F.softmax(model(x_adv), 1)
+    expected = F.cross_entropy(model(x), y) + beta * _kl(p, q).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(logits, model(x_adv))
+    if beta:  # the direction matters on these tensors
+        assert not torch.allclose(_kl(p, q).mean(), _kl(q, p).mean(), rtol=1e-3)
+
+
+def test_trades_inner_maximisation_ascends_kl_of_clean_to_adversarial():
+    """TRADES' inner loop: sign steps up the gradient of KL(p(x) || p(x')) from x + 0.001 N(0, 1)
+    (the generator's draw), projected to eps.  Bug: the KL's direction swapped (identical to
+    second order at the start, so it shows after a few steps)."""
+    from advfeatures.attacks.pgd import PGDSettings
+    from advfeatures.training import trades_examples
+
+    model, (x, _) = Linear(scale=2.0), inputs()
+    a = PGDSettings(norm="linf", eps=0.3, alpha=0.1, steps=5)
+    ours = trades_examples(model, x, a, torch.Generator().manual_seed(3))
+    p = F.softmax(model(x), 1).detach()
+
+    def reference(kl):
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+        xa = (x + 0.001 * noise).clamp(0, 1)
+        for _ in range(a.steps):
+            xa = xa.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(kl(F.softmax(model(xa), 1)).sum(), xa)
+            xa = (x + (xa.detach() + a.alpha * grad.sign() - x).clamp(-a.eps, a.eps)).clamp(0, 1)
+        return xa
+
+    assert torch.allclose(ours, reference(lambda q: _kl(p, q)), atol=1e-6)
+    assert not torch.allclose(ours, reference(lambda q: _kl(q, p)), atol=1e-3)  # the swap is caught
+
+
+@pytest.mark.parametrize("beta", [0.0, 2.0, 6.0])
+def test_mart_loss_matches_the_reference_formula(monkeypatch, beta):
+    """Wang et al. 2020 (MART), their code: BCE(p(x'), y) + beta * mean_i KL(p(x_i) || p(x'_i)) *
+    (1 - p_y(x_i)), BCE = CE + -ln(1 - max_{k != y} p_k(x')).  Bug: the (1 - p_y) weight flipped."""
+    from advfeatures import training
+
+    model, (x, y) = Linear(scale=1.0), inputs()
+    x_adv = (x + 0.3 * torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(7)))).clamp(0, 1)
+    monkeypatch.setattr(training, "adversarial_examples", lambda *a, **k: x_adv)
+    loss, logits = training.method_loss(_cfg("mart", beta), model, x, y, None)
+    p_nat, p_adv = F.softmax(model(x), 1).double(), F.softmax(model(x_adv), 1).double()
+    rows = torch.arange(len(y))
+    others = p_adv.clone()
+    others[rows, y] = -1.0
+    wrong = others.argmax(1)  # the most likely wrong class under attack
+    bce = -p_adv[rows, y].log() - (1.0001 - p_adv[rows, wrong] + 1e-12).log()
+    kl = (p_nat * (p_nat.log() - (p_adv + 1e-12).log())).sum(1)
+    expected = bce.mean() + beta * (kl * (1.0000001 - p_nat[rows, y])).mean()
+    assert torch.allclose(loss.double(), expected, rtol=1e-5)
+    assert torch.allclose(logits, model(x_adv))
+    if beta:  # flipping the weight to p_y changes the value on these tensors
+        flipped = bce.mean() + beta * (kl * p_nat[rows, y]).mean()
+        assert not torch.allclose(flipped, expected, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- C&W
+
+
+def _run_with_trace(**kw):
+    model, (x, y) = Linear(scale=1.0), inputs(n=6)
+    seen: list[torch.Tensor] = []
+    costs: list[float] = []
+
+    def trace(step, xa, cost):
+        seen.append(xa.clone())
+        costs.append(float(cost))
+
+    out = cw.cw_l2(model, x, y, trace=trace, stop_checks=0, **kw)
+    return model, x, y, out, seen, costs
+
+
+def test_cw_returns_the_smallest_successful_iterate_not_the_last():
+    """Bug: keeping the last success.  A large c and kappa push the iterates well past the
+    decision boundary, so later successes are farther away than the first ones."""
+    model, x, y, out, seen, _ = _run_with_trace(c=20.0, kappa=5.0, lr=0.05, steps=60)
+    it = torch.stack(seen)  # [steps, N, ...]
+    with torch.no_grad():
+        ok = torch.stack([model(s).argmax(1) != y for s in seen])  # [steps, N]
+    l2 = (it - x).flatten(2).pow(2).sum(2)
+    assert ok.any(0).all(), "the setting must fool every row"
+    l2_ok = torch.where(ok, l2, torch.full_like(l2, math.inf))
+    best = l2_ok.argmin(0)
+    expected = it[best, torch.arange(len(y))]
+    assert torch.allclose(out, expected)
+    last = ok.shape[0] - 1 - ok.flip(0).int().argmax(0)  # the last successful step per row
+    assert (l2[last, torch.arange(len(y))] > l2_ok.min(0).values + 1e-4).any(), "test setting too easy"
+
+
+def test_cw_leaves_rows_it_cannot_fool_unchanged():
+    model, (x, y) = Linear(scale=1.0), inputs(n=6)
+    out = cw.cw_l2(model, x, y, c=1e-6, lr=0.001, steps=3)
+    with torch.no_grad():
+        still = model(out).argmax(1) == y
+    assert torch.equal(out[still], x[still])
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.5, 4.0])
+def test_cw_cost_is_l2_plus_c_times_margin_clamped_at_minus_kappa(kappa):
+    """Each step's cost against the C&W objective written out: sum_i ||x'_i - x_i||^2 +
+    c * max(Z_y - max_{k != y} Z_k, -kappa).  Bugs: kappa's sign, the clamp, the margin."""
+    c = 3.0
+    model, x, y, _, seen, costs = _run_with_trace(c=c, kappa=kappa, lr=0.05, steps=25)
+    for xa, cost in zip(seen, costs):
+        with torch.no_grad():
+            z = model(xa)
+        other = z.clone()
+        other[torch.arange(len(y)), y] = -math.inf
+        margin = z[torch.arange(len(y)), y] - other.max(1).values
+        expected = ((xa - x).flatten(1).pow(2).sum(1) + c * margin.clamp_min(-kappa)).sum()
+        assert math.isclose(cost, float(expected), rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_cw_binary_search_moves_c_towards_the_smallest_successful_value(monkeypatch):
+    """Carlini's search: failure multiplies c by 10 until a success brackets it, then bisection
+    between the last failure and the smallest success.  A fake optimisation round succeeds
+    exactly when c >= the row's threshold.  Bug: the search going the wrong way."""
+    thresholds = torch.tensor([3.0, 0.05, 0.1, 1e3])
+    calls: list[torch.Tensor] = []
+
+    def fake_round(model, x, y, cs, best, best_l2, **kw):
+        calls.append(cs.clone())
+        return cs >= thresholds
+
+    monkeypatch.setattr(cw, "minimise_cw_cost", fake_round)
+    x = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    cw.cw_l2(Linear(), x, torch.zeros(4, dtype=torch.long), c=0.1, steps=5, search_steps=6)
+    got = torch.stack(calls)
+    expected = torch.tensor([
+        [0.1, 1.0, 10.0, 5.5, 3.25, 2.125],  # fails twice, brackets at 10, bisects (1, 10]
+        [0.1, 0.05, 0.025, 0.0375, 0.04375, 0.046875],  # succeeds at once: bisects (0, 0.1]
+        [0.1, 0.05, 0.075, 0.0875, 0.09375, 0.096875],  # succeeds at exactly its threshold
+        [0.1, 1.0, 10.0, 100.0, 1000.0, 550.0],
+    ]).T
+    assert torch.allclose(got, expected, rtol=1e-6)
+
+
+def test_cw_binary_search_improves_on_a_single_c():
+    """With a search the returned perturbations are never larger than with its first c alone
+    (the best is kept across rounds)."""
+    model, (x, y) = Linear(scale=1.0), inputs(n=6)
+    single = cw.cw_l2(model, x, y, c=0.05, lr=0.05, steps=40, stop_checks=0)
+    searched = cw.cw_l2(model, x, y, c=0.05, lr=0.05, steps=40, stop_checks=0, search_steps=4)
+    with torch.no_grad():
+        fooled_single = model(single).argmax(1) != y
+        fooled = model(searched).argmax(1) != y
+    assert (fooled >= fooled_single).all()
+    d_single = (single - x).flatten(1).norm(dim=1)
+    d = (searched - x).flatten(1).norm(dim=1)
+    assert (d[fooled_single] <= d_single[fooled_single] + 1e-6).all()
+
+
+# ----------------------------------------------------------------------------- information bottleneck
+
+
+class SplitNet(torch.nn.Module):
+    """features -> Z [N, 4, 3, 3]; head records every Z_I it sees."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 3)
+        self.seen: list[torch.Tensor] = []
+
+    def features(self, x):
+        return self.conv(x)
+
+    def head(self, z):
+        self.seen.append(z.detach().clone())
+        return self.fc(F.relu(z).mean((2, 3)))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _z(n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # per-channel spatial spread from 0.1 to 2: some channels below softplus(0)^2 = 0.48, some above
+    spread = torch.tensor([0.1, 0.5, 1.0, 2.0]).view(1, 4, 1, 1)
+    return torch.randn(n, 4, 3, 3, generator=g) * spread + 1.0
+
+
+def test_ib_kl_term_is_kl_of_feature_variance_to_noise_variance():
+    """Kim et al.: KL = 0.5 (sigma_z^2 / sigma^2 + ln(sigma^2 / sigma_z^2) - 1), mean over (B, C).
+    After one iteration the recorded KL is the one at lambda = 0 (sigma = softplus(0) = ln 2).
+    Bug: the KL's arguments swapped."""
+    model, z = SplitNet(), _z()
+    res = bottleneck.distill(model, torch.zeros(5, 1, 3, 3), torch.zeros(5, dtype=torch.long), z=z,
+                             iterations=1, beta=1.0, generator=torch.Generator().manual_seed(0))
+    vz = z.var(dim=(2, 3))
+    s2 = math.log(2.0) ** 2
+    expected = (0.5 * (vz / s2 + torch.log(s2 / vz) - 1)).mean()
+    swapped = (0.5 * (s2 / vz + torch.log(vz / s2) - 1)).mean()
+    assert math.isclose(res.final_kl[0], float(expected), rel_tol=1e-5)
+    assert not math.isclose(float(expected), float(swapped), rel_tol=1e-2)
+
+
+def test_kl_gaussian_matches_torch_distributions():
+    from torch.distributions import Normal, kl_divergence
+
+    p, q = torch.tensor([0.1, 1.0, 4.0, 0.3]), torch.tensor([2.0, 1.0, 0.5, 0.3])
+    ref = kl_divergence(Normal(0.0, p.sqrt()), Normal(0.0, q.sqrt()))
+    assert torch.allclose(bottleneck.kl_gaussian(p, q), ref, atol=1e-6)
+
+
+def test_ib_noise_is_one_draw_per_sample_and_channel_broadcast_over_space():
+    """Z_I = Z + sigma * eps with eps of shape [B, C, 1, 1].  Bug: noise drawn per pixel."""
+    model, z = SplitNet(), _z()
+    bottleneck.distill(model, torch.zeros(5, 1, 3, 3), torch.zeros(5, dtype=torch.long), z=z, iterations=3,
+                       generator=torch.Generator().manual_seed(0))
+    assert len(model.seen) == 3
+    for zi in model.seen:
+        noise = zi - z
+        assert noise.abs().amax() > 1e-3  # noise was added
+        flat = noise.flatten(2)
+        assert torch.allclose(flat, flat[:, :, :1].expand_as(flat), atol=1e-6)  # constant over space
+        assert flat[:, :, 0].std() > 1e-3  # and differs between samples / channels
+
+
+def test_ib_robust_mask_is_sigma_squared_above_the_batch_threshold():
+    model, z = SplitNet(), _z()
+    res = bottleneck.distill(model, torch.zeros(5, 1, 3, 3), torch.zeros(5, dtype=torch.long), z=z,
+                             iterations=20, beta=0.3, generator=torch.Generator().manual_seed(0))
+    t = z.var(dim=(2, 3)).max()
+    assert torch.equal(res.mask_robust, res.sigma**2 > t)
+
+
+# ----------------------------------------------------------------------------- binning
+
+
+def test_bin_edges_floor_not_round():
+    """bin index = floor(t / 0.5): 0.1 and 0.4 share bin 0, 0.6 is in bin 1, -0.1 in bin -1.
+    Bug: round instead of floor (0.1 and -0.1 together, 0.1 and 0.4 apart)."""
+    t = torch.tensor([[0.1], [0.4], [0.6], [-0.1], [0.49], [-0.5]])
+    ids = bin_patterns(t, 0.5).tolist()
+    same = [[a == b for b in ids] for a in ids]
+    expected_bins = np.floor(t.numpy()[:, 0] / 0.5)
+    assert same == [[a == b for b in expected_bins] for a in expected_bins]
+
+
+def _entropy_bits(labels) -> float:
+    from scipy.stats import entropy
+
+    _, counts = np.unique(labels, axis=0, return_counts=True)
+    return float(entropy(counts, base=2))
+
+
+@pytest.mark.parametrize("width", [0.5, 0.25, 1.0])
+def test_binning_mi_against_scipy_entropy(width):
+    """I(X;T) = H(T) and I(T;Y) = H(T) - sum_y p(y) H(T | y) of the floor-binned patterns."""
+    g = np.random.default_rng(0)
+    t = g.normal(0, 0.8, (200, 3))
+    y = g.integers(0, 3, 200)
+    bins = np.floor(t / width)
+    h = _entropy_bits(bins)
+    h_y = sum((y == c).mean() * _entropy_bits(bins[y == c]) for c in np.unique(y))
+    ixt, ity = binning_mi(torch.from_numpy(t).float(), torch.from_numpy(y), width)
+    assert math.isclose(ixt, h, rel_tol=1e-9) and math.isclose(ity, h - h_y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize(("k1", "n1", "k2", "n2"), [(30, 50, 45, 120), (7, 200, 3, 40), (90, 100, 400, 1000)])
+def test_two_proportions_with_unequal_n_against_statsmodels(k1, n1, k2, n2):
+    """Bug: a wrong n (all other tests used n1 = n2)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+    r = stats.two_proportions(k1, n1, k2, n2)
+    assert math.isclose(r["diff"], k1 / n1 - k2 / n2)
+    assert math.isclose(r["p_value"], float(proportions_ztest([k1, k2], [n1, n2])[1]), rel_tol=1e-9)
+    lo, hi = confint_proportions_2indep(k1, n1, k2, n2, method="newcomb", compare="diff")
+    assert math.isclose(r["ci_low"], lo, rel_tol=1e-7) and math.isclose(r["ci_high"], hi, rel_tol=1e-7)
+
+
+def _ols_interaction(x1, y1, x2, y2):
+    """statsmodels OLS of y on [1, x, g, x*g] (g = 1 for the first series): the x*g coefficient
+    is slope_1 - slope_2."""
+    import statsmodels.api as sm
+
+    x = np.concatenate([x1, x2])
+    g = np.concatenate([np.ones(len(x1)), np.zeros(len(x2))])
+    design = np.column_stack([np.ones_like(x), x, g, x * g])
+    return sm.OLS(np.concatenate([y1, y2]), design).fit()
+
+
+def test_slope_difference_equals_ols_with_interaction_in_a_balanced_design():
+    """Equal n, the same x and equal residual variances: the pooled interaction model, separate
+    fits and Welch's test all give the same t statistic and n1 + n2 - 4 degrees of freedom, so
+    the slope test must match statsmodels' OLS with an interaction exactly (estimate, interval,
+    p-value).  Bug: the degrees of freedom."""
+    x = np.linspace(0, 1, 8)
+    r = np.random.default_rng(3).normal(0, 0.2, 8)
+    y1, y2 = 1.0 + 2.0 * x + r, 0.5 + 1.5 * x - r  # -r: the same residual sum of squares
+    fit = _ols_interaction(x, y1, x, y2)
+    got = stats.slope_difference(x, y1, x, y2)
+    assert math.isclose(got["diff"], fit.params[3], rel_tol=1e-9)
+    assert math.isclose(got["se"], fit.bse[3], rel_tol=1e-9)
+    assert math.isclose(got["p_value"], fit.pvalues[3], rel_tol=1e-6)
+    lo, hi = fit.conf_int()[3]
+    assert math.isclose(got["ci_low"], lo, rel_tol=1e-7) and math.isclose(got["ci_high"], hi, rel_tol=1e-7)
+
+
+def test_slope_difference_general_case_follows_its_docstring():
+    """Unequal n and variances: the estimate is the interaction coefficient; the standard error
+    combines the two separate fits' standard errors (statsmodels); the interval is a t interval
+    with the degrees of freedom the function reports (Welch-Satterthwaite when it returns
+    ``dof``; otherwise n1 + n2 - 4, as its docstring states)."""
+    import statsmodels.api as sm
+    from scipy.stats import t
+
+    g = np.random.default_rng(4)
+    x1, x2 = np.linspace(0, 1, 7), np.linspace(0, 2, 15)
+    y1 = 1 + 2 * x1 + g.normal(0, 0.1, 7)
+    y2 = 3 - x2 + g.normal(0, 0.6, 15)
+    got = stats.slope_difference(x1, y1, x2, y2)
+    assert math.isclose(got["diff"], _ols_interaction(x1, y1, x2, y2).params[3], rel_tol=1e-9)
+    b1 = sm.OLS(y1, sm.add_constant(x1)).fit().bse[1]
+    b2 = sm.OLS(y2, sm.add_constant(x2)).fit().bse[1]
+    assert math.isclose(got["se"], math.hypot(b1, b2), rel_tol=1e-9)
+    if "dof" in got:
+        v1, v2 = b1**2, b2**2
+        dof = (v1 + v2) ** 2 / (v1**2 / 5 + v2**2 / 13)
+        assert math.isclose(got["dof"], dof, rel_tol=1e-9)
+    else:
+        dof = 7 + 15 - 4
+    q = t.ppf(0.975, dof)
+    assert math.isclose(got["ci_high"] - got["diff"], q * got["se"], rel_tol=1e-9)
+    assert math.isclose(got["p_value"], 2 * t.sf(abs(got["diff"]) / got["se"], dof), rel_tol=1e-9)
+
+
+# ----------------------------------------------------------------------------- stratified subsets
+
+
+def _largest_remainder(counts: np.ndarray, n: int) -> np.ndarray:
+    """Hamilton's method, written out: floors of the exact shares, the remaining seats to the
+    largest fractional parts (ties to the earlier class)."""
+    share = counts / counts.sum() * n
+    quota = np.floor(share).astype(int)
+    order = sorted(range(len(counts)), key=lambda i: (-(share[i] - quota[i]), i))
+    for i in order[: n - quota.sum()]:
+        quota[i] += 1
+    return quota
+
+
+@pytest.mark.parametrize(("counts", "n", "quota"), [
+    ([50, 30, 20], 7, [4, 2, 1]),  # shares 3.5, 2.1, 1.4: the remainder to the largest fraction
+    ([5, 20, 75], 9, [0, 2, 7]),  # shares 0.45, 1.8, 6.75: largest fractions .8 and .75 win
+    ([3, 3, 3, 1], 5, [2, 2, 1, 0]),  # shares 1.5, 1.5, 1.5, 0.5: ties to the earlier class
+])
+def test_stratified_subset_gives_the_remainder_to_the_largest_fractions(counts, n, quota):
+    """Bug: the remainder given to the smallest classes."""
+    y = np.repeat(np.arange(len(counts)), counts)
+    np.random.default_rng(0).shuffle(y)
+    assert list(_largest_remainder(np.array(counts), n)) == quota
+    idx = stratified_subset(y, n, seed=1)
+    assert len(idx) == n and len(np.unique(idx)) == n and (np.diff(idx) > 0).all()
+    assert list(np.bincount(y[idx], minlength=len(counts))) == quota
+
+
+def test_stratified_subset_is_seeded_and_within_one_of_each_share():
+    g = np.random.default_rng(2)
+    y = g.integers(0, 7, 503)
+    counts = np.bincount(y)
+    for n in (1, 10, 77, 250, 502):
+        idx = stratified_subset(y, n, seed=5)
+        got = np.bincount(y[idx], minlength=7)
+        assert got.sum() == n and (np.abs(got - counts / counts.sum() * n) < 1).all()
+        assert np.array_equal(idx, stratified_subset(y, n, seed=5))
+    assert not np.array_equal(stratified_subset(y, 100, seed=5), stratified_subset(y, 100, seed=6))
+    assert np.array_equal(stratified_subset(y, 600, seed=5), np.arange(503))
