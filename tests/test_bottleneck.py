@@ -95,7 +95,7 @@ def test_sample_threshold_is_per_row_max():
     assert torch.allclose(res.threshold, res.sigma_z.max(1).values)
     ch = ib.distill(model, x, y, iterations=3, threshold="channel", generator=make_generator(0))
     assert torch.equal(ch.mask_robust, ch.sigma**2 > ch.sigma_z)
-    with pytest.raises(AdvFeaturesError):
+    with pytest.raises(AdvFeaturesError, match=r"bottleneck\.threshold must be one of .* got 'global'"):
         ib.distill(model, x, y, iterations=1, threshold="global")
 
 

@@ -32,7 +32,7 @@ def claim_files(tmp_path):
 def test_files_are_positional_and_named():
     f = Files(["x.h5", "y.h5", "z.h5"], {"model": "x.h5", "many": ["y.h5", "z.h5"]})
     assert f[0] == "x.h5" and f.model == "x.h5" and f.many == ["y.h5", "z.h5"]
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="job has no file named 'missing'"):
         _ = f.missing
 
 
