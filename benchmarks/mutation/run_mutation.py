@@ -1,0 +1,179 @@
+"""Mutation testing of the science modules with mutmut (``make mutation``; not part of ``make test``).
+
+For each module of :data:`MODULES` (or those named on the command line) this makes a scratch copy
+of the checkout under ``results/.mutation/<module>/`` whose ``pyproject.toml`` tells mutmut to
+mutate only that module and to run only its unit tests, runs ``mutmut run`` there, and writes
+``benchmarks/mutation/<module>.json``: the counts per status, the score and every surviving
+mutant with its diff.  ``benchmarks/mutation/report.md`` gathers the scores and the survivors
+judged equivalent (``EQUIVALENT`` below, each with its reason).
+
+    python benchmarks/mutation/run_mutation.py stats pgd        # some modules
+    python benchmarks/mutation/run_mutation.py --report         # only rewrite report.md
+
+One module at a time (mutmut forks a worker per mutant; ``--max-children`` defaults to 2).
+Score = killed / (killed + survived + timeout + suspicious), equivalents excluded; mutants no
+test reaches ("no tests") are counted apart and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+WORK = ROOT / "results" / ".mutation"
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
+
+#: module -> (source file, unit-test files that exercise it).  Each mutant runs only the tests
+#: that reach its function (mutmut's stats pass); files that train a model in a module fixture
+#: (tests/test_attacks.py, tests/test_training.py) would retrain it for every mutant, so the
+#: attacks and losses are checked by the oracle tests (tests/test_oracles.py) instead.
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "stats": ("advfeatures/stats.py", ["tests/test_oracles.py", "tests/test_verdicts.py"]),
+    "pgd": ("advfeatures/attacks/pgd.py", ["tests/test_oracles.py", "tests/test_bad_input.py"]),
+    "bottleneck": ("advfeatures/bottleneck.py", ["tests/test_oracles.py", "tests/test_bottleneck.py"]),
+    "mutual_info": ("advfeatures/mutual_info.py", ["tests/test_oracles.py", "tests/test_mutual_info.py"]),
+    "cw": ("advfeatures/attacks/cw.py", ["tests/test_oracles.py", "tests/test_bad_input.py"]),
+    "data": ("advfeatures/data.py", ["tests/test_oracles.py", "tests/test_data.py", "tests/test_bad_input.py"]),
+    "training": ("advfeatures/training.py", ["tests/test_oracles.py"]),
+    "synthesis": ("advfeatures/synthesis.py", ["tests/test_synthesis.py"]),
+    "nrf": ("advfeatures/attacks/nrf.py", ["tests/test_attacks.py"]),
+}
+
+#: surviving mutants judged equivalent (no behaviour can tell them apart): name -> reason
+EQUIVALENT: dict[str, str] = {}
+
+COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
+        "profiles", "envs"]
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
+          37: "killed", -11: "segfault", -9: "segfault", None: "not checked"}
+
+
+def pyproject(source: str, tests: list[str]) -> str:
+    base = (ROOT / "pyproject.toml").read_text()
+    base = base.split("[tool.mutmut]")[0]  # the checkout's own section replaced by this module's
+    args = ", ".join(json.dumps(t) for t in tests)
+    return base + f"""
+[tool.mutmut]
+source_paths = ["advfeatures"]
+only_mutate = ["{source}"]
+also_copy = [{", ".join(json.dumps(c) for c in COPY if c not in ("advfeatures", "tests"))}]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow and not slurm", "-q"]
+pytest_add_cli_args_test_selection = [{args}]
+process_isolation = "forkserver"
+use_git_change_detection = false
+timeout_multiplier = 5.0
+timeout_constant = 20.0
+"""
+
+
+def run_module(name: str, max_children: int) -> dict:
+    source, tests = MODULES[name]
+    wd = WORK / name
+    if wd.exists():
+        shutil.rmtree(wd)
+    wd.mkdir(parents=True)
+    for item in COPY:
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, wd / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif src.exists():
+            shutil.copy2(src, wd / item)
+    (wd / "pyproject.toml").write_text(pyproject(source, tests))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ADVFEATURES_REQUIRE_ALL")}
+    with open(wd / "mutmut.log", "w") as log:
+        subprocess.run([MUTMUT, "run", "--max-children", str(max_children)], cwd=wd, env=env, stdout=log,
+                       stderr=subprocess.STDOUT, check=False)
+    meta = wd / "mutants" / (source + ".meta")
+    if not meta.exists():
+        raise SystemExit(f"mutation {name}: mutmut wrote no {meta}; see {wd / 'mutmut.log'}")
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    by_status: dict[str, list[str]] = {}
+    for key, code in sorted(codes.items()):
+        by_status.setdefault(STATUS.get(code, "suspicious"), []).append(key)
+    survivors = []
+    for key in by_status.get("survived", []) + by_status.get("no tests", []) + by_status.get("suspicious", []):
+        diff = subprocess.run([MUTMUT, "show", key], cwd=wd, env=env, capture_output=True, text=True).stdout
+        survivors.append({"name": key, "status": STATUS.get(codes[key]), "diff": diff})
+    out = {"module": name, "source": source, "tests": tests, "mutmut": _version(),
+           "counts": {k: len(v) for k, v in sorted(by_status.items())}, "survivors": survivors}
+    (HERE / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+def score(result: dict) -> tuple[int, int, int, float]:
+    """(killed, non-equivalent live mutants, equivalents, score) of one module's result."""
+    c = result["counts"]
+    eq = sum(1 for s in result["survivors"] if s["name"] in EQUIVALENT)
+    live = c.get("survived", 0) + c.get("timeout", 0) + c.get("suspicious", 0) + c.get("segfault", 0)
+    killed = c.get("killed", 0)
+    denom = killed + live - eq
+    return killed, live - eq, eq, (killed / denom if denom else float("nan"))
+
+
+def report() -> None:
+    lines = ["# Mutation testing of the science modules", "",
+             "Made by `make mutation` (`benchmarks/mutation/run_mutation.py`, mutmut); one JSON per module",
+             "beside this file holds the counts and every surviving mutant's diff.", "",
+             "Score = killed / (killed + surviving non-equivalent + timeout + suspicious).", "",
+             "| module | tests | mutants | killed | surviving (non-equivalent) | equivalent | no tests | score |",
+             "|---|---|---|---|---|---|---|---|"]
+    done = []
+    for name in MODULES:
+        f = HERE / f"{name}.json"
+        if not f.exists():
+            lines.append(f"| {name} | | not run | | | | | |")
+            continue
+        r = json.loads(f.read_text())
+        killed, live, eq, s = score(r)
+        total = sum(r["counts"].values())
+        tests = ", ".join(Path(t).name for t in r["tests"])
+        lines.append(f"| {name} | {tests} | {total} | {killed} | {live} | {eq} | {r['counts'].get('no tests', 0)} "
+                     f"| {s:.1%} |")
+        done.append(r)
+    lines += ["", "## Survivors judged equivalent", ""]
+    for r in done:
+        for sv in r["survivors"]:
+            if sv["name"] in EQUIVALENT:
+                lines.append(f"- `{sv['name']}`: {EQUIVALENT[sv['name']]}")
+    lines += ["", "## Other survivors (tests to strengthen)", ""]
+    for r in done:
+        for sv in r["survivors"]:
+            if sv["name"] not in EQUIVALENT:
+                lines.append(f"- `{sv['name']}` ({sv['status']})")
+    (HERE / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("modules", nargs="*", help=f"modules to run (default: all): {', '.join(MODULES)}")
+    ap.add_argument("--max-children", type=int, default=2)
+    ap.add_argument("--report", action="store_true", help="only rewrite report.md from the JSON files")
+    a = ap.parse_args(argv)
+    bad = [m for m in a.modules if m not in MODULES]
+    if bad:
+        raise SystemExit(f"unknown module(s) {bad}; choose from {list(MODULES)}")
+    if not a.report:
+        tomllib.loads((ROOT / "pyproject.toml").read_text())  # fail early on a broken pyproject
+        for name in a.modules or list(MODULES):
+            r = run_module(name, a.max_children)
+            print(name, r["counts"], flush=True)
+    report()
+
+
+if __name__ == "__main__":
+    main()
