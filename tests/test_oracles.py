@@ -505,3 +505,155 @@ def test_stratified_subset_is_seeded_and_within_one_of_each_share():
         assert np.array_equal(idx, stratified_subset(y, n, seed=5))
     assert not np.array_equal(stratified_subset(y, 100, seed=5), stratified_subset(y, 100, seed=6))
     assert np.array_equal(stratified_subset(y, 600, seed=5), np.arange(503))
+
+
+# ----------------------------------------------------------------------------- PGD: reference loop
+
+
+def reference_pgd(model, x, y, *, eps, alpha, steps, norm, targeted=False, start=None):
+    """Madry et al.'s PGD written out: the iterates x_0 (= ``start`` or x), x_1, ..., x_steps."""
+    xa = x.clone() if start is None else start.clone()
+    out = [xa]
+    for _ in range(steps):
+        xa = xa.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xa).double(), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, xa)
+        if norm == "linf":
+            step = g.sign()
+        else:
+            step = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        xa = xa.detach() + (-alpha if targeted else alpha) * step
+        d = xa - x
+        if norm == "linf":
+            d = d.clamp(-eps, eps)
+        else:
+            n = d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            d = d * torch.clamp(eps / n, max=1.0)
+        xa = (x + d).clamp(0, 1)
+        out.append(xa)
+    return out
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_pgd_equals_the_reference_loop(norm, targeted):
+    model, (x, y) = Linear(scale=1.0), inputs()
+    eps, alpha = (0.1, 0.03) if norm == "linf" else (0.5, 0.2)
+    ours = pgd(model, x, y, eps=eps, alpha=alpha, steps=6, norm=norm, random_init=False, targeted=targeted)
+    ref = reference_pgd(model, x, y, eps=eps, alpha=alpha, steps=6, norm=norm, targeted=targeted)[-1]
+    assert torch.allclose(ours, ref, atol=1e-6)
+    # the direction: untargeted raises the loss of y, targeted lowers it
+    ce = lambda t: F.cross_entropy(model(t), y, reduction="none")  # noqa: E731
+    assert ((ce(ours) < ce(x)) if targeted else (ce(ours) > ce(x))).all()
+
+
+def test_linf_pgd_and_fgsm_equal_torchattacks_without_random_start():
+    import torchattacks
+
+    from advfeatures.attacks.pgd import bim, fgsm
+
+    model, (x, y) = Linear(scale=1.0), inputs()
+    theirs = torchattacks.PGD(model, eps=0.1, alpha=0.02, steps=7, random_start=False)(x, y)
+    assert torch.allclose(pgd(model, x, y, eps=0.1, alpha=0.02, steps=7, random_init=False), theirs, atol=1e-6)
+    assert torch.allclose(bim(model, x, y, eps=0.1, alpha=0.02, steps=7), theirs, atol=1e-6)
+    assert torch.allclose(fgsm(model, x, y, eps=0.1), torchattacks.FGSM(model, eps=0.1)(x, y), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_early_stop_returns_each_rows_first_successful_iterate(norm):
+    model, (x, y) = Linear(scale=1.0), inputs(n=16)
+    eps, alpha, steps = (0.3, 0.02, 15) if norm == "linf" else (3.0, 0.15, 15)
+    its = reference_pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm)
+    with torch.no_grad():
+        ok = torch.stack([model(t).argmax(1) != y for t in its[:-1]])  # success at iterate k < steps
+    first = torch.where(ok.any(0), ok.int().argmax(0), torch.full((len(y),), steps))
+    expected = torch.stack([its[int(k)][i] for i, k in enumerate(first)])
+    ours = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, random_init=False, early_stop=True)
+    assert torch.allclose(ours, expected, atol=1e-6)
+    assert 0 < int(ok.any(0).sum()) < len(y) or (first > 0).any(), "the setting must stop some rows early"
+    assert (first[ok.any(0)] > 0).any() and (first < steps).any()
+
+
+def test_early_stop_targeted_stops_when_the_target_is_hit():
+    model, (x, _) = Linear(scale=1.0), inputs(n=16)
+    with torch.no_grad():
+        t = (model(x).argmax(1) + 1) % 4
+    ours = pgd(model, x, t, eps=1.0, alpha=0.05, steps=30, targeted=True, random_init=False, early_stop=True)
+    full = pgd(model, x, t, eps=1.0, alpha=0.05, steps=30, targeted=True, random_init=False)
+    with torch.no_grad():
+        hit = model(ours).argmax(1) == t
+    assert hit.any()
+    # stopped rows are no farther from x than the full run takes them
+    d = (ours - x).abs().flatten(1).amax(1)
+    assert (d[hit] <= (full - x).abs().flatten(1).amax(1)[hit] + 1e-6).all()
+    assert (d[hit] < 1.0).all()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_random_start_is_uniform_in_the_ball(norm):
+    """Linf: uniform per pixel on [-eps, eps].  L2: uniform in the ball's volume, so
+    (||delta|| / eps)^d is uniform on [0, 1] and directions are isotropic."""
+    from scipy.stats import kstest
+
+    from advfeatures.attacks.pgd import random_start
+
+    eps, n = 0.3, 4000
+    x = torch.zeros(n, 1, 2, 2)
+    d = random_start(x, eps, norm, torch.Generator().manual_seed(0)).flatten(1).double()
+    if norm == "linf":
+        assert d.abs().max() <= eps
+        assert kstest(((d + eps) / (2 * eps)).flatten().numpy(), "uniform").pvalue > 1e-3
+    else:
+        r = d.norm(dim=1) / eps
+        assert r.max() <= 1 + 1e-6
+        assert kstest((r**4).numpy(), "uniform").pvalue > 1e-3
+        assert (d / d.norm(dim=1, keepdim=True)).mean(0).abs().max() < 0.05
+    # the same generator seed draws the same start; another seed another
+    again = random_start(x, eps, norm, torch.Generator().manual_seed(0)).flatten(1).double()
+    other = random_start(x, eps, norm, torch.Generator().manual_seed(1)).flatten(1).double()
+    assert torch.equal(d, again) and not torch.equal(d, other)
+
+
+def test_pgd_with_random_start_stays_in_the_ball_and_box_and_uses_the_generator():
+    model, (x, y) = Linear(scale=1.0), inputs()
+    for norm, eps in (("linf", 0.1), ("l2", 0.5)):
+        a = pgd(model, x, y, eps=eps, alpha=eps / 4, steps=3, norm=norm, generator=torch.Generator().manual_seed(0))
+        b = pgd(model, x, y, eps=eps, alpha=eps / 4, steps=3, norm=norm, generator=torch.Generator().manual_seed(0))
+        c = pgd(model, x, y, eps=eps, alpha=eps / 4, steps=3, norm=norm, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+        d = (a - x).flatten(1)
+        assert (d.abs().amax(1) if norm == "linf" else d.norm(dim=1)).max() <= eps + 1e-6
+        assert a.min() >= 0 and a.max() <= 1
+
+
+def test_pgd_start_is_projected_into_the_ball():
+    model, (x, y) = Linear(scale=1.0), inputs()
+    far = (x + 0.5).clamp(0, 1)
+    out = pgd(model, x, y, eps=0.05, alpha=0.01, steps=1, start=far)
+    ref = reference_pgd(model, x, y, eps=0.05, alpha=0.01, steps=1, norm="linf",
+                        start=(x + (far - x).clamp(-0.05, 0.05)).clamp(0, 1))[-1]
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+def test_ce_loss_sum_keeps_the_gradient_of_a_saturated_model():
+    """In float32 a confident model's softmax rounds p_y to exactly 1 and the gradient on the
+    true logit vanishes (PGD stalls: gradient masking); the float64 loss keeps it."""
+    from advfeatures.attacks.pgd import ce_loss_sum
+
+    logits = torch.tensor([[30.0, 0.0, 0.0], [0.0, 35.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 1])
+    rows = torch.arange(2)
+    (g,) = torch.autograd.grad(ce_loss_sum(logits, y), logits)
+    assert (g[rows, y] < 0).all()
+    (g32,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), logits)
+    assert (g32[rows, y] == 0).all()  # what the float64 loss avoids
+    with torch.no_grad():
+        assert math.isclose(float(ce_loss_sum(logits, y)), float(F.cross_entropy(logits.double(), y, reduction="sum")))
+
+
+def test_pgd_restores_the_models_mode_and_gradients():
+    model, (x, y) = Linear(), inputs()
+    model.train()
+    pgd(model, x, y, eps=0.1, alpha=0.05, steps=2)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())
