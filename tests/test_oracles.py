@@ -657,3 +657,117 @@ def test_pgd_restores_the_models_mode_and_gradients():
     pgd(model, x, y, eps=0.1, alpha=0.05, steps=2)
     assert model.training and all(p.requires_grad for p in model.parameters())
     assert all(p.grad is None for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- statistics: the rest
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (47, 50), (500, 1000)])
+def test_wilson_and_binomial_level_against_statsmodels_and_scipy(k, n):
+    from scipy.stats import binomtest
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert stats.wilson(k, n) == pytest.approx((lo, hi), rel=1e-12)
+    lo10, hi10 = proportion_confint(k, n, alpha=0.1, method="wilson")
+    assert stats.wilson(k, n, alpha=0.1) == pytest.approx((lo10, hi10), rel=1e-12)
+    for level in (0.1, 0.5, 0.9):
+        assert stats.binom_level(k, n, level) == pytest.approx(binomtest(k, n, level).pvalue, rel=1e-12)
+    # a level outside [0, 1] is clipped to it
+    assert stats.binom_level(k, n, 1.5) == pytest.approx(binomtest(k, n, 1.0).pvalue, rel=1e-12)
+    assert stats.binom_level(k, n, -0.5) == pytest.approx(binomtest(k, n, 0.0).pvalue, rel=1e-12)
+
+
+def test_empty_samples_give_nan_not_an_error():
+    assert all(math.isnan(v) for v in stats.wilson(0, 0))
+    assert math.isnan(stats.binom_level(0, 0, 0.5))
+    r = stats.two_proportions(1, 0, 3, 10)
+    assert all(math.isnan(r[k]) for k in ("diff", "p_value", "ci_low", "ci_high"))
+    r = stats.mcnemar_paired(np.zeros(0, bool), np.zeros(0, bool))
+    assert r["n"] == 0 and math.isnan(r["diff"]) and math.isnan(r["p_value"])
+
+
+def _pairs(n11, n10, n01, n00):
+    a = np.array([1] * n11 + [1] * n10 + [0] * n01 + [0] * n00, bool)
+    b = np.array([1] * n11 + [0] * n10 + [1] * n01 + [0] * n00, bool)
+    return a, b
+
+
+def test_mcnemar_paired_reproduces_newcombes_worked_example():
+    """Newcombe (1998b), method 10, 14 / 5 / 0 / 22 pairs: 0.0115 to 0.2265."""
+    r = stats.mcnemar_paired(*_pairs(14, 5, 0, 22))
+    assert r["n"] == 41 and r["n10"] == 5 and r["n01"] == 0
+    assert r["p_a"] == pytest.approx(19 / 41) and r["p_b"] == pytest.approx(14 / 41)
+    assert r["diff"] == pytest.approx(5 / 41)
+    assert r["ci_low"] == pytest.approx(0.0115, abs=5e-4) and r["ci_high"] == pytest.approx(0.2265, abs=5e-4)
+
+
+@pytest.mark.parametrize("cells", [(14, 5, 0, 22), (30, 12, 4, 54), (5, 2, 9, 1), (0, 3, 3, 0)])
+def test_mcnemar_paired_p_value_against_statsmodels(cells):
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    n11, n10, n01, n00 = cells
+    a, b = _pairs(*cells)
+    g = np.random.default_rng(0).permutation(len(a))  # row order does not matter
+    r = stats.mcnemar_paired(a[g], b[g])
+    assert r["p_value"] == pytest.approx(mcnemar([[n11, n10], [n01, n00]], exact=True).pvalue, rel=1e-12)
+    assert r["ci_low"] <= r["diff"] <= r["ci_high"]
+    swapped = stats.mcnemar_paired(b, a)  # the difference and its interval change sign
+    assert swapped["diff"] == pytest.approx(-r["diff"])
+    assert (swapped["ci_low"], swapped["ci_high"]) == pytest.approx((-r["ci_high"], -r["ci_low"]), abs=1e-12)
+
+
+def test_mcnemar_paired_without_discordant_pairs_and_bad_lengths():
+    r = stats.mcnemar_paired(*_pairs(10, 0, 0, 5))
+    assert r["p_value"] == 1.0 and r["diff"] == 0.0
+    from advfeatures.utils import AdvFeaturesError
+
+    with pytest.raises(AdvFeaturesError, match=r"equal lengths, got \(3,\) and \(2,\)"):
+        stats.mcnemar_paired(np.ones(3, bool), np.ones(2, bool))
+
+
+def test_two_proportions_without_variance_has_p_one():
+    assert stats.two_proportions(0, 10, 0, 30)["p_value"] == 1.0
+    assert stats.two_proportions(10, 10, 30, 30)["p_value"] == 1.0
+    assert stats.two_proportions(0, 10, 1, 30)["p_value"] < 1.0
+
+
+def test_bootstrap_weights_are_seeded_resamples_of_n():
+    w = stats.bootstrap_weights(50, 200, seed=3)
+    assert w.shape == (50, 200) and w.dtype == np.int64 and (w >= 0).all()
+    assert (w.sum(0) == 50).all()  # each resample draws n of the n samples
+    assert np.array_equal(w, stats.bootstrap_weights(50, 200, seed=3))
+    assert not np.array_equal(w, stats.bootstrap_weights(50, 200, seed=4))
+    assert abs(w.mean() - 1.0) < 1e-12 and 0.5 < w.var() < 1.5  # multinomial(n, 1/n): variance near 1
+    assert stats.bootstrap_weights(5, 0, seed=0).shape == (5, 0)
+
+
+def test_percentile_ci_against_numpy_and_without_enough_replicates():
+    r = np.random.default_rng(1).normal(size=999)
+    assert stats.percentile_ci(r) == pytest.approx(tuple(np.quantile(r, [0.025, 0.975])), rel=1e-12)
+    assert stats.percentile_ci(r, alpha=0.1) == pytest.approx(tuple(np.quantile(r, [0.05, 0.95])), rel=1e-12)
+    with_nan = np.concatenate([r, [np.nan, np.inf]])
+    assert stats.percentile_ci(with_nan) == pytest.approx(stats.percentile_ci(r), rel=1e-12)
+    assert all(math.isnan(v) for v in stats.percentile_ci(np.array([1.0, np.nan])))
+
+
+def test_replicates_round_trip_through_a_csv_cell():
+    values = [0.123456, -1.5, 2.0]
+    cell = stats.encode_replicates(values)
+    assert cell == "0.12346 -1.50000 2.00000"
+    assert np.allclose(stats.decode_replicates(cell), [0.12346, -1.5, 2.0])
+    for empty in (None, float("nan"), "", "  "):
+        assert stats.decode_replicates(empty).size == 0
+
+
+def test_slope_difference_degenerate_inputs_give_nan_and_exact_fits_give_no_interval():
+    assert math.isnan(stats.slope_difference([0, 1], [0, 1], [0, 1, 2], [0, 1, 2])["diff"])
+    assert math.isnan(stats.slope_difference([1, 1, 1], [0, 1, 2], [0, 1, 2], [0, 1, 2])["p_value"])
+    x = np.arange(5.0)
+    exact = stats.slope_difference(x, 2 * x, x, x + 1)  # both fits exact: se 0
+    assert exact["diff"] == pytest.approx(1.0) and exact["se"] == pytest.approx(0.0, abs=1e-12)
+    assert exact["ci_low"] == pytest.approx(1.0) and exact["ci_high"] == pytest.approx(1.0)
+    assert exact["p_value"] == pytest.approx(0.0, abs=1e-12)
+    same = stats.slope_difference(x, 2 * x, x, 2 * x)  # identical fits: exactly 0 on any CPU
+    assert same["diff"] == pytest.approx(0.0, abs=1e-12) and same["p_value"] == 1.0
+    assert exact["slope_1"] == pytest.approx(2.0) and exact["slope_2"] == pytest.approx(1.0)
