@@ -771,3 +771,118 @@ def test_slope_difference_degenerate_inputs_give_nan_and_exact_fits_give_no_inte
     same = stats.slope_difference(x, 2 * x, x, 2 * x)  # identical fits: exactly 0 on any CPU
     assert same["diff"] == pytest.approx(0.0, abs=1e-12) and same["p_value"] == 1.0
     assert exact["slope_1"] == pytest.approx(2.0) and exact["slope_2"] == pytest.approx(1.0)
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal dicts, NaN equal to NaN."""
+    return a.keys() == b.keys() and all(
+        (isinstance(v, float) and math.isnan(v) and isinstance(b[k], float) and math.isnan(b[k])) or v == b[k]
+        for k, v in a.items())
+
+
+NAN = math.nan
+
+
+def test_degenerate_results_keep_every_key():
+    """Callers index these dicts by name: a NaN result must carry the same keys as a real one."""
+    slope = stats.slope_difference([0, 1], [0, 1], [0, 1, 2], [0, 1, 2])
+    assert slope.keys() == stats.slope_difference([0, 1, 2], [0, 1, 3], [0, 1, 2], [0, 2, 3]).keys()
+    assert all(math.isnan(v) for v in slope.values())
+    assert _same(stats.two_proportions(1, 0, 3, 10), {"diff": NAN, "p_value": NAN, "ci_low": NAN, "ci_high": NAN})
+    assert _same(stats.two_proportions(1, 10, 3, 0), {"diff": NAN, "p_value": NAN, "ci_low": NAN, "ci_high": NAN})
+    empty = stats.mcnemar_paired(np.zeros(0, bool), np.zeros(0, bool))
+    assert _same(empty, {"n": 0, "p_a": NAN, "p_b": NAN, "diff": NAN, "n01": 0, "n10": 0, "p_value": NAN,
+                         "ci_low": NAN, "ci_high": NAN})
+    assert empty.keys() == stats.mcnemar_paired(*_pairs(1, 1, 1, 1)).keys()
+
+
+def test_smallest_samples_are_computed_not_dropped():
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+    assert stats.wilson(1, 1) == pytest.approx(proportion_confint(1, 1, method="wilson"), rel=1e-12)
+    r = stats.two_proportions(1, 1, 3, 10)
+    assert r["diff"] == pytest.approx(0.7)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(
+        confint_proportions_2indep(1, 1, 3, 10, method="newcomb", compare="diff"), rel=1e-7)
+    r = stats.two_proportions(3, 10, 1, 1)
+    assert r["diff"] == pytest.approx(-0.7)
+    x = np.array([0.0, 1.0, 2.0])
+    assert math.isfinite(stats.slope_difference(x, [0, 1, 3], x, [0, 2, 3])["p_value"])
+    one = stats.mcnemar_paired([True], [False])
+    assert one["n"] == 1 and one["diff"] == 1.0 and one["n10"] == 1
+
+
+@pytest.mark.parametrize(("k1", "n1", "k2", "n2"), [(5, 10, 5, 20), (10, 30, 10, 10), (2, 8, 2, 8)])
+def test_two_proportions_p_value_when_counts_coincide(k1, n1, k2, n2):
+    """Equal counts (not equal proportions) still have a z test: only 0 or n1 + n2 successes in
+    all have no variance."""
+    from statsmodels.stats.proportion import proportions_ztest
+
+    assert stats.two_proportions(k1, n1, k2, n2)["p_value"] == pytest.approx(
+        float(proportions_ztest([k1, k2], [n1, n2])[1]), rel=1e-9)
+
+
+def test_alpha_reaches_every_interval():
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    r = stats.two_proportions(30, 50, 45, 120, alpha=0.1)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(
+        confint_proportions_2indep(30, 50, 45, 120, method="newcomb", compare="diff", alpha=0.1), rel=1e-7)
+    a, b = _pairs(30, 12, 4, 54)
+    for alpha in (0.05, 0.1, 0.01):
+        got = stats.mcnemar_paired(a, b, alpha=alpha)
+        assert (got["ci_low"], got["ci_high"]) == pytest.approx(_newcombe_paired(30, 12, 4, 54, alpha), rel=1e-9)
+
+
+def _newcombe_paired(n11, n10, n01, n00, alpha=0.05):
+    """Newcombe (1998b) method 10, written out from the paper: Wilson limits (l2, u2) of
+    A = (n11 + n10) / n and (l3, u3) of B = (n11 + n01) / n, the continuity-corrected phi
+    (numerator AD - BC less n / 2 when positive, not below 0; 0 when a margin is empty), and
+    L = A - B - sqrt(dl2^2 - 2 phi dl2 du3 + du3^2), U = A - B + sqrt(du2^2 - 2 phi du2 dl3 + dl3^2)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = n11 + n10 + n01 + n00
+    ka, kb = n11 + n10, n11 + n01
+    A, B = ka / n, kb / n
+    l2, u2 = proportion_confint(ka, n, alpha=alpha, method="wilson")
+    l3, u3 = proportion_confint(kb, n, alpha=alpha, method="wilson")
+    num = n11 * n00 - n10 * n01
+    if num > 0:
+        num = max(num - n / 2, 0.0)
+    den = math.sqrt(ka * (n - ka) * kb * (n - kb))
+    phi = num / den if den else 0.0
+    dl2, du2, dl3, du3 = A - l2, u2 - A, B - l3, u3 - B
+    return (A - B - math.sqrt(dl2**2 - 2 * phi * dl2 * du3 + du3**2),
+            A - B + math.sqrt(du2**2 - 2 * phi * du2 * dl3 + dl3**2))
+
+
+@pytest.mark.parametrize("cells", [(14, 5, 0, 22), (30, 12, 4, 54), (5, 2, 9, 1), (0, 3, 3, 0), (2, 10, 12, 1),
+                                   (10, 0, 0, 0), (4, 3, 0, 0), (20, 1, 1, 20)])
+def test_mcnemar_paired_interval_is_newcombes_method_10(cells):
+    """Positive and negative correlation of the pairs, an empty margin, one discordant pair each
+    way; the vectors given as 0/1 integers (as bool they must count the same)."""
+    a, b = _pairs(*cells)
+    got = stats.mcnemar_paired(a.astype(int).tolist(), b.astype(int).tolist())
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(_newcombe_paired(*cells), rel=1e-9, abs=1e-12)
+    assert (got["n10"], got["n01"]) == (cells[1], cells[2])
+
+
+def test_one_discordant_pair_gets_the_exact_test():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    for cells in ((3, 1, 0, 2), (3, 0, 1, 2), (5, 2, 0, 1)):
+        n11, n10, n01, n00 = cells
+        want = mcnemar([[n11, n10], [n01, n00]], exact=True).pvalue
+        assert stats.mcnemar_paired(*_pairs(*cells))["p_value"] == pytest.approx(want, rel=1e-12)
+
+
+def test_bootstrap_with_one_resample_and_none():
+    w = stats.bootstrap_weights(7, 1, seed=0)
+    assert w.shape == (7, 1) and w.sum() == 7 and w.dtype == np.int64
+    z = stats.bootstrap_weights(7, 0, seed=0)
+    assert z.shape == (7, 0) and z.dtype == np.int64
+
+
+def test_decode_replicates_of_a_number_cell():
+    assert np.array_equal(stats.decode_replicates(0.5), np.array([0.5]))
+    assert stats.decode_replicates(None).dtype == np.float64
