@@ -886,3 +886,160 @@ def test_bootstrap_with_one_resample_and_none():
 def test_decode_replicates_of_a_number_cell():
     assert np.array_equal(stats.decode_replicates(0.5), np.array([0.5]))
     assert stats.decode_replicates(None).dtype == np.float64
+
+
+# ----------------------------------------------------------------------------- KDE mutual information
+
+
+def _kde_reference(t: np.ndarray, y: np.ndarray, s2: float) -> dict[str, tuple[float, float]]:
+    """Kolchinsky & Tracey's pairwise-distance bounds as Zhang et al. use them, written out in
+    numpy (nats -> bits): H_upper(T) = d/2 + d/2 ln(2 pi s2) + ln N - mean_i lse_j(-|t_i - t_j|^2 / 2 s2),
+    H_lower the same with 4 s2 plus d/2 ln(1/4), H(T|X) = d/2 (ln(2 pi s2) + 1)."""
+    from scipy.special import logsumexp
+
+    n, d = t.shape
+
+    def h(a, var):
+        dist = ((a[:, None, :] - a[None, :, :]) ** 2).sum(-1)
+        return d / 2 + d / 2 * math.log(2 * math.pi * var) + math.log(len(a)) - logsumexp(-dist / (2 * var), axis=1).mean()
+
+    h_cond = d / 2 * (math.log(2 * math.pi * s2) + 1)
+    out = {}
+    for name, var, shift in (("kde_upper", s2, 0.0), ("kde_lower", 4 * s2, d / 2 * math.log(0.25))):
+        h_t = h(t, var) + shift
+        h_t_y = sum((y == c).mean() * (h(t[y == c], var) + shift) for c in np.unique(y))
+        out[name] = ((h_t - h_cond) / math.log(2), (h_t - h_t_y) / math.log(2))
+    return out
+
+
+@pytest.mark.parametrize(("n", "d", "s2", "rows"), [(60, 3, 0.1, None), (45, 7, 0.5, 8), (30, 2, 0.05, 1)])
+def test_kde_mi_against_the_published_formula(n, d, s2, rows):
+    from advfeatures.mutual_info import kde_mi
+
+    g = np.random.default_rng(n)
+    y = g.integers(0, 3, n)
+    t = g.normal(0, 0.6, (n, d)) + y[:, None] * 0.4 + 5.0  # an offset: centring must not matter
+    got = kde_mi(torch.from_numpy(t), torch.from_numpy(y), s2, block_rows=rows)
+    want = _kde_reference(t, y, s2)
+    for name in ("kde_upper", "kde_lower"):
+        assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-9), name
+    assert got["kde_lower"][0] <= got["kde_upper"][0]
+
+
+def test_kde_bootstrap_replicates_are_the_estimate_on_each_resample():
+    """I_b = ln N - sum_i W_ib ln(sum_j W_jb exp(s_ij)) / N: the estimate on the resampled set
+    (duplicates as repeated points); an all-ones column is the point estimate."""
+    from scipy.special import logsumexp
+
+    from advfeatures.mutual_info import kde_mi
+
+    g = np.random.default_rng(0)
+    n = 40
+    t, y = g.normal(0, 1, (n, 4)), g.integers(0, 2, n)
+    w = np.concatenate([np.ones((n, 1), np.int64), stats.bootstrap_weights(n, 5, seed=1)], axis=1)
+    boot: dict = {}
+    point = kde_mi(torch.from_numpy(t), torch.from_numpy(y), 0.2, weights=w, boot=boot, block_rows=7)
+    for name, var in (("kde_upper", 0.2), ("kde_lower", 0.8)):
+        s = -((t[:, None] - t[None]) ** 2).sum(-1) / (2 * var)
+        want = [(math.log(n) - (w[:, b] * logsumexp(s, axis=1, b=w[:, b][None, :])).sum() / n) / math.log(2)
+                for b in range(w.shape[1])]
+        assert boot[name] == pytest.approx(want, rel=1e-9)
+        assert boot[name][0] == pytest.approx(point[name][0], rel=1e-12)
+
+
+def test_binning_bootstrap_is_the_entropy_of_resampled_pattern_counts():
+    g = np.random.default_rng(3)
+    n = 80
+    t, y = g.normal(0, 1, (n, 2)), g.integers(0, 2, n)
+    w = stats.bootstrap_weights(n, 4, seed=2)
+    boot: dict = {}
+    binning_mi(torch.from_numpy(t).float(), torch.from_numpy(y), 0.5, weights=w, boot=boot)
+    _, ids = np.unique(np.floor(t.astype(np.float32) / 0.5), axis=0, return_inverse=True)
+    for b in range(w.shape[1]):
+        counts = np.bincount(ids.ravel(), weights=w[:, b])
+        assert boot["binning"][b] == pytest.approx(_entropy_bits(np.repeat(np.arange(len(counts)), counts.astype(int))),
+                                                   rel=1e-9)
+
+
+# ----------------------------------------------------------------------------- bottleneck: the rest
+
+
+class FlatHead(SplitNet):
+    """A head whose logits do not depend on Z: the CE term has no gradient, only the KL acts."""
+
+    def head(self, z):
+        self.seen.append(z.detach().clone())
+        return self.fc.bias.expand(z.shape[0], -1) + 0.0 * z.sum((1, 2, 3))[:, None]
+
+
+def test_ib_sigma_squared_converges_to_the_feature_variance_under_the_kl_alone():
+    """KL(N(sigma_z^2) || N(sigma^2)) is minimised at sigma^2 = sigma_z^2: with a flat CE the
+    optimisation (Adam on lambda, sigma = softplus(lambda)) must get there."""
+    model, z = FlatHead(), _z()
+    res = bottleneck.distill(model, torch.zeros(5, 1, 3, 3), torch.zeros(5, dtype=torch.long), z=z,
+                             iterations=400, beta=1.0, lr=0.05, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(res.sigma**2, z.var(dim=(2, 3)), rtol=0.05)
+    assert res.final_kl[-1] < 1e-3 and res.final_kl[-1] >= 0
+
+
+def test_spatial_variance_is_the_unbiased_variance_over_space():
+    z = _z()
+    want = np.var(z.numpy().reshape(5, 4, -1), axis=2, ddof=1)
+    assert np.allclose(bottleneck.spatial_variance(z).numpy(), want, rtol=1e-6)
+    from advfeatures.utils import AdvFeaturesError
+
+    with pytest.raises(AdvFeaturesError, match=r"Z must be \[N, C, h, w\], got shape \(5, 4\)"):
+        bottleneck.spatial_variance(z[:, :, 0, 0])
+    with pytest.raises(AdvFeaturesError, match="spatial size 1x1"):
+        bottleneck.spatial_variance(z[:, :, :1, :1])
+
+
+def test_robust_threshold_modes():
+    v = torch.tensor([[1.0, 5.0], [2.0, 3.0], [9.0, 0.5], [0.1, 0.2]])
+    batch = torch.tensor([0, 0, 1, 1])
+    assert torch.equal(bottleneck.robust_threshold(v, batch, "batch"), torch.tensor([5.0, 5.0, 9.0, 9.0]))
+    assert torch.equal(bottleneck.robust_threshold(v, batch, "sample"), torch.tensor([5.0, 3.0, 9.0, 0.2]))
+    assert torch.equal(bottleneck.robust_threshold(v, batch, "channel"), v)
+    from advfeatures.utils import AdvFeaturesError
+
+    with pytest.raises(AdvFeaturesError, match="threshold must be one of .* got 'global'"):
+        bottleneck.robust_threshold(v, batch, "global")
+
+
+def test_split_features_and_predictions_follow_the_mask():
+    model, z = SplitNet(), _z()
+    mask = torch.tensor([[1, 0, 1, 0]] * 5, dtype=torch.bool)
+    mask[2] = torch.tensor([0, 0, 0, 1])
+    z_r, z_nr = bottleneck.split_features(z, mask)
+    m = mask[:, :, None, None]
+    assert torch.equal(z_r, torch.where(m, z, torch.zeros(()))) and torch.equal(z_nr, torch.where(m, torch.zeros(()), z))
+    with torch.no_grad():
+        want = {k: model.fc(F.relu(v).mean((2, 3))).argmax(1) for k, v in (("full", z), ("robust", z_r),
+                                                                             ("nonrobust", z_nr))}
+    got = bottleneck.predict_split(model, z, mask, batch_size=2)
+    for k in want:
+        assert torch.equal(got[k], want[k]) and got[k].dtype == torch.int64
+    assert bottleneck.head_predict(model, z[:0]).shape == (0,)
+    from advfeatures.utils import AdvFeaturesError
+
+    with pytest.raises(AdvFeaturesError, match=r"mask shape \(5, 3\) does not match Z \(5, 4\)"):
+        bottleneck.split_features(z, mask[:, :3])
+
+
+def test_features_are_batched_without_changing_them():
+    model = SplitNet()
+    x = torch.rand(7, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(bottleneck.features(model, x, batch_size=2), model.features(x).detach(), atol=1e-6)
+
+
+def test_random_mask_keeps_each_rows_count_and_draws_positions_uniformly():
+    k = torch.tensor([0, 1, 2, 5, 3])
+    mask = torch.arange(5)[None, :] < k[:, None]
+    mask = mask.repeat(400, 1)  # 2000 rows
+    out = bottleneck.random_mask_like(mask, torch.Generator().manual_seed(0))
+    assert torch.equal(out.sum(1), mask.sum(1))
+    freq = out[1::5].float().mean(0)  # rows with one robust channel: each position about 1/5
+    assert torch.allclose(freq, torch.full((5,), 0.2), atol=0.06)
+    again = bottleneck.random_mask_like(mask, torch.Generator().manual_seed(0))
+    other = bottleneck.random_mask_like(mask, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again) and not torch.equal(out, other)
