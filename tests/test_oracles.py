@@ -1043,3 +1043,53 @@ def test_random_mask_keeps_each_rows_count_and_draws_positions_uniformly():
     again = bottleneck.random_mask_like(mask, torch.Generator().manual_seed(0))
     other = bottleneck.random_mask_like(mask, torch.Generator().manual_seed(1))
     assert torch.equal(out, again) and not torch.equal(out, other)
+
+
+# ----------------------------------------------------------------------------- C&W: the parts
+
+
+def test_cw_margin_is_true_logit_minus_the_best_other_one():
+    logits = torch.tensor([[-1.0, -3.0, -2.0], [0.5, 2.0, 1.0], [4.0, 4.0, -1.0]])
+    y = torch.tensor([0, 2, 1])
+    assert torch.equal(cw.cw_margin(logits, y), torch.tensor([1.0, -1.0, 0.0]))
+
+
+def test_box_is_the_unit_box_or_its_intersection_with_the_linf_ball():
+    x = torch.tensor([0.0, 0.05, 0.5, 0.97, 1.0])
+    lo, hi = cw.box(x, None)
+    assert torch.equal(lo, torch.zeros(5)) and torch.equal(hi, torch.ones(5))
+    lo, hi = cw.box(x, 0.1)
+    assert torch.allclose(lo, torch.tensor([0.0, 0.0, 0.4, 0.87, 0.9]))
+    assert torch.allclose(hi, torch.tensor([0.1, 0.15, 0.6, 1.0, 1.0]))
+
+
+def test_tanh_change_of_variables_round_trips_inside_the_box():
+    x = torch.tensor([0.0, 1e-4, 0.3, 0.5, 0.9999, 1.0])
+    for eps in (None, 0.05):
+        lo, hi = cw.box(x, eps)
+        w = cw.to_tanh_space(x, lo, hi)
+        assert torch.isfinite(w).all()  # pixels at 0 or 1 do not start at atanh(+-1) = inf
+        back = cw.from_tanh_space(w, lo, hi)
+        assert torch.allclose(back, x, atol=1e-5)
+        far = cw.from_tanh_space(torch.tensor([-50.0, 50.0, 0.0, 3.0, -3.0, 0.1]), lo, hi)
+        assert (far >= lo).all() and (far <= hi).all()
+    assert torch.equal(cw.sq_l2(torch.ones(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)), torch.tensor([12.0, 12.0]))
+
+
+@pytest.mark.parametrize(("steps", "checks", "every"), [(9, 3, 3), (10, 10, 1), (5, 10, 1), (9, 0, 0)])
+def test_cost_rise_stop_checks_every_steps_over_checks(steps, checks, every):
+    rule = cw.CostRiseStop(steps, checks)
+    costs = [10.0, 9.0, 12.0, 8.0, 7.0, 7.5, 6.0, 6.5, 9.0]
+    stopped, prev = None, math.inf
+    for s in range(steps):
+        if rule(s, torch.tensor(costs[s % len(costs)])) and stopped is None:
+            stopped = s
+    want = None
+    if every:
+        for s in range(0, steps, every):
+            c = costs[s % len(costs)]
+            if c > prev:
+                want = s
+                break
+            prev = c
+    assert stopped == want
