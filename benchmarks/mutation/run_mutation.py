@@ -11,8 +11,8 @@ judged equivalent (``EQUIVALENT`` below, each with its reason).
     python benchmarks/mutation/run_mutation.py --report         # only rewrite report.md
 
 One module at a time (mutmut forks a worker per mutant; ``--max-children`` defaults to 2).
-Score = killed / (killed + survived + timeout + suspicious), equivalents excluded; mutants no
-test reaches ("no tests") are counted apart and listed.
+Score = killed / (all mutants - equivalent); a mutant no unit test reaches ("no tests") counts as
+surviving.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def score(result: dict) -> tuple[int, int, int, float]:
     """(killed, non-equivalent live mutants, equivalents, score) of one module's result."""
     c = result["counts"]
     eq = sum(1 for s in result["survivors"] if s["name"] in EQUIVALENT)
-    live = c.get("survived", 0) + c.get("timeout", 0) + c.get("suspicious", 0) + c.get("segfault", 0)
+    live = (c.get("survived", 0) + c.get("no tests", 0) + c.get("timeout", 0) + c.get("suspicious", 0)
+            + c.get("segfault", 0))
     killed = c.get("killed", 0)
     denom = killed + live - eq
     return killed, live - eq, eq, (killed / denom if denom else float("nan"))
@@ -129,21 +130,31 @@ def report() -> None:
     lines = ["# Mutation testing of the science modules", "",
              "Made by `make mutation` (`benchmarks/mutation/run_mutation.py`, mutmut); one JSON per module",
              "beside this file holds the counts and every surviving mutant's diff.", "",
-             "Score = killed / (killed + surviving non-equivalent + timeout + suspicious).", "",
-             "| module | tests | mutants | killed | surviving (non-equivalent) | equivalent | no tests | score |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Score = killed / (all mutants - equivalent): a mutant no unit test reaches (\"no tests\")",
+             "counts as surviving.", "",
+             "`<module>.before.json` (when present) is the first run, before the tests written against its",
+             "survivors; its score is given in the last column.", "",
+             "| module | tests | mutants | killed | not killed (non-equivalent) | equivalent | of which no tests | score "
+             "| first run |",
+             "|---|---|---|---|---|---|---|---|---|"]
     done = []
     for name in MODULES:
         f = HERE / f"{name}.json"
         if not f.exists():
-            lines.append(f"| {name} | | not run | | | | | |")
+            lines.append(f"| {name} | | not run | | | | | | |")
             continue
         r = json.loads(f.read_text())
         killed, live, eq, s = score(r)
         total = sum(r["counts"].values())
         tests = ", ".join(Path(t).name for t in r["tests"])
+        before = HERE / f"{name}.before.json"
+        first = ""
+        if before.exists():
+            b = json.loads(before.read_text())
+            bk, blive, _, bs = score(b)
+            first = f"{bs:.1%} ({bk} killed, {blive} surviving, {b['counts'].get('no tests', 0)} no tests)"
         lines.append(f"| {name} | {tests} | {total} | {killed} | {live} | {eq} | {r['counts'].get('no tests', 0)} "
-                     f"| {s:.1%} |")
+                     f"| {s:.1%} | {first} |")
         done.append(r)
     lines += ["", "## Survivors judged equivalent", ""]
     for r in done:
