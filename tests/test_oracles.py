@@ -1093,3 +1093,135 @@ def test_cost_rise_stop_checks_every_steps_over_checks(steps, checks, every):
                 break
             prev = c
     assert stopped == want
+
+
+# ----------------------------------------------------------------------------- from the mutation runs' survivors
+
+
+def test_stats_edge_cases_from_surviving_mutants():
+    from scipy.stats import binomtest
+
+    assert stats.binom_level(1, 1, 0.3) == pytest.approx(binomtest(1, 1, 0.3).pvalue)  # n = 1 is a sample
+    # 0/1 vectors as floats (a CSV column) count like booleans
+    a, b = _pairs(30, 12, 4, 54)
+    assert _same(stats.mcnemar_paired(a.astype(float), b.astype(float)), stats.mcnemar_paired(a, b))
+    # two replicates make an interval; a missing replicate (None) is dropped like NaN
+    assert stats.percentile_ci([1.0, 3.0]) == pytest.approx((1.05, 2.95))
+    assert stats.percentile_ci([1.0, None, 3.0]) == pytest.approx((1.05, 2.95))
+
+
+@pytest.mark.parametrize("cells", [(0, 1, 1, 0), (1, 0, 0, 1), (2, 1, 1, 2)])
+def test_mcnemar_paired_interval_for_the_smallest_tables(cells):
+    """n = 2 and 6: the continuity correction takes the whole numerator (phi = 0), or phi is -1."""
+    got = stats.mcnemar_paired(*_pairs(*cells))
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(_newcombe_paired(*cells), rel=1e-9, abs=1e-12)
+
+
+class Recorder(torch.nn.Module):
+    """Linear model on the first 24 of 48 inputs (the rest has exactly zero gradient) that records
+    the range of every input it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = Linear(scale=1.0)
+        self.lo, self.hi = math.inf, -math.inf
+
+    def forward(self, x):
+        self.lo, self.hi = min(self.lo, float(x.detach().min())), max(self.hi, float(x.detach().max()))
+        keep = torch.ones_like(x)
+        keep.view(x.shape[0], -1)[:, 24:] = 0
+        return self.inner(x * keep)
+
+
+def edge_inputs(n=8):
+    g = torch.Generator().manual_seed(4)
+    return (torch.rand(n, 3, 4, 4, generator=g) > 0.5).float(), torch.randint(0, 4, (n,), generator=g)
+
+
+@pytest.mark.parametrize("kw", [
+    {"norm": "linf", "eps": 0.3, "alpha": 0.1},
+    {"norm": "l2", "eps": 2.0, "alpha": 0.5},
+    {"norm": "linf", "eps": 0.3, "alpha": 0.1, "early_stop": True},
+    {"norm": "l2", "eps": 2.0, "alpha": 0.5, "early_stop": True},
+])
+def test_the_model_only_ever_sees_images_in_the_unit_box(kw):
+    """Attacks work in [0, 1] pixel space: the random start, every iterate and a given start are
+    clipped before the model sees them (inputs at 0 and 1, where the clipping binds)."""
+    x, y = edge_inputs()
+    for start in (None, x + 0.7 * torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(1)))):
+        model = Recorder()
+        out = pgd(model, x, y, steps=5, generator=torch.Generator().manual_seed(0), start=start, **kw)
+        assert 0.0 <= model.lo and model.hi <= 1.0, (model.lo, model.hi)
+        assert out.min() >= 0 and out.max() <= 1
+
+
+def test_pixels_without_gradient_do_not_move_under_linf_steps():
+    """sign(0) = 0: a pixel the loss does not depend on keeps its value (no random start)."""
+    x, y = inputs()
+    out = pgd(Recorder(), x, y, eps=0.2, alpha=0.05, steps=3, random_init=False)
+    assert torch.equal(out.view(8, -1)[:, 24:], x.view(8, -1)[:, 24:])
+    assert not torch.equal(out.view(8, -1)[:, :24], x.view(8, -1)[:, :24])
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_starts_from_the_drawn_random_start(norm):
+    """With alpha = 0 PGD stays at its start: x + random_start(x, eps, norm) from the same draw."""
+    from advfeatures.attacks.pgd import random_start
+
+    model, (x, y) = Linear(), inputs()
+    out = pgd(model, x, y, eps=0.1, alpha=0.0, steps=1, norm=norm, generator=torch.Generator().manual_seed(0))
+    want = (x + random_start(x, 0.1, norm, torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert torch.allclose(out, want, atol=1e-7)
+
+
+def test_zero_steps_return_the_input_even_with_a_random_start():
+    model, (x, y) = Linear(), inputs()
+    assert torch.equal(pgd(model, x, y, eps=0.1, alpha=0.01, steps=0, generator=torch.Generator().manual_seed(0)), x)
+
+
+def test_early_stop_writes_back_rows_that_never_succeed():
+    model, (x, y) = Linear(scale=1.0), inputs(n=16)
+    tiny = pgd(model, x, y, eps=0.01, alpha=0.005, steps=4, random_init=False, early_stop=True)
+    full = pgd(model, x, y, eps=0.01, alpha=0.005, steps=4, random_init=False)
+    with torch.no_grad():
+        standing = model(full).argmax(1) == y
+    assert standing.any()
+    assert torch.allclose(tiny[standing], full[standing], atol=1e-7)
+
+
+def test_fgsm_and_bim_pass_targeted_and_early_stop_through():
+    from advfeatures.attacks.pgd import bim, fgsm
+
+    model, (x, y) = Linear(scale=1.0), inputs(n=16)
+    with torch.no_grad():
+        t = (model(x).argmax(1) + 1) % 4
+    ref = reference_pgd(model, x, t, eps=0.1, alpha=0.1, steps=1, norm="linf", targeted=True)[-1]
+    assert torch.allclose(fgsm(model, x, t, eps=0.1, targeted=True), ref, atol=1e-6)
+    ref = reference_pgd(model, x, t, eps=0.1, alpha=0.02, steps=6, norm="linf", targeted=True)[-1]
+    assert torch.allclose(bim(model, x, t, eps=0.1, alpha=0.02, steps=6, targeted=True), ref, atol=1e-6)
+    stop = pgd(model, x, y, eps=0.3, alpha=0.02, steps=15, random_init=False, early_stop=True)
+    assert torch.allclose(bim(model, x, y, eps=0.3, alpha=0.02, steps=15, early_stop=True), stop, atol=1e-7)
+    assert not torch.allclose(stop, pgd(model, x, y, eps=0.3, alpha=0.02, steps=15, random_init=False), atol=1e-4)
+
+
+def test_random_start_follows_the_inputs_dtype_and_a_batch_of_one():
+    from advfeatures.attacks.pgd import random_start
+
+    x = torch.rand(3, 1, 2, 2, dtype=torch.float64)
+    for norm in ("linf", "l2"):
+        d = random_start(x, 0.2, norm, torch.Generator().manual_seed(0))
+        assert d.dtype == torch.float64
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(random_start(x, 0.2, "linf", torch.Generator().manual_seed(0)), (2 * u - 1) * 0.2)
+    one = random_start(x[:1], 0.2, "l2", torch.Generator().manual_seed(0))
+    assert one.shape == (1, 1, 2, 2) and float(one.norm()) <= 0.2 + 1e-9
+
+
+def test_project_and_check_budget_name_what_is_wrong():
+    with pytest.raises(ValueError, match="unknown norm 'l1'; use 'linf' or 'l2'"):
+        project(torch.zeros(1, 2), 1.0, "l1")
+    from advfeatures.attacks.pgd import check_budget
+    from advfeatures.utils import AdvFeaturesError
+
+    with pytest.raises(AdvFeaturesError, match=r"^cw: steps must be a finite number >= 0, got nan"):
+        check_budget("cw", eps=None, steps=float("nan"))
