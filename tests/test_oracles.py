@@ -1225,3 +1225,16 @@ def test_project_and_check_budget_name_what_is_wrong():
 
     with pytest.raises(AdvFeaturesError, match=r"^cw: steps must be a finite number >= 0, got nan"):
         check_budget("cw", eps=None, steps=float("nan"))
+
+
+def test_l2_random_start_is_a_gaussian_direction_times_a_radius_u_to_the_1_over_d():
+    """The textbook draw, in the input's dtype: g ~ N(0, I), then u ~ U(0, 1) per row;
+    delta = g / |g| * eps * u^(1/d)."""
+    from advfeatures.attacks.pgd import random_start
+
+    x = torch.rand(5, 2, 2, 2, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    u = torch.rand(5, generator=gen, dtype=torch.float64)
+    want = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * (0.3 * u ** (1 / 8)).view(-1, 1, 1, 1)
+    assert torch.allclose(random_start(x, 0.3, "l2", torch.Generator().manual_seed(0)), want, rtol=1e-12)

@@ -48,7 +48,31 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 }
 
 #: surviving mutants judged equivalent (no behaviour can tell them apart): name -> reason
-EQUIVALENT: dict[str, str] = {}
+_CPU = "device argument: on the CPU (where make mutation runs) None is the same device; the CUDA device tests of tests/test_attacks.py tell them apart on a GPU"
+_FALSY = "None for False: the callee only tests its truth value"
+_DEFAULT = "drops an argument equal to the callee's default"
+EQUIVALENT: dict[str, str] = {
+    # stats
+    "advfeatures.stats.x_bootstrap_weights__mutmut_1": "resamples == 0 then reaches multinomial(size=0): the same empty int64 [n, 0]",
+    "advfeatures.stats.x_decode_replicates__mutmut_7": "an empty or blank cell then reaches the parser, which returns the same empty float array",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_59": "without discordant pairs statsmodels' exact McNemar test returns p = 1, the value of the short cut",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_62": "n01 == n10: statsmodels' exact (binomial) test of k = n/2 returns p = 1, the value of the short cut",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_64": "one discordant pair: statsmodels' exact test returns p = 1, the value of the short cut",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_69": "exact=True is statsmodels' default for mcnemar",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_94": "cross == 0 gives max(-n/2, 0) = 0 = cross",
+    "advfeatures.stats.x_slope_difference__mutmut_4": "scipy's linregress computes in float64 whatever the input's numeric dtype",
+    "advfeatures.stats.x_slope_difference__mutmut_6": "scipy's linregress computes in float64 whatever the input's numeric dtype",
+    "advfeatures.stats.x_wilson__mutmut_2": "n == 0 then reaches statsmodels' proportion_confint, which returns (nan, nan) as the short cut does",
+    # attacks.pgd
+    "advfeatures.attacks.pgd.x_bim__mutmut_10": _FALSY,
+    "advfeatures.attacks.pgd.x_bim__mutmut_19": _DEFAULT + " (norm='linf')",
+    "advfeatures.attacks.pgd.x_fgsm__mutmut_9": _FALSY,
+    "advfeatures.attacks.pgd.x_fgsm__mutmut_17": _DEFAULT + " (norm='linf')",
+    "advfeatures.attacks.pgd.x_pgd__mutmut_107": _CPU,
+    "advfeatures.attacks.pgd.x_pgd__mutmut_109": _CPU,
+    **{f"advfeatures.attacks.pgd.x_random_start__mutmut_{i}": _CPU
+       for i in (1, 2, 3, 10, 13, 17, 27, 30, 34, 38, 41, 45)},
+}
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
         "profiles", "envs"]
