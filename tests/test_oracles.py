@@ -1238,3 +1238,121 @@ def test_l2_random_start_is_a_gaussian_direction_times_a_radius_u_to_the_1_over_
     u = torch.rand(5, generator=gen, dtype=torch.float64)
     want = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * (0.3 * u ** (1 / 8)).view(-1, 1, 1, 1)
     assert torch.allclose(random_start(x, 0.3, "l2", torch.Generator().manual_seed(0)), want, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- bottleneck: from the mutation run
+
+
+def test_distill_defaults_are_kim_et_als_settings():
+    """The official code: beta 0.3, 200 Adam iterations, lr 0.1."""
+    import inspect
+
+    p = inspect.signature(bottleneck.distill).parameters
+    assert (p["beta"].default, p["iterations"].default, p["lr"].default) == (0.3, 200, 0.1)
+
+
+@pytest.mark.parametrize(("kw", "bad"), [({"beta": -0.1}, "-0.1, 200, 0.1"), ({"iterations": -1}, "0.3, -1, 0.1"),
+                                         ({"lr": 0.0}, "0.3, 200, 0.0")])
+def test_distill_refuses_bad_settings_naming_them(kw, bad):
+    from advfeatures.utils import AdvFeaturesError
+
+    with pytest.raises(AdvFeaturesError, match=rf"need beta >= 0, iterations >= 0, lr > 0; got {bad}"):
+        bottleneck.distill(SplitNet(), None, torch.zeros(5, dtype=torch.long), z=_z(), **kw)
+
+
+def test_distill_with_zero_iterations_keeps_the_initial_sigma():
+    res = bottleneck.distill(SplitNet(), None, torch.zeros(5, dtype=torch.long), z=_z(), iterations=0)
+    assert torch.allclose(res.sigma, torch.full((5, 4), math.log(2.0)))
+    assert res.final_ce == [] and res.final_kl == []
+
+
+def test_ib_noise_is_the_generators_draw_added_to_z():
+    """Iteration 0: Z_I = Z + softplus(0) * eps, eps = the generator's first [B, C, 1, 1] draw."""
+    model, z = SplitNet(), _z()
+    bottleneck.distill(model, None, torch.zeros(5, dtype=torch.long), z=z, iterations=1,
+                       generator=torch.Generator().manual_seed(7))
+    eps = torch.randn((5, 4, 1, 1), generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(model.seen[0], z + math.log(2.0) * eps, atol=1e-6)
+
+
+def test_distill_without_a_generator_uses_seed_zero():
+    y = torch.zeros(5, dtype=torch.long)
+    a = bottleneck.distill(SplitNet(), None, y, z=_z(), iterations=3)
+    b = bottleneck.distill(SplitNet(), None, y, z=_z(), iterations=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.sigma, b.sigma)
+
+
+def test_distill_result_records_its_settings_and_per_batch_losses():
+    """One IB iteration from lambda = 0, with the noise known: the recorded CE and KL per batch are
+    the batch means of the written-out terms."""
+    model, z = SplitNet(), _z(6)
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
+    res = bottleneck.distill(model, None, y, z=z, iterations=1, beta=0.7, batch_size=3, threshold="sample",
+                             generator=torch.Generator().manual_seed(2))
+    eps = torch.randn((6, 4, 1, 1), generator=torch.Generator().manual_seed(2))
+    s = math.log(2.0)
+    with torch.no_grad():
+        ce = F.cross_entropy(model.fc(F.relu(z + s * eps).mean((2, 3))), y, reduction="none")
+    vz = z.var(dim=(2, 3))
+    kl = (0.5 * (vz / s**2 + torch.log(s**2 / vz) - 1)).mean(1)
+    assert res.final_ce == pytest.approx([float(ce[:3].mean()), float(ce[3:].mean())], rel=1e-5)
+    assert res.final_kl == pytest.approx([float(kl[:3].mean()), float(kl[3:].mean())], rel=1e-5)
+    assert torch.equal(res.batch, torch.tensor([0, 0, 0, 1, 1, 1])) and torch.equal(res.labels, y)
+    assert res.beta == 0.7 and res.mode == "sample"
+
+
+def test_distill_in_chunks_is_the_chunks_run_one_after_the_other():
+    """Chunks of whole IB batches are optimised in turn from one generator: the chunked run equals
+    running the chunks by hand, in order, on the same generator."""
+    z = torch.cat([_z(6, 0), _z(6, 1)])
+    y = torch.tensor([0, 1, 2] * 4)
+    chunked = bottleneck.distill(SplitNet(), None, y, z=z, iterations=4, batch_size=3, chunk_size=6,
+                                 generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    first = bottleneck.distill(SplitNet(), None, y[:6], z=z[:6], iterations=4, batch_size=3, chunk_size=None,
+                               generator=g)
+    second = bottleneck.distill(SplitNet(), None, y[6:], z=z[6:], iterations=4, batch_size=3, chunk_size=None,
+                                generator=g)
+    assert torch.allclose(chunked.sigma, torch.cat([first.sigma, second.sigma]), atol=1e-6)
+    assert chunked.final_ce == pytest.approx(first.final_ce + second.final_ce, rel=1e-6)
+
+
+def test_robust_mask_compares_sigma_squared_with_the_threshold():
+    """lambda = 0: sigma^2 = ln(2)^2 = 0.48.  Channel thresholds 0.40 (robust) and 0.30; with
+    sigma^3 = 0.33 the first would not be robust."""
+    base = torch.tensor([[1.0, -1.0], [1.0, -1.0]])  # unbiased variance over 4 positions: 4/3
+    z = torch.stack([torch.stack([base * math.sqrt(v * 3 / 4) for v in (0.40, 0.30, 0.60, 0.50)])])
+    res = bottleneck.distill(FlatHead(), None, torch.zeros(1, dtype=torch.long), z=z, iterations=0,
+                             threshold="channel")
+    assert torch.allclose(res.sigma_z, torch.tensor([[0.40, 0.30, 0.60, 0.50]]), atol=1e-6)
+    assert res.mask_robust.tolist() == [[True, True, False, False]]
+
+
+def test_bottleneck_helpers_on_edge_inputs():
+    from advfeatures.utils import AdvFeaturesError
+
+    v64 = torch.tensor([[1.0, 2.0], [3.0, 0.5]], dtype=torch.float64)
+    assert torch.equal(bottleneck.robust_threshold(v64, torch.tensor([0, 0]), "batch"),
+                       torch.tensor([3.0, 3.0], dtype=torch.float64))
+    assert bottleneck.robust_threshold(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), "batch").shape == (0,)
+    two = torch.arange(8.0).view(1, 4, 2, 1)  # two positions are enough
+    assert torch.allclose(bottleneck.spatial_variance(two), torch.full((1, 4), 0.5))
+    with pytest.raises(AdvFeaturesError, match="spatial size 0x3; sigma_z.2 needs at least 2 positions - choose an "
+                                               "architecture/input size with a larger split layer"):
+        bottleneck.spatial_variance(torch.zeros(1, 4, 0, 3))
+    z = _z()
+    ints = torch.tensor([[1, 0, 1, 0]] * 5)  # a 0/1 integer mask works like a boolean one
+    z_r, z_nr = bottleneck.split_features(z, ints)
+    assert torch.equal(z_r + z_nr, z) and torch.equal(z_r[:, 1], torch.zeros_like(z_r[:, 1]))
+
+
+def test_a_non_finite_ib_loss_is_one_error_naming_the_iteration():
+    from advfeatures.utils import AdvFeaturesError
+
+    class NanHead(SplitNet):
+        def head(self, z):
+            return self.fc(z.mean((2, 3))) * math.nan
+
+    with pytest.raises(AdvFeaturesError, match=r"non-finite IB loss at iteration 1 \(beta 0\.3, lr 0\.1\); "
+                                               "lower bottleneck.lr or check the model checkpoint"):
+        bottleneck.distill(NanHead(), None, torch.zeros(5, dtype=torch.long), z=_z(), iterations=2)

@@ -72,6 +72,25 @@ EQUIVALENT: dict[str, str] = {
     "advfeatures.attacks.pgd.x_pgd__mutmut_109": _CPU,
     **{f"advfeatures.attacks.pgd.x_random_start__mutmut_{i}": _CPU
        for i in (1, 2, 3, 10, 13, 17, 27, 30, 34, 38, 41, 45)},
+    # bottleneck
+    **{f"advfeatures.bottleneck.x_distill__mutmut_{i}": _CPU for i in (18, 27, 29, 49, 51, 76, 79, 112, 115, 130, 133, 136)},
+    **{f"advfeatures.bottleneck.x_split_features__mutmut_{i}": _CPU for i in (10, 12, 22, 25)},
+    **{f"advfeatures.bottleneck.x_random_mask_like__mutmut_{i}": _CPU for i in (10, 13, 16)},
+    **{f"advfeatures.bottleneck.x_robust_threshold__mutmut_{i}": _CPU for i in (27, 31)},
+    "advfeatures.bottleneck.x_distill__mutmut_6": "chunk_size's default only matters above 4096 rows (memory; the tests use a few rows)",
+    "advfeatures.bottleneck.x_distill__mutmut_43": "max(n, 2) vs max(n, 1) differ only for n = 0, where nothing is optimised",
+    "advfeatures.bottleneck.x_distill__mutmut_72": "max(n, 2) vs max(n, 1) differ only for n = 0, where nothing is optimised",
+    "advfeatures.bottleneck.x_distill__mutmut_75": "sigma_out's dtype: torch's default dtype is float32",
+    "advfeatures.bottleneck.x_distill__mutmut_78": "sigma_out's dtype: torch's default dtype is float32",
+    "advfeatures.bottleneck.x_distill__mutmut_103": "1.0 / an int64 count tensor is the same float tensor",
+    **{f"advfeatures.bottleneck.x_distill__mutmut_{i}": "a positive constant factor on a row's loss: each row has its own "
+       "lambda, and Adam's update is invariant to a constant scale of its parameter's gradient" for i in (107, 108)},
+    **{f"advfeatures.bottleneck.x_predict_split__mutmut_{i}": "batch size of the prediction loop: predictions do not "
+       "depend on it" for i in (1, 14, 22, 30)},
+    "advfeatures.bottleneck.x_robust_threshold__mutmut_21": "one unused extra slot in the per-batch maxima",
+    "advfeatures.bottleneck.x_robust_threshold__mutmut_22": "no rows: the indexing by an empty batch is empty either way",
+    **{f"advfeatures.bottleneck.x_split_features__mutmut_{i}": "the zero's dtype: torch.where promotes to Z's dtype"
+       for i in (21, 24)},
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
