@@ -1,4 +1,7 @@
-# make run  : set up .venv (idempotent) and run the whole pipeline on config.yaml
+# make run  : set up .venv (idempotent), run the whole pipeline on config.yaml and compare the run
+#             with the committed reference (prints "N of M numbers within tolerance; ...")
+# make compare [A=reference/default B=results COMPARE_ARGS=--strict]: compare two finished runs
+# make reference: replace reference/default with the finished run's tables and claims (on purpose)
 # make test : set up .venv and run the test suite (without the SLURM integration test)
 # make test-slurm: start a one-node SLURM cluster (root; slurm-wlm + munge) and run tests/test_slurm.py
 # make bench: run every benchmark and write benchmarks/results.md
@@ -14,7 +17,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test test-slurm bench gpu-check wheels lint clean mutation
+.PHONY: run test test-slurm bench gpu-check wheels lint clean compare reference mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +26,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# the run's folder (its tables/ and claims.csv) and the committed reference it is compared with
+RUN_DIR ?= results
+REFERENCE ?= reference/default
+
+# ends by comparing with the reference, not strictly: another CPU gives other numbers (see
+# docs/reproducibility.md); the run's summary is results/summary.md (the README is not touched)
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
-	$(BIN)/python -m advfeatures.reporting.summary results/summary.md README.md
+	$(BIN)/python -m advfeatures compare $(REFERENCE) $(RUN_DIR)
+
+A ?= $(REFERENCE)
+B ?= $(RUN_DIR)
+COMPARE_ARGS ?=
+compare: $(STAMP)
+	$(BIN)/python -m advfeatures compare $(A) $(B) $(COMPARE_ARGS)
+
+reference: $(STAMP)
+	$(BIN)/python -m advfeatures reference $(RUN_DIR) $(REFERENCE)
 
 # pytest-xdist: one worker per core; the tests that use the tiny run stay on one worker (conftest)
 TEST_WORKERS ?= auto

@@ -57,8 +57,8 @@ ARRAYS = ("x", "y", "source_index", "y_source", "source_pred", "rep_distance")
 _EPS = 1e-12
 
 #: Rows per forward/backward pass on the CPU.  Inversion and targeted PGD optimise every row on
-#: its own (summed per-row losses), so a chunk split into passes gives the same rows (tested;
-#: bit-identical on the default run) while the activations stay in the cache: LeNet-5's
+#: its own (summed per-row losses), so a chunk split into passes gives the same rows up to float32
+#: rounding (GEMM blockings differ; tested) while the activations stay in the cache: LeNet-5's
 #: forward+backward costs 1.4x more per row at 1000 rows than at 250-500 on the 2-core CPU
 #: machine.  On a GPU the whole chunk is one pass.
 CPU_ROWS_PER_PASS = 256

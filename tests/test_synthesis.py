@@ -65,24 +65,49 @@ def test_targets_d_rand_never_true_and_d_det_is_next_class():
     assert torch.equal(syn.choose_targets(y, C, "d_det", None), (y + 1) % C)
 
 
+#: Allowed difference between two float32 code paths of one synthesis (pass sizes, thread counts,
+#: another CPU's GEMM kernels), per unit of L2 path a row can travel (steps x step size; images
+#: in [0, 1]).  Each step moves a row by one step along a normalised gradient whose float32
+#: rounding depends on the GEMM blocking; the differences add up over the steps.  Measured on the
+#: tiny case below (6 models x 4 kinds x pass sizes 1-7 x 1/2 threads x AVX-512/AVX2/SSE4.2
+#: kernels): at most 3.6e-5 over a path of 3.0 (1.2e-5 per unit; float32 against a float64 run:
+#: 3.2e-5), 1.8e-7 for targeted PGD; another CPU gave 2.0e-5.  A real defect is far larger:
+#: normalising the gradient over the pass instead of per row moves pixels by 0.16.
+ROUNDING_ATOL_PER_PATH = 1e-4
+
+
+def path_length(c: syn.SynthesisConfig) -> float:
+    if c.kind in syn.INVERSION_KINDS:
+        return c.inversion.steps * c.inversion.step_size
+    return c.targeted.steps * c.targeted.alpha
+
+
+@pytest.mark.parametrize("rows, threads", [(3, 1), (1, 2)])
 @pytest.mark.parametrize("kind", syn.KINDS)
-def test_chunk_split_into_cpu_passes_is_bit_identical(kind, monkeypatch):
-    """Inversion and targeted PGD are per row: passes of 3 rows give the rows of one pass, up to
-    float rounding (GEMM kernels block 3 and 10 rows differently; the default run's 256-row passes
-    gave bit-identical sets)."""
+def test_chunk_split_into_cpu_passes_matches_one_pass_within_rounding(kind, rows, threads, monkeypatch):
+    """Inversion and targeted PGD are per row: passes of a few rows (and another thread count)
+    give the rows of one pass up to float32 rounding, which differs between GEMM blockings (not
+    bit for bit: the tiny case differs by 3.4e-5 on an AVX-512 CPU)."""
     model = tiny_model()
     x, y = tiny_data(12)
     index = torch.arange(1, 11)
-    whole = syn.synthesize_chunk(cfg(kind), model, x, y, index, C, make_generator(5))
-    monkeypatch.setattr(syn, "CPU_ROWS_PER_PASS", 3)
-    assert syn.rows_per_pass(torch.device("cpu"), 10) == 3
-    split = syn.synthesize_chunk(cfg(kind), model, x, y, index, C, make_generator(5))
+    c = cfg(kind)
+    whole = syn.synthesize_chunk(c, model, x, y, index, C, make_generator(5))
+    monkeypatch.setattr(syn, "CPU_ROWS_PER_PASS", rows)
+    assert syn.rows_per_pass(torch.device("cpu"), 10) == rows
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        split = syn.synthesize_chunk(c, model, x, y, index, C, make_generator(5))
+    finally:
+        torch.set_num_threads(before)
+    atol = ROUNDING_ATOL_PER_PATH * path_length(c)
     for name in syn.ARRAYS:
         if whole[name].is_floating_point():
-            torch.testing.assert_close(split[name], whole[name], rtol=0, atol=1e-5)
-        else:
+            torch.testing.assert_close(split[name], whole[name], rtol=0, atol=atol)
+        else:  # labels, indices, predictions (the smallest top-2 logit gap here is 1e-3)
             assert torch.equal(whole[name], split[name]), name
-    assert not torch.equal(split["x"], x[index])  # the optimisation moved the rows
+    assert (split["x"] - x[index]).abs().max() > 100 * atol  # the optimisation moved the rows
 
 
 @pytest.mark.parametrize("kind", syn.KINDS)

@@ -1,0 +1,130 @@
+"""advfeatures.replicates against hand computations (t quantiles from scipy, DL by its formula)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from advfeatures import replicates as rep
+from advfeatures.utils import AdvFeaturesError
+
+
+def test_between_replicates_t_interval():
+    s = rep.between_replicates([1.0, 2.0, 3.0, 4.0])
+    # mean 2.5, sd sqrt(5/3) = 1.29099, sem 0.645497, t_{0.975, 3} = 3.182446
+    assert (s.mean, s.sd, s.k) == pytest.approx((2.5, 1.290994, 4), abs=1e-6)
+    assert (s.ci_low, s.ci_high) == pytest.approx((2.5 - 2.054266, 2.5 + 2.054266), abs=1e-5)
+    assert "t interval on 3 df" in s.method
+    narrow = rep.between_replicates([1.0, 2.0, 3.0, 4.0], alpha=0.5)
+    assert s.ci_low < narrow.ci_low < narrow.ci_high < s.ci_high
+    same = rep.between_replicates([7.0, 7.0])
+    assert (same.ci_low, same.ci_high, same.sd) == (7.0, 7.0, 0.0)
+
+
+def test_one_replicate_says_it_is_about_one_model():
+    s = rep.between_replicates([12.0])
+    assert s.mean == 12.0 and s.k == 1 and math.isnan(s.ci_low) and math.isnan(s.ci_high)
+    assert "one trained model" in s.method
+    t = rep.replicate_effect_test([3.0], [1.0])
+    assert t["measured"] == 2.0 and t["n"] == 1 and math.isnan(t["p_value"]) and "one trained model" in t["test"]
+    r = rep.random_effects([50.0], [2.0])
+    assert (r.ci_low, r.ci_high) == pytest.approx((50 - 1.959964 * 2, 50 + 1.959964 * 2), abs=1e-5)
+    assert "one trained model" in r.method
+
+
+def test_random_effects_dersimonian_laird_by_hand():
+    est, var = np.array([50.0, 55.0, 47.0]), np.array([4.0, 5.0, 4.5])
+    w = 1 / var
+    fixed = (w * est).sum() / w.sum()
+    q = (w * (est - fixed) ** 2).sum()
+    tau2 = max(0.0, (q - 2) / (w.sum() - (w**2).sum() / w.sum()))
+    w_re = 1 / (var + tau2)
+    mean = (w_re * est).sum() / w_re.sum()
+    se = math.sqrt(1 / w_re.sum())
+    t = sps.t.ppf(0.975, 2)
+    r = rep.random_effects(est, np.sqrt(var), method="dl")
+    assert tau2 == pytest.approx(10.8333, abs=1e-4) and mean == pytest.approx(50.6136, abs=1e-4)
+    assert (r.tau2, r.mean) == pytest.approx((tau2, mean), rel=1e-9)
+    assert (r.ci_low, r.ci_high) == pytest.approx((mean - t * se, mean + t * se), rel=1e-9)
+    assert (r.ci_low, r.ci_high) == pytest.approx((40.8897, 60.3375), abs=1e-4)
+    assert r.p_value == pytest.approx(2 * sps.t.sf(mean / se, 2), rel=1e-9)
+    # the within-replicate uncertainty is kept: wider than the between-replicate t interval alone
+    # would be with tau2 = 0, and the combination is not the plain mean (53.0 / 3 = 50.67)
+    assert r.ci_high - r.ci_low > 2 * t * math.sqrt(1 / w.sum())
+
+
+def test_random_effects_paule_mandel_solves_its_equation():
+    est, se = np.array([50.0, 55.0, 47.0, 60.0]), np.array([2.0, 2.2, 2.1, 1.5])
+    r = rep.random_effects(est, se, method="pm")
+    w = 1 / (se**2 + r.tau2)
+    m = (w * est).sum() / w.sum()
+    assert m == pytest.approx(r.mean, rel=1e-6)
+    assert (w * (est - m) ** 2).sum() == pytest.approx(len(est) - 1, rel=1e-4)  # the PM estimating equation
+    assert "Paule-Mandel" in r.method
+
+
+def test_random_effects_from_intervals():
+    z = sps.norm.ppf(0.975)
+    ivs = [(50 - 2 * z, 50 + 2 * z), (55 - 3 * z, 55 + 3 * z)]
+    assert rep.se_from_interval(*ivs[1]) == pytest.approx(3.0)
+    a = rep.random_effects([50.0, 55.0], intervals=ivs)
+    b = rep.random_effects([50.0, 55.0], [2.0, 3.0])
+    num = ("mean", "ci_low", "ci_high", "p_value", "tau2", "sd")
+    assert [getattr(a, f) for f in num] == pytest.approx([getattr(b, f) for f in num], rel=1e-9)
+
+
+def test_replicate_effect_test_paired_t():
+    t = rep.replicate_effect_test([10.0, 12.0, 14.0], [4.0, 5.0, 9.0])  # effects 6, 7, 5
+    # mean 6, sd 1, sem 1/sqrt(3); t = 6 sqrt(3) = 10.392 on 2 df
+    assert t["measured"] == pytest.approx(6.0) and t["n"] == 3
+    assert t["p_value"] == pytest.approx(2 * sps.t.sf(6 * math.sqrt(3), 2), rel=1e-9)
+    assert t["p_value"] == pytest.approx(0.009133, abs=1e-5)
+    half = sps.t.ppf(0.975, 2) / math.sqrt(3)
+    assert (t["ci_low"], t["ci_high"]) == pytest.approx((6 - half, 6 + half), rel=1e-9)
+    assert "t test over 3 per-replicate effects" in t["test"]
+    shifted = rep.replicate_effect_test([6.0, 7.0, 5.0], threshold=6.0)
+    assert shifted["p_value"] == pytest.approx(1.0) and shifted["measured"] == pytest.approx(6.0)
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(AdvFeaturesError, match="non-finite"):
+        rep.between_replicates([1.0, float("nan")])
+    with pytest.raises(AdvFeaturesError, match="3 replicates in a, 2 in b"):
+        rep.replicate_effect_test([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(AdvFeaturesError, match="must be > 0"):
+        rep.random_effects([1.0, 2.0], [0.0, 1.0])
+    with pytest.raises(AdvFeaturesError, match="either std_errors or intervals"):
+        rep.random_effects([1.0, 2.0])
+    with pytest.raises(AdvFeaturesError, match="method 'reml'"):
+        rep.random_effects([1.0, 2.0], [1.0, 1.0], method="reml")
+    with pytest.raises(AdvFeaturesError, match="no replicate values"):
+        rep.between_replicates([])
+
+
+def test_replicate_rows_add_a_mean_row_per_key():
+    df = pd.DataFrame({
+        "method": ["standard"] * 3 + ["pgd_linf"] * 3 + ["mart"],
+        "replicate": [0, 1, 2, 0, 1, 2, 0],
+        "clean acc": [97.0, 98.0, 99.0, 90.0, 92.0, 91.0, 95.0],
+        "clean acc lo": [95.0, 96.0, 97.0, 88.0, 90.0, 89.0, 93.0],
+        "clean acc hi": [98.0, 99.0, 99.5, 92.0, 94.0, 93.0, 97.0],
+        "n": [500] * 7,
+    })
+    out = rep.replicate_rows(df, ["method"], ["clean acc"])
+    assert out["method"].tolist() == ["standard"] * 4 + ["pgd_linf"] * 4 + ["mart"]
+    assert out["replicate"].tolist() == [0, 1, 2, "mean", 0, 1, 2, "mean", 0]
+    mean = out[(out.method == "pgd_linf") & (out.replicate == "mean")].iloc[0]
+    half = sps.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # values 90, 92, 91: sd 1
+    assert (mean["clean acc"], mean["clean acc sd"]) == pytest.approx((91.0, 1.0))
+    assert (mean["clean acc lo"], mean["clean acc hi"]) == pytest.approx((91 - half, 91 + half))
+    first = out.iloc[0]  # per-replicate rows keep their own intervals
+    assert (first["clean acc lo"], first["clean acc hi"]) == (95.0, 98.0) and math.isnan(first["clean acc sd"])
+    assert math.isnan(mean["n"])  # columns not named in values are left empty on mean rows
+    with pytest.raises(AdvFeaturesError, match="replicate repeated"):
+        rep.replicate_rows(pd.concat([df, df.iloc[[0]]]), ["method"], ["clean acc"])
+    with pytest.raises(AdvFeaturesError, match=r"columns \['acc'\] missing"):
+        rep.replicate_rows(df, ["method"], ["acc"])
