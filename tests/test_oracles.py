@@ -1356,3 +1356,179 @@ def test_a_non_finite_ib_loss_is_one_error_naming_the_iteration():
     with pytest.raises(AdvFeaturesError, match=r"non-finite IB loss at iteration 1 \(beta 0\.3, lr 0\.1\); "
                                                "lower bottleneck.lr or check the model checkpoint"):
         bottleneck.distill(NanHead(), None, torch.zeros(5, dtype=torch.long), z=_z(), iterations=2)
+
+
+# ----------------------------------------------------------------------------- MI on a model: the glue
+
+
+MI_PARAMS = {
+    "n_samples": 30, "batch_size": 7, "estimators": ["kde", "binning"],
+    "kde": {"noise_var": 0.3}, "binning": {"bin_width": 0.25}, "max_block_mib": 1, "bootstrap": 4,
+    "attack": {"norm": "linf", "eps": 0.1, "alpha": 0.05, "steps": 2, "random_start": True},
+}
+
+
+@pytest.fixture(scope="module")
+def mi_model():
+    from advfeatures.data import Dataset
+    from advfeatures.models import build_model
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(60, 1, 12, 12, generator=g)
+    y = torch.arange(60) % 3
+    data = Dataset("tiny", x, y, x, y, ["a", "b", "c"], [0.5], [0.3])
+    torch.manual_seed(0)
+    return build_model("lenet5", **data.model_kwargs()).eval(), data
+
+
+def test_mi_config_reads_every_key_and_its_defaults():
+    from advfeatures.mutual_info import MIConfig
+    from advfeatures.utils import AdvFeaturesError
+
+    c = MIConfig.from_params(MI_PARAMS)
+    assert (c.estimators, c.noise_var, c.bin_width, c.max_block_mib, c.batch_size, c.bootstrap) == (
+        ["kde", "binning"], 0.3, 0.25, 1.0, 7, 4)
+    d = MIConfig.from_params({"estimators": ["kde"], "kde": {"noise_var": 0.1}, "binning": {"bin_width": 0.5},
+                              "bootstrap": None})
+    assert (d.max_block_mib, d.batch_size, d.bootstrap) == (256.0, 500, 0)
+    with pytest.raises(AdvFeaturesError, match=r"unknown estimator\(s\) \['mine'\] \(mutual_info.estimators\); "
+                                               "use kde, binning"):
+        MIConfig.from_params({**MI_PARAMS, "estimators": ["kde", "mine"]})
+
+
+@pytest.mark.parametrize("which", [["kde"], ["binning"], ["kde", "binning"]])
+def test_estimate_runs_the_configured_estimators_with_their_settings(which):
+    from advfeatures.mutual_info import MIConfig, estimate, kde_mi
+
+    g = np.random.default_rng(0)
+    t, y = torch.from_numpy(g.normal(0, 1, (40, 3))), torch.from_numpy(g.integers(0, 2, 40))
+    cfg = MIConfig.from_params({**MI_PARAMS, "estimators": which})
+    w = stats.bootstrap_weights(40, 3, seed=0)
+    boot: dict = {}
+    got = estimate(t, y, cfg, weights=w, boot=boot)
+    want: dict = {}
+    want_boot: dict = {}
+    if "kde" in which:
+        want.update(kde_mi(t, y, 0.3, weights=w, boot=want_boot))
+    if "binning" in which:
+        want["binning"] = binning_mi(t, y, 0.25, weights=w, boot=want_boot)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-12)
+        assert boot[k] == pytest.approx(want_boot[k], rel=1e-12)
+
+
+def test_probe_layer_and_accuracy_loss_batch_without_changing_results(mi_model):
+    from advfeatures.mutual_info import accuracy_loss, probe_layer
+    from advfeatures.utils import AdvFeaturesError
+
+    model, data = mi_model
+    x, y = data.x_test[:13], data.y_test[:13]
+    for layer in model.probe_names:
+        with torch.no_grad():
+            want = model.probes(x)[layer].flatten(1)
+        assert torch.allclose(probe_layer(model, x, layer, batch_size=4), want, atol=1e-6)
+    with torch.no_grad():
+        logits = model(x)
+    acc, loss = accuracy_loss(model, x, y, batch_size=4)
+    assert acc == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert loss == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    with pytest.raises(AdvFeaturesError, match=r"unknown probe layer 'nope'; the model has \["):
+        probe_layer(model, x, "nope")
+
+
+def test_layer_rows_hold_each_layers_estimates(mi_model):
+    from advfeatures.mutual_info import (
+        MIConfig,
+        accuracy_loss,
+        estimate,
+        layer_mi_rows,
+        probe_layer,
+    )
+
+    model, data = mi_model
+    x, y = data.x_test[:20], data.y_test[:20]
+    cfg = MIConfig.from_params(MI_PARAMS)
+    w = stats.bootstrap_weights(20, 4, seed=1)
+    seen: list[str] = []
+    inputs = {"clean": x, "noisy": (x + 0.1).clamp(0, 1)}
+    rows = layer_mi_rows(model, inputs, y, cfg, layers=model.probe_names[:2], extra={"method": "m", "epoch": 3},
+                         progress=seen.append, weights=w)
+    assert seen == [f"{k}/{lay}" for k in inputs for lay in model.probe_names[:2]]
+    assert len(rows) == 2 * 2 * 3
+    for row in rows:
+        t = probe_layer(model, inputs[row["input"]], row["layer"])
+        boot: dict = {}
+        est = estimate(t, y, cfg, weights=w, boot=boot)[row["estimator"]]
+        acc, loss = accuracy_loss(model, inputs[row["input"]], y)
+        assert (row["I_XT"], row["I_TY"]) == pytest.approx(est, rel=1e-9)
+        assert (row["accuracy"], row["loss"]) == pytest.approx((acc, loss), rel=1e-6)
+        assert row["method"] == "m" and row["epoch"] == 3 and row["n"] == 20
+        assert stats.decode_replicates(row["I_XT_boot"]) == pytest.approx(boot[row["estimator"]], abs=1e-5)
+    plain = layer_mi_rows(model, {"clean": x}, y, cfg)
+    assert len(plain) == len(model.probe_names) * 3 and "I_XT_boot" not in plain[0]
+
+
+def test_mi_inputs_are_the_seeded_stratified_subset_and_its_pgd_examples(mi_model):
+    from advfeatures.attacks.evaluate import pgd_batches
+    from advfeatures.data import eval_subset
+    from advfeatures.mutual_info import mi_inputs
+    from advfeatures.utils import derive_seed, make_generator
+
+    model, data = mi_model
+    x, x_adv, y = mi_inputs(model, data, MI_PARAMS, seed=5, tags=("standard", 2), device="cpu")
+    idx = eval_subset(data.y_test, 30, derive_seed(5, "mutual_info", "subset"))
+    assert torch.equal(x, data.x_test[idx]) and torch.equal(y, data.y_test[idx])
+    a = MI_PARAMS["attack"]
+    from advfeatures.attacks.pgd import PGDSettings
+
+    want = pgd_batches(model, x, y, PGDSettings(norm="linf", eps=0.1, alpha=0.05, steps=2, random_start=True),
+                       make_generator(derive_seed(5, "mutual_info", "pgd", "standard", 2)), 7)
+    assert torch.allclose(x_adv, want) and a["eps"] == 0.1
+    _, other, _ = mi_inputs(model, data, MI_PARAMS, seed=5, tags=("standard", 3), device="cpu")
+    assert not torch.equal(other, x_adv)
+    no_start = {**MI_PARAMS, "attack": {k: v for k, v in a.items() if k != "random_start"}}
+    _, default, _ = mi_inputs(model, data, no_start, seed=5, tags=("standard", 2), device="cpu")
+    assert torch.allclose(default, x_adv)  # random_start defaults to True
+
+
+def test_epoch_rows_share_one_bootstrap_across_jobs(mi_model):
+    from advfeatures.mutual_info import epoch_mi
+
+    model, data = mi_model
+    a = pd_rows(epoch_mi(model, data, MI_PARAMS, seed=5, method="standard", epoch=1))
+    b = pd_rows(epoch_mi(model, data, MI_PARAMS, seed=5, method="trades", epoch=4))
+    assert set(a["method"]) == {"standard"} and set(a["epoch"]) == {1} and set(b["epoch"]) == {4}
+    assert set(a["input"]) == {"clean", "adversarial"}
+    # the clean rows see the same samples and the same resamples: identical replicates
+    ca = a[a["input"] == "clean"]["I_XT_boot"].tolist()
+    cb = b[b["input"] == "clean"]["I_XT_boot"].tolist()
+    assert ca == cb and all(len(stats.decode_replicates(c)) == 4 for c in ca)
+    no_boot = pd_rows(epoch_mi(model, data, {**MI_PARAMS, "bootstrap": 0}, seed=5, method="s", epoch=1))
+    assert "I_XT_boot" not in no_boot.columns
+
+
+def pd_rows(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def test_mi_tables_are_written_and_merged(tmp_path):
+    import pandas as pd
+
+    from advfeatures.mutual_info import merge_csvs, write_rows
+    from advfeatures.utils import AdvFeaturesError
+
+    rows = [{"b": 1, "a": 0.1234567891}, {"b": 2, "a": 2.0}]
+    write_rows(rows, tmp_path / "one.csv")
+    text = (tmp_path / "one.csv").read_text().splitlines()
+    assert text[0] == "b,a" and text[1] == "1,0.123457"
+    write_rows([{"b": 3, "a": 3.5}], tmp_path / "two.csv")
+    assert merge_csvs([tmp_path / "one.csv", tmp_path / "two.csv"], tmp_path / "all.csv") == 3
+    assert pd.read_csv(tmp_path / "all.csv")["b"].tolist() == [1, 2, 3]
+    with pytest.raises(AdvFeaturesError, match=r"all\.csv: no MI rows to write"):
+        write_rows([], tmp_path / "all.csv")
+    (tmp_path / "bad.csv").write_text("")
+    with pytest.raises(AdvFeaturesError, match=r"bad\.csv: unreadable MI table \(EmptyDataError\); delete it"):
+        merge_csvs([tmp_path / "bad.csv"], tmp_path / "x.csv")
