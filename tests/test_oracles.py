@@ -1532,3 +1532,80 @@ def test_mi_tables_are_written_and_merged(tmp_path):
     (tmp_path / "bad.csv").write_text("")
     with pytest.raises(AdvFeaturesError, match=r"bad\.csv: unreadable MI table \(EmptyDataError\); delete it"):
         merge_csvs([tmp_path / "bad.csv"], tmp_path / "x.csv")
+
+
+# ----------------------------------------------------------------------------- MI: from the mutation run
+
+
+def test_mi_estimator_defaults_are_zhang_et_als():
+    """Noise variance 0.1 for the KDE bounds, bin width 0.5 for binning (the published code)."""
+    import inspect
+
+    from advfeatures import mutual_info as mi
+
+    for fn, key, value in ((mi.kde_mi, "noise_var", 0.1), (mi.kde_mi_reference, "noise_var", 0.1),
+                           (mi.bin_patterns, "bin_width", 0.5), (mi.binning_mi, "bin_width", 0.5),
+                           (mi.binning_mi_reference, "bin_width", 0.5)):
+        assert inspect.signature(fn).parameters[key].default == value, fn.__name__
+
+
+def test_kde_is_exact_for_activations_far_from_the_origin_and_leaves_them_alone():
+    """Distances from |a|^2 + |b|^2 - 2ab lose their digits far from the origin; centring each
+    column first keeps them.  The caller's tensor is not centred in place."""
+    from advfeatures.mutual_info import kde_mi
+
+    g = np.random.default_rng(1)
+    y = g.integers(0, 2, 40)
+    t = g.normal(0, 0.5, (40, 3)) + np.array([1e6, -3e6, 0.0])
+    tt = torch.from_numpy(t.copy())
+    got = kde_mi(tt, torch.from_numpy(y), 0.1)
+    want = _kde_reference(t - t.mean(0), y, 0.1)
+    for name in want:
+        assert got[name] == pytest.approx(want[name], rel=1e-7, abs=1e-7)
+    assert torch.equal(tt, torch.from_numpy(t))
+
+
+def test_kde_and_binning_accept_one_sample_and_flat_activations_and_name_bad_shapes():
+    from advfeatures.mutual_info import kde_mi, kde_mi_reference
+    from advfeatures.utils import AdvFeaturesError
+
+    one = kde_mi(torch.ones(1, 3), torch.zeros(1, dtype=torch.long))
+    assert one["kde_upper"] == pytest.approx((0.0, 0.0), abs=1e-12)
+    flat = torch.tensor([0.0, 0.1, 5.0, 5.2])  # one activation per sample: shape [N]
+    y = torch.tensor([0, 0, 1, 1])
+    assert kde_mi(flat, y)["kde_upper"] == pytest.approx(kde_mi(flat[:, None], y)["kde_upper"], rel=1e-12)
+    assert kde_mi_reference(flat, y)["kde_upper"] == pytest.approx(kde_mi(flat, y)["kde_upper"], rel=1e-9)
+    assert kde_mi_reference(torch.ones(1, 2), torch.zeros(1, dtype=torch.long))["kde_upper"][0] == pytest.approx(0.0)
+    for fn in (kde_mi, kde_mi_reference):
+        with pytest.raises(AdvFeaturesError, match=r"activations must be \[N, \.\.\.\] with N >= 1, got shape \(0, 3\)"):
+            fn(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(AdvFeaturesError, match="bootstrap weights have 3 rows but activations have 4"):
+        kde_mi(flat, y, weights=np.ones((3, 2), np.int64), boot={})
+    with pytest.raises(AdvFeaturesError, match=r"bin width must be > 0 \(mutual_info.binning.bin_width\), got 0"):
+        bin_patterns(flat[:, None], 0.0)
+
+
+@pytest.mark.parametrize("columns", [0, 1])
+def test_bootstrap_replicates_with_zero_or_one_resample(columns):
+    from advfeatures.mutual_info import kde_mi
+
+    g = np.random.default_rng(2)
+    t, y = torch.from_numpy(g.normal(0, 1, (20, 2))), torch.from_numpy(g.integers(0, 2, 20))
+    w = np.ones((20, columns), np.int64)
+    boot: dict = {}
+    point = kde_mi(t, y, 0.2, weights=w, boot=boot)
+    hb = binning_mi(t, y, 0.5, weights=w, boot=boot)
+    if columns == 0:
+        assert boot == {}
+    else:  # an all-ones resample is the sample itself
+        assert boot["kde_upper"] == pytest.approx([point["kde_upper"][0]], rel=1e-12)
+        assert boot["binning"] == pytest.approx([hb[0]], rel=1e-12)
+
+
+def test_zero_information_is_plus_zero_in_the_tables():
+    """One bin for every sample: H(T) = 0 must be +0.0 (a -0.0 prints as "-0.000000")."""
+    t, y = torch.zeros(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    boot: dict = {}
+    ixt, ity = binning_mi(t, y, 0.5, weights=np.ones((6, 2), np.int64), boot=boot)
+    assert ixt == 0.0 and math.copysign(1.0, ixt) == 1.0 and math.copysign(1.0, ity) == 1.0
+    assert all(math.copysign(1.0, v) == 1.0 for v in boot["binning"])
