@@ -52,6 +52,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 _CPU = "device argument: on the CPU (where make mutation runs) None is the same device; the CUDA device tests of tests/test_attacks.py tell them apart on a GPU"
 _FALSY = "None for False: the callee only tests its truth value"
 _DEFAULT = "drops an argument equal to the callee's default"
+_MEMORY = "block or chunk size: only memory and speed depend on it (tests compare blocked with unblocked results)"
 EQUIVALENT: dict[str, str] = {
     # stats
     "advfeatures.stats.x_bootstrap_weights__mutmut_1": "resamples == 0 then reaches multinomial(size=0): the same empty int64 [n, 0]",
@@ -92,6 +93,34 @@ EQUIVALENT: dict[str, str] = {
     "advfeatures.bottleneck.x_robust_threshold__mutmut_22": "no rows: the indexing by an empty batch is empty either way",
     **{f"advfeatures.bottleneck.x_split_features__mutmut_{i}": "the zero's dtype: torch.where promotes to Z's dtype"
        for i in (21, 24)},
+    # mutual_info
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": _CPU for i in (18, 60, 64, 70, 74, 85, 88, 98, 103)},
+    **{f"advfeatures.mutual_info.x_binning_mi__mutmut_{i}": _CPU for i in (17, 20, 25, 29, 62)},
+    **{f"advfeatures.mutual_info.x_bin_patterns__mutmut_{i}": _CPU for i in (44, 47)},
+    "advfeatures.mutual_info.x_kde_mi_reference__mutmut_9": _CPU,
+    **{f"advfeatures.mutual_info.x_auto_block_rows__mutmut_{i}": _MEMORY
+       for i in (1, 3, 4, 5, 6, 11, 17, 22, 23, 24, 25, 26)},
+    **{f"advfeatures.mutual_info.x_bin_patterns__mutmut_{i}": _MEMORY
+       for i in (2, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 40)},
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": _MEMORY for i in (2, 51, 52)},
+    "advfeatures.mutual_info.x_bin_patterns__mutmut_53": "column chunks of width cols taken at every column: "
+    "overlapping chunks repeat columns, and repeated columns do not change which rows are equal",
+    "advfeatures.mutual_info.x_bin_patterns__mutmut_56": "float64 bin indices are exact integers (below 2^53) "
+    "and group rows as the int64 ones do",
+    "advfeatures.mutual_info.x_kde_mi__mutmut_111": "blocks of `rows` rows started at every row: overlapping "
+    "blocks recompute the same row values",
+    "advfeatures.mutual_info.x_kde_mi__mutmut_113": "each block runs to the last row: the same values, written "
+    "again by the later blocks",
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": "one unused slot in the log-sum-exp buffer"
+       for i in (65, 75, 104)},
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": "keepdim: the [d] mean broadcasts over the rows as [1, d] does"
+       for i in (40, 42)},
+    "advfeatures.mutual_info.x_kde_mi__mutmut_152": "the clamp only acts on rows with W_ib = 0 (each other row's sum "
+    "includes exp(0) = 1), whose log is multiplied by that zero weight",
+    "advfeatures.mutual_info.x_binning_mi__mutmut_32": "one extra all-zero row of counts adds 0 * log2(1e-300) = 0 "
+    "to the entropy",
+    **{f"advfeatures.mutual_info.x_binning_mi__mutmut_{i}": "keepdim: [B] broadcasts over the [K, B] counts as "
+       "[1, B] does" for i in (46, 48)},
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
