@@ -1609,3 +1609,49 @@ def test_zero_information_is_plus_zero_in_the_tables():
     ixt, ity = binning_mi(t, y, 0.5, weights=np.ones((6, 2), np.int64), boot=boot)
     assert ixt == 0.0 and math.copysign(1.0, ixt) == 1.0 and math.copysign(1.0, ity) == 1.0
     assert all(math.copysign(1.0, v) == 1.0 for v in boot["binning"])
+
+
+def test_binning_defaults_to_half_width_bins_when_called_without_one():
+    from advfeatures.mutual_info import binning_mi_reference
+
+    g = np.random.default_rng(5)
+    t, y = torch.from_numpy(g.normal(0, 1, (50, 2))), torch.from_numpy(g.integers(0, 2, 50))
+    assert torch.equal(bin_patterns(t), bin_patterns(t, 0.5)) and not torch.equal(bin_patterns(t), bin_patterns(t, 1.5))
+    assert binning_mi(t, y) == binning_mi(t, y, 0.5) != binning_mi(t, y, 1.5)
+    assert binning_mi_reference(t, y) == pytest.approx(binning_mi(t, y, 0.5), rel=1e-12)
+
+
+def test_mi_glue_settings_reach_their_use(mi_model):
+    from advfeatures.mutual_info import (
+        MIConfig,
+        epoch_mi,
+        estimate,
+        layer_mi_rows,
+        mi_inputs,
+        probe_layer,
+    )
+    from advfeatures.utils import derive_seed
+
+    model, data = mi_model
+    cfg = MIConfig.from_params({"estimators": ["binning"], "kde": {"noise_var": 0.1}, "binning": {"bin_width": 0.5}})
+    assert cfg.bootstrap == 0
+    # the bootstrap weights of every job: one seed, tagged (seed, "mutual_info", "bootstrap")
+    seen: list[str] = []
+    rows = epoch_mi(model, data, MI_PARAMS, seed=5, method="standard", epoch=1, progress=seen.append)
+    assert seen and seen[0] == f"clean/{model.probe_names[0]}"
+    x, _, y = mi_inputs(model, data, MI_PARAMS, seed=5, tags=("standard", 1), device="cpu")
+    w = stats.bootstrap_weights(len(y), 4, derive_seed(5, "mutual_info", "bootstrap"))
+    boot: dict = {}
+    estimate(probe_layer(model, x, model.probe_names[0]), y, MIConfig.from_params(MI_PARAMS), weights=w, boot=boot)
+    first = next(r for r in rows if r["input"] == "clean" and r["estimator"] == "binning")
+    assert stats.decode_replicates(first["I_XT_boot"]) == pytest.approx(boot["binning"], abs=1e-5)
+    # no resamples: an empty cell
+    empty = layer_mi_rows(model, {"clean": x}, y, cfg, layers=model.probe_names[:1], weights=np.zeros((len(y), 0)))
+    assert empty[0]["I_XT_boot"] == ""
+    # the attack's norm and random start reach PGD
+    l2 = {**MI_PARAMS, "attack": {"norm": "l2", "eps": 0.5, "alpha": 0.3, "steps": 2, "random_start": False}}
+    x2, adv2, _ = mi_inputs(model, data, l2, seed=5, tags=("s", 1), device="cpu")
+    d = (adv2 - x2).flatten(1)
+    assert d.norm(dim=1).max() <= 0.5 + 1e-5 and d.abs().max() > 0.1  # an L2 step, beyond the Linf eps
+    again = mi_inputs(model, data, l2, seed=5, tags=("t", 2), device="cpu")[1]
+    assert torch.equal(adv2, again)  # no random start: no seed dependence
