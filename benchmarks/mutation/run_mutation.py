@@ -121,6 +121,21 @@ EQUIVALENT: dict[str, str] = {
     "to the entropy",
     **{f"advfeatures.mutual_info.x_binning_mi__mutmut_{i}": "keepdim: [B] broadcasts over the [K, B] counts as "
        "[1, B] does" for i in (46, 48)},
+    "advfeatures.mutual_info.x_epoch_mi__mutmut_11": _CPU,
+    **{f"advfeatures.mutual_info.x_mi_inputs__mutmut_{i}": _CPU for i in (21, 22, 54, 56)},
+    "advfeatures.mutual_info.x_estimate__mutmut_15": _MEMORY,
+    **{f"advfeatures.mutual_info.x_layer_mi_rows__mutmut_{i}": "batch size of the probe/accuracy loops: results do "
+       "not depend on it" for i in (13, 22)},
+    **{f"advfeatures.mutual_info.x_mi_inputs__mutmut_{i}": "PGD's batch size: one generator stream across batches "
+       "draws the same random starts, so the examples do not depend on it" for i in (82, 83, 85, 86, 87, 88)},
+    **{f"advfeatures.mutual_info.x_merge_csvs__mutmut_{i}": "the index is dropped by to_dict('records') either way"
+       for i in (7, 9, 10)},
+    "advfeatures.mutual_info.x_merge_csvs__mutmut_17": "pandas reads to_dict's orient case-insensitively",
+    "advfeatures.mutual_info.x_write_rows__mutmut_5": "to_csv(index=None) does not write the index, as index=False",
+    "advfeatures.mutual_info.x_write_rows__mutmut_13": "%F and %f differ only for inf/nan, which to_csv writes "
+    "through na_rep / as 'inf' before the float format applies",
+    **{f"advfeatures.mutual_info.xǁMIConfigǁfrom_params__mutmut_{i}": "a missing or None bootstrap key gives "
+       "None or 0 = 0 either way" for i in (56, 58)},
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
