@@ -132,8 +132,8 @@ EQUIVALENT: dict[str, str] = {
        for i in (7, 9, 10)},
     "advfeatures.mutual_info.x_merge_csvs__mutmut_17": "pandas reads to_dict's orient case-insensitively",
     "advfeatures.mutual_info.x_write_rows__mutmut_5": "to_csv(index=None) does not write the index, as index=False",
-    "advfeatures.mutual_info.x_write_rows__mutmut_13": "%F and %f differ only for inf/nan, which to_csv writes "
-    "through na_rep / as 'inf' before the float format applies",
+    "advfeatures.mutual_info.x_write_rows__mutmut_13": "%F and %f differ only for inf ('INF' / 'inf'; NaN is "
+    "written empty either way), which pandas reads back as the same inf",
     **{f"advfeatures.mutual_info.xǁMIConfigǁfrom_params__mutmut_{i}": "a missing or None bootstrap key gives "
        "None or 0 = 0 either way" for i in (56, 58)},
 }
