@@ -1655,3 +1655,94 @@ def test_mi_glue_settings_reach_their_use(mi_model):
     assert d.norm(dim=1).max() <= 0.5 + 1e-5 and d.abs().max() > 0.1  # an L2 step, beyond the Linf eps
     again = mi_inputs(model, data, l2, seed=5, tags=("t", 2), device="cpu")[1]
     assert torch.equal(adv2, again)  # no random start: no seed dependence
+
+
+# ----------------------------------------------------------------------------- C&W: from the mutation run
+
+
+def test_cw_defaults_are_kim_et_als_settings():
+    """c 0.1, kappa 0, Adam lr 0.1, 200 steps, no search, the steps // 3 early stop."""
+    model, (x, y) = Linear(scale=1.0), inputs(n=4)
+    plain = cw.cw_l2(model, x, y)
+    explicit = cw.cw_l2(model, x, y, c=0.1, kappa=0.0, lr=0.1, steps=200, search_steps=0, stop_checks=3)
+    assert torch.equal(plain, explicit)
+    costs = [5.0, 4.0, 3.0, 3.5, 1.0, 0.5, 0.4, 0.3, 0.2]
+    a, b = cw.CostRiseStop(9), cw.CostRiseStop(9, 3)
+    assert [a(s, torch.tensor(c)) for s, c in enumerate(costs)] == [b(s, torch.tensor(c)) for s, c in enumerate(costs)]
+
+
+@pytest.mark.parametrize("key", ["kappa", "lr", "search_steps", "c"])
+def test_cw_refuses_each_bad_setting(key):
+    from advfeatures.utils import AdvFeaturesError
+
+    model, (x, y) = Linear(), inputs(n=2)
+    with pytest.raises(AdvFeaturesError, match=rf"^cw: {key} must be a finite number >= 0"):
+        cw.cw_l2(model, x, y, steps=2, **{key: -1.0})
+
+
+def test_cw_bounded_attack_moves_within_its_box():
+    model, (x, y) = Linear(scale=1.0), inputs(n=8)
+    out = cw.cw_l2(model, x, y, c=50.0, lr=0.1, steps=60, eps=0.5, stop_checks=0)
+    d = (out - x).abs().flatten(1).amax(1)
+    assert (d <= 0.5 + 1e-6).all() and (d > 0).any()
+    free = cw.cw_l2(model, x, y, c=50.0, lr=0.1, steps=60, stop_checks=0)
+    assert not torch.equal(free, out)  # the bound binds somewhere
+
+
+@pytest.mark.parametrize(("search", "rounds"), [(0, 1), (1, 1), (3, 3)])
+def test_cw_runs_one_round_per_search_step(search, rounds):
+    model, (x, y) = Linear(scale=1.0), inputs(n=4)
+    steps_seen: list[int] = []
+    cw.cw_l2(model, x, y, c=0.05, steps=5, stop_checks=0, search_steps=search,
+             trace=lambda step, xa, cost: steps_seen.append(step))
+    assert steps_seen == list(range(5)) * rounds
+
+
+class SplitLinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Linear(scale=1.0)
+
+    def features(self, x):
+        return x.view(x.shape[0], 3, 4, 4) * 2.0
+
+    def head(self, z):
+        return self.inner(z / 2.0)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_minimise_cw_cost_adds_the_feature_term_on_features_and_logits():
+    """NRF's hook: cost = sum ||x' - x||^2 + c * max(margin, -kappa) + extra(Z, logits), with
+    Z = model.features(x') and the logits of model.head(Z)."""
+    model, (x, y) = SplitLinear(), inputs(n=4)
+    extra = lambda z, logits: 0.01 * z.pow(2).sum() - 0.1 * logits[:, 0].sum()  # noqa: E731
+    got: list[tuple[torch.Tensor, float]] = []
+    lo, hi = cw.box(x, None)
+    best, best_l2 = x.clone(), torch.full((4,), math.inf)
+    cs = torch.full((4,), 2.0)
+    cw.minimise_cw_cost(model, x, y, cs, best, best_l2, lo=lo, hi=hi, kappa=0.5, lr=0.05, steps=6,
+                        stop_checks=0, extra=extra, trace=lambda s, xa, c: got.append((xa.clone(), float(c))))
+    for xa, cost in got:
+        with torch.no_grad():
+            z = model.features(xa)
+            logits = model.head(z)
+        want = ((xa - x).flatten(1).pow(2).sum(1) + 2.0 * cw.cw_margin(logits, y).clamp_min(-0.5)).sum() + extra(z, logits)
+        assert math.isclose(cost, float(want), rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_cw_margin_with_a_batch_missing_the_last_class():
+    logits = torch.tensor([[2.0, 1.0, 0.0, 5.0], [0.0, 3.0, 1.0, -1.0]])
+    assert torch.equal(cw.cw_margin(logits, torch.tensor([0, 1])), torch.tensor([-3.0, 2.0]))
+
+
+@pytest.mark.parametrize(("steps", "checks", "costs", "stop"), [
+    (10, 10, [10.0, 11.0, 9.0], 1),  # every step checked: the first rise stops it
+    (10, 3, [5.0, 9.0, 9.0, 4.0, 9.0, 9.0, 6.0, 1.0], 6),  # checks at 0, 3, 6, 9
+    (6, 3, [5.0, 9.0, 5.0, 9.0, 5.0, 9.0], None),  # an equal cost is not a rise
+])
+def test_cost_rise_stop_schedules(steps, checks, costs, stop):
+    rule = cw.CostRiseStop(steps, checks)
+    got = next((s for s in range(steps) if rule(s, torch.tensor(costs[s % len(costs)]))), None)
+    assert got == stop

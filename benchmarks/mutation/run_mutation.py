@@ -136,6 +136,23 @@ EQUIVALENT: dict[str, str] = {
     "written empty either way), which pandas reads back as the same inf",
     **{f"advfeatures.mutual_info.xǁMIConfigǁfrom_params__mutmut_{i}": "a missing or None bootstrap key gives "
        "None or 0 = 0 either way" for i in (56, 58)},
+    # attacks.cw
+    **{f"advfeatures.attacks.cw.x_cw_l2__mutmut_{i}": _CPU for i in (28, 31, 51, 54)},
+    **{f"advfeatures.attacks.cw.x_minimise_cw_cost__mutmut_{i}": _CPU for i in (18, 21)},
+    **{name: "float('INF') is float('inf'): Python's float() reads it case-insensitively" for name in (
+        "advfeatures.attacks.cw.x_cw_l2__mutmut_35", "advfeatures.attacks.cw.x_cw_l2__mutmut_66",
+        "advfeatures.attacks.cw.x_cw_margin__mutmut_30", "advfeatures.attacks.cw.xǁCostRiseStopǁ__init____mutmut_17")},
+    **{f"advfeatures.attacks.cw.x_cw_l2__mutmut_{i}": "steps == 0: the round then runs no step and returns x, as "
+       "the short cut does" for i in (36, 37)},
+    "advfeatures.attacks.cw.x_cw_l2__mutmut_38": "steps == 1: the only iterate is x itself (w starts at x), so "
+    "the attack returns x, as the short cut does",
+    "advfeatures.attacks.cw.x_cw_l2__mutmut_41": "eps == 0: the box is the single point x, every iterate is x",
+    **{f"advfeatures.attacks.cw.x_cw_l2__mutmut_{i}": "c is only updated between rounds: with search_steps 0 or 1 "
+       "there is no next round" for i in (101, 102)},
+    "advfeatures.attacks.cw.x_minimise_cw_cost__mutmut_70": "an equal L2 from a later iterate: ties of a "
+    "continuous distance do not occur",
+    "advfeatures.attacks.cw.xǁCostRiseStopǁ__init____mutmut_12": "checks == 1 checks only step 0, where nothing "
+    "can have risen: the same as never",
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
