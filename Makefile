@@ -6,6 +6,8 @@
 # make test-slurm: start a one-node SLURM cluster (root; slurm-wlm + munge) and run tests/test_slurm.py
 # make bench: run every benchmark and write benchmarks/results.md
 # make gpu-check [DEVICE=cpu GPU_CHECK_ARGS=...]: the GPU readiness check, writes benchmarks/gpu.md
+# make mutation [MUTATION_MODULES='stats pgd']: mutmut over the science modules against their unit
+#   tests (slow, CPU-heavy; not part of make test); writes benchmarks/mutation/*.json and report.md
 # make wheels: download the installed requirements (without torch) into wheels/ for an offline GPU box
 
 PYTHON ?= python3
@@ -15,7 +17,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test test-slurm bench gpu-check wheels lint clean compare reference
+.PHONY: run test test-slurm bench gpu-check wheels lint clean compare reference mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +67,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check advfeatures workflow_scripts tests benchmarks
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
+
+MUTATION_MODULES ?=
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[mutation]'
+	nice -n 19 $(BIN)/python benchmarks/mutation/run_mutation.py $(MUTATION_MODULES)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -360,6 +360,10 @@ def imagefolder(root: Path | None, download: bool, seed: int) -> RawDataset:
         try:
             with Image.open(f) as im:
                 sizes[f], modes[f] = im.size, im.mode
+        except Image.DecompressionBombError as exc:
+            raise AdvFeaturesError(
+                f"{f}: refused as a possible decompression bomb ({exc}); remove it or shrink it"
+            ) from None
         except (UnidentifiedImageError, OSError) as exc:
             raise AdvFeaturesError(
                 f"{f}: not a readable image ({exc.__class__.__name__}); remove or fix it"
@@ -386,8 +390,13 @@ def imagefolder(root: Path | None, download: bool, seed: int) -> RawDataset:
     def load(split: str) -> Split:
         xs = np.empty((len(files[split]), 1 if gray else 3, size[1], size[0]), dtype=np.uint8)
         for i, (f, _) in enumerate(files[split]):
-            with Image.open(f) as im:
-                a = np.asarray(im.convert(target), dtype=np.uint8)
+            try:  # the header was fine (pass 1); the pixel data may still be truncated or corrupt
+                with Image.open(f) as im:
+                    a = np.asarray(im.convert(target), dtype=np.uint8)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise AdvFeaturesError(
+                    f"{f}: image data cannot be decoded ({exc.__class__.__name__}: {exc}); remove or fix it"
+                ) from None
             xs[i] = a[None] if gray else a.transpose(2, 0, 1)
         return Split(xs, np.array([k for _, k in files[split]], dtype=np.int64))
 
@@ -503,9 +512,9 @@ def load_dataset(path: str | Path) -> Dataset:
         y_train=torch.from_numpy(arrays["y_train"]).long(),
         x_test=to_float(arrays["x_test"]),
         y_test=torch.from_numpy(arrays["y_test"]).long(),
-        classes=list(h5io.read_attr_json(attrs, "classes")),
-        mean=list(h5io.read_attr_json(attrs, "mean")),
-        std=list(h5io.read_attr_json(attrs, "std")),
+        classes=h5io.json_list_attr(attrs, "classes", path),
+        mean=h5io.json_list_attr(attrs, "mean", path),
+        std=h5io.json_list_attr(attrs, "std", path),
     )
 
 

@@ -122,7 +122,13 @@ def read_h5(
             f"{path}: unreadable or corrupt HDF5 ({exc.__class__.__name__}: {exc}); delete it and rerun"
         ) from None
     if "params" in attrs:
-        attrs["params"] = json.loads(attrs["params"])
+        try:
+            attrs["params"] = json.loads(attrs["params"])
+        except (TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            raise AdvFeaturesError(
+                f"{path}: attribute 'params' is not JSON ({exc.__class__.__name__}); the file was not "
+                f"written by advfeatures.h5io or is damaged: delete it and rerun"
+            ) from None
     return data, attrs
 
 
@@ -136,3 +142,21 @@ def read_attr_json(attrs: Mapping[str, Any], key: str, default: Any = None) -> A
         except json.JSONDecodeError:
             return value
     return value
+
+
+def json_list_attr(attrs: Mapping[str, Any], key: str, path: str | os.PathLike) -> list:
+    """A JSON list attribute that must be there (``classes``, ``mean``, ``std`` of a dataset);
+    missing, not JSON or not a list is one error naming the file and attribute."""
+    value = attrs.get(key)
+    if isinstance(value, bytes):
+        value = value.decode()
+    try:
+        out = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        out = None
+    if not isinstance(out, list):
+        raise AdvFeaturesError(
+            f"{path}: attribute {key!r} is {'missing' if value is None else 'not a JSON list'}; "
+            f"the file is damaged or was not written by advfeatures: delete it and rerun"
+        )
+    return out

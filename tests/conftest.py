@@ -56,6 +56,38 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("tiny_run"))
 
 
+#: CI sets this (.ci/run): a test skipped because a fixture it needs is missing (the shared CIFAR-10
+#: subset, the slurm packages, pyautoattack's example model) then FAILS instead of passing silently
+REQUIRE_ALL = "ADVFEATURES_REQUIRE_ALL"
+#: the reason a deliberate skip starts with (a skip that is right even in CI); none at present
+DELIBERATE = "deliberate:"
+
+
+def skip_reason(report) -> str:
+    """The reason text of a skipped test's report (``pytest.skip("...")``)."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``ADVFEATURES_REQUIRE_ALL=1``, a skip (setup or call) is a failure unless its reason
+    starts with ``deliberate:``; xfail is left alone."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get(REQUIRE_ALL) != "1" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = skip_reason(report)
+    if reason.startswith(DELIBERATE):
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{REQUIRE_ALL}=1 (CI): this test was skipped, so what it checks went unchecked: {reason}\n"
+        f"Provide what it needs, or unset {REQUIRE_ALL} for a local run without it."
+    )
+
+
 def pytest_unconfigure(config):
     tmp = getattr(config, "_advfeatures_tmp", None)
     if tmp and not os.environ.get("ADVFEATURES_KEEP_TMP"):

@@ -463,8 +463,8 @@ def test_random_start_draws_on_the_generators_device(test_set, device, norm):
 
 
 def test_reduced_autoattack_builds_its_step_schedule_from_n_iter(model):
-    from pyautoattack.autopgd_base import APGDAttack
-
+    """APGD's step-size schedule is fixed in its constructor (not observable from outside): the
+    objects we build must carry the reduced budget's schedule."""
     from advfeatures.attacks.autoattack import build_autoattack
 
     for n_iter in (20, 100):
@@ -477,7 +477,31 @@ def test_reduced_autoattack_builds_its_step_schedule_from_n_iter(model):
         assert aa.apgd_targeted.n_target_classes == 3 and aa.fab.n_target_classes == 3
         assert aa.fab.n_iter == n_iter and aa.square.n_queries == 50
         assert aa.apgd.n_restarts == aa.apgd_targeted.n_restarts == aa.fab.n_restarts == 1
-    # the pitfall this guards against: n_iter set after construction keeps the 100-step schedule
-    late = APGDAttack(model, n_iter=100, eps=EPS)
-    late.n_iter = 20
-    assert late.n_iter_2 == 22
+
+
+class Counting(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+@pytest.mark.parametrize(("components", "per_iter"), [(["apgd-ce"], 1), (["apgd-t"], 3)])
+def test_reduced_autoattack_runs_the_budget_it_is_given(model, test_set, components, per_iter):
+    """Behaviour, not pyautoattack's attributes: five more iterations cost five more forward
+    passes per restart / target class (a budget dropped on the way would not)."""
+    from advfeatures.attacks.autoattack import autoattack
+
+    x, y = test_set
+    keep = predict(model, x[:40]) == y[:40]
+    x, y = x[:40][keep][:4], y[:40][keep][:4]
+    counted = Counting(model)
+    calls = {}
+    for n_iter in (5, 10):
+        counted.calls = 0
+        autoattack(counted, x, y, eps=1e-4, components=components, n_iter=n_iter, n_target_classes=3)
+        calls[n_iter] = counted.calls
+    assert calls[10] - calls[5] == 5 * per_iter, calls

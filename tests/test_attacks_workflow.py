@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import SNAKEMAKE
 
 from advfeatures import h5io
 from advfeatures.reporting import attacks as rep
@@ -47,15 +48,21 @@ def test_schema_rejects_bad_attack_config(config, path, value):
     for k in path[:-1]:
         node = node[k]
     node[path[-1]] = value
-    with pytest.raises(Exception, match="invalid config: key attacks"):
+    from advfeatures.config import ConfigError
+
+    with pytest.raises(ConfigError, match="invalid config: key attacks") as e:
         _validate(cfg)
+    msg = str(e.value)
+    # the message points at the bad entry: its place in the config and the key or value
+    assert ".".join(("attacks", *path[:-1])) in msg, msg
+    assert str(path[-1]) in msg or repr(value) in msg, msg
 
 
 def test_unknown_sweep_attack_name_fails_before_any_job(tmp_path):
     overlay = tmp_path / "bad.yaml"
     overlay.write_text("attacks:\n  sweep:\n    attacks: [pgd, nosuch]\n")
     r = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "snakemake"), "-n", "--directory", str(tmp_path / "wd"), "--configfile",
+        [SNAKEMAKE, "-n", "--directory", str(tmp_path / "wd"), "--configfile",
          str(ROOT / "tests" / "tiny.yaml"), str(overlay), "--cores", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )

@@ -18,6 +18,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import Snake, edited
 
@@ -74,11 +75,31 @@ def report(full_run) -> tuple[dict, dict]:
     return tuple(out)
 
 
+def check_figure(path: Path) -> None:
+    """A figure is a decodable PNG of a readable size with something drawn in it (not one flat
+    colour, not only a frame: many distinct colours come from lines, markers and text)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        w, h = im.size
+        a = np.asarray(im.convert("RGB"))
+    assert w >= 150 and h >= 100, (path, im.size)
+    assert a.std() > 5, f"{path}: (almost) one flat colour"
+    assert len(np.unique(a.reshape(-1, 3), axis=0)) > 20, f"{path}: too few colours for a plot"
+
+
 def test_every_declared_table_and_figure_exists(full_run, declared):
     assert sum(f.endswith(".png") for f in declared) >= 8
     assert sum(f.startswith("results/tables/") for f in declared) >= 10
     for f in declared:
-        assert (full_run.wd / f).stat().st_size > 0, f
+        path = full_run.wd / f
+        if f.endswith(".png"):
+            check_figure(path)
+        else:  # a table parses and has rows
+            assert len(pd.read_csv(path)) > 0, f
     # nothing in results/tables or results/figures that the workflow does not declare
     made = {str(p.relative_to(full_run.wd)) for p in (full_run.wd / "results").glob("tables/*.csv")}
     made |= {str(p.relative_to(full_run.wd)) for p in (full_run.wd / "results").glob("figures/*.png")}

@@ -15,6 +15,12 @@ def claims(path, study, measured):
     write_claims([Claim(study, "c", measured, ">", 0.0, "")], path)
 
 
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    """Jobs write only inside the working directory (stages.job.check_paths): work in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def claim_files(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
@@ -26,7 +32,7 @@ def claim_files(tmp_path):
 def test_files_are_positional_and_named():
     f = Files(["x.h5", "y.h5", "z.h5"], {"model": "x.h5", "many": ["y.h5", "z.h5"]})
     assert f[0] == "x.h5" and f.model == "x.h5" and f.many == ["y.h5", "z.h5"]
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="job has no file named 'missing'"):
         _ = f.missing
 
 

@@ -145,7 +145,7 @@ def test_model_at_chance_fails_with_the_knobs(tiny_data, tmp_path):
 
 def test_allow_degenerate_keeps_the_model_and_marks_it(tiny_data, tmp_path, caplog):
     cfg = cfg_for("pgd_linf", lr=1e-9, epochs=2, checkpoint_epochs=[2])
-    with pytest.raises(AdvFeaturesError):
+    with pytest.raises(AdvFeaturesError, match="allow_degenerate"):
         run_train(cfg, tiny_data, tmp_path)
     # the same run with allow_degenerate resumes the finished state: no retraining
     keep = cfg_for("pgd_linf", lr=1e-9, epochs=2, checkpoint_epochs=[2],

@@ -20,6 +20,7 @@ import logging
 import torch
 
 from advfeatures import registry
+from advfeatures.attacks.pgd import check_budget
 from advfeatures.utils import frozen
 
 AA_COMPONENTS = registry.AA_COMPONENTS  # declared once in advfeatures.registry
@@ -50,8 +51,9 @@ def apgd_ce(model, x, y, *, eps: float, n_iter: int = 100, n_restarts: int = 1, 
     """APGD on the cross-entropy loss (Croce & Hein 2020); the "AA" column of Kim et al.'s code."""
     from pyautoattack.autopgd_base import APGDAttack
 
+    check_budget("apgd_ce", eps=eps, n_iter=n_iter, n_restarts=n_restarts)
     x = x.detach()
-    if eps <= 0:
+    if eps == 0:
         return x.clone()
     with frozen(model), _quiet_seeded(x.device):
         atk = APGDAttack(model, n_iter=n_iter, norm=_norm_name(norm), n_restarts=n_restarts, eps=eps,
@@ -64,8 +66,9 @@ def fab(model, x, y, *, eps: float, n_iter: int = 100, n_restarts: int = 1, targ
     """FAB (Croce & Hein 2020), minimal-norm; successes beyond ``eps`` are discarded (returns x there)."""
     from pyautoattack.fab_pt import FABAttack_PT
 
+    check_budget("fab", eps=eps, n_iter=n_iter, n_restarts=n_restarts)
     x = x.detach()
-    if eps <= 0:
+    if eps == 0:
         return x.clone()
     with frozen(model), _quiet_seeded(x.device):
         atk = FABAttack_PT(model, n_restarts=n_restarts, n_iter=n_iter, eps=eps, seed=seed,
@@ -110,8 +113,9 @@ def autoattack(model, x, y, *, eps: float, norm: str = "linf", seed: int = 0,
                components: tuple[str, ...] | list[str] = AA_COMPONENTS, n_iter: int = 100,
                n_target_classes: int = 9, n_queries: int = 5000) -> torch.Tensor:
     """AutoAttack (standard version by default) on one batch; see the module docstring."""
+    check_budget("autoattack", eps=eps, n_iter=n_iter, n_target_classes=n_target_classes, n_queries=n_queries)
     x = x.detach()
-    if eps <= 0:
+    if eps == 0:
         return x.clone()
     with frozen(model), _quiet_seeded(x.device):
         with torch.no_grad():

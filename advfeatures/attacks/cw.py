@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from advfeatures.attacks.pgd import check_budget
 from advfeatures.optim import Adam
 from advfeatures.utils import AdvFeaturesError, frozen
 
@@ -175,6 +176,7 @@ def cw_l2(
     NRF (:class:`CostRiseStop`; 3 = the official Kim et al. rule, 0 = never).  ``start``: how
     saturated pixels start (``frozen``, the official code's; ``clamped``, Carlini's).
     """
+    check_budget("cw", c=c, kappa=kappa, lr=lr, steps=steps, eps=eps, search_steps=search_steps)
     x = x.detach()
     best = x.clone()
     best_l2 = torch.full((x.shape[0],), float("inf"), device=x.device)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 
 from advfeatures.attacks.cw import Trace, box, cw_margin, minimise_cw_cost
+from advfeatures.attacks.pgd import check_budget
 from advfeatures.utils import AdvFeaturesError, frozen
 
 
@@ -75,6 +76,7 @@ def nrf(
     trace: Trace | None = None,
 ) -> torch.Tensor:
     """NRF (``maximize=True`` with the non-robust mask) or an ablation; see the module docstring."""
+    check_budget("nrf", c=c, kappa=kappa, lr=lr, steps=steps, eps=eps)
     x = x.detach()
     if mask.dim() != 2 or mask.shape[0] != x.shape[0]:
         raise AdvFeaturesError(

@@ -9,12 +9,13 @@ same answer, and each later step costs only the examples still standing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from advfeatures.utils import draw_device, frozen
+from advfeatures.utils import AdvFeaturesError, draw_device, frozen
 
 _EPS = 1e-12
 
@@ -28,6 +29,24 @@ class PGDSettings:
     alpha: float = 0.01
     steps: int = 10
     random_start: bool = True
+
+
+def check_budget(attack: str, **values) -> None:
+    """Stop an attack whose budget is NaN, infinite or negative (``None`` = not bounded).
+
+    ``eps <= 0`` alone would let NaN through (every comparison with NaN is false): the attack
+    then writes all-NaN images, and a negative eps returns the clean input labelled as attacked.
+    """
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise AdvFeaturesError(f"{attack}: {name} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not math.isfinite(v) or v < 0:
+            raise AdvFeaturesError(f"{attack}: {name} must be a finite number >= 0, got {value!r}; "
+                                   f"fix the attack's {name} in the config or job record")
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -102,8 +121,9 @@ def pgd(
     the random start with a given point.  Returns x' with ||x' - x|| <= eps in ``norm`` and x' in [0, 1].  With ``eps == 0`` or
     ``steps == 0`` returns ``x`` unchanged.
     """
+    check_budget("pgd", eps=eps, alpha=alpha, steps=steps)
     x = x.detach()
-    if eps <= 0 or steps <= 0:
+    if eps == 0 or steps == 0:
         return x.clone()
     loss_fn = loss_fn or ce_loss_sum
     sign = -1.0 if targeted else 1.0

@@ -11,11 +11,20 @@ or with every piece given explicitly (``--input name=path``, ``--output name=pat
 ``--params FILE.yaml``, ``--wildcard name=value``; a name may repeat to make a list).
 Errors of the science (:class:`~advfeatures.utils.AdvFeaturesError`) end the job with one line
 ``advfeatures error: ...``.
+
+Before a job runs, :func:`check_job` stops it with one line when its record could corrupt
+results or touch files outside the project: a param that is NaN or infinite anywhere, a
+negative budget (``eps``, ``alpha``, ``steps``, ``lr``, ...), an output, log or job record
+outside the working directory, or a ``resume_dir`` (whose files the stage deletes when it
+finishes) outside ``results/.resume``.  ``--allow-outside`` (``run(..., allow_outside=True)``)
+lifts the two path checks for a user who means it; the number checks always apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,8 +136,83 @@ def record_path(job: Job) -> Path | None:
     return Path(job.log).with_suffix(".job.yaml") if job.log else None
 
 
-def run(stage: Callable[[Job], Any], job: Job, *, record: bool = True) -> None:
-    """Run ``stage(job)`` with the job's logging and threads; one-line exit on AdvFeaturesError."""
+#: params that are budgets or sizes: a negative value is never meaningful (an attack with eps < 0
+#: silently returns the clean input, a negative lr trains uphill); matched on the last key of a path
+NON_NEGATIVE = frozenset({
+    "eps", "alpha", "steps", "step_size", "lr", "iterations", "epochs", "batch_size", "eval_batch_size",
+    "subset", "eval_subset", "beta", "c", "kappa", "n_iter", "n_restarts", "n_queries", "search_steps",
+    "momentum", "weight_decay", "gamma", "noise_var", "bin_size", "samples", "n",
+})
+#: where a job may keep the resume state it deletes once its outputs are written
+RESUME_ROOT = Path("results") / ".resume"
+
+
+def check_numbers(value: Any, key: str = "params") -> None:
+    """Reject a NaN or infinite number anywhere in ``value`` and a negative one under a key of
+    :data:`NON_NEGATIVE`; the error names the dotted key (``params.attack.eps``)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_numbers(v, f"{key}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_numbers(v, f"{key}[{i}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise AdvFeaturesError(f"{key} is {value!r}: every number of a job must be finite; fix the config or job record")
+        name = key.rsplit(".", 1)[-1].split("[", 1)[0]
+        if value < 0 and name in NON_NEGATIVE:
+            raise AdvFeaturesError(f"{key} is {value!r}: must be >= 0; fix the config or job record")
+
+
+def _inside(path: str | os.PathLike, root: Path) -> bool:
+    """``path`` (relative to the working directory) lies in ``root``, after resolving ``..`` (not
+    symlinks: a results folder linked to a scratch disk is the user's choice)."""
+    full = Path(os.path.abspath(path))
+    return full == root or root in full.parents
+
+
+def check_paths(job: Job, root: str | os.PathLike | None = None) -> None:
+    """Every file the job writes (outputs, log, job record) inside ``root`` (default: the working
+    directory) and its ``resume_dir`` inside ``root/results/.resume``."""
+    root = Path(os.path.abspath(root or os.getcwd()))
+    hint = "run the job from the project folder, or pass --allow-outside if you mean it"
+    named = {v: k for k, v in job.output.names().items() if isinstance(v, str)}
+    writes = [(f"output {named.get(f, '')}".rstrip(), f) for f in job.output]
+    writes += [("log", job.log), ("job record", record_path(job))] if job.log else []
+    for what, f in writes:
+        if not _inside(f, root):
+            raise AdvFeaturesError(f"rule {job.rule}: {what} {f} is outside the working directory {root}; {hint}")
+    state = job.params.get("resume_dir")
+    if state is not None and not _inside(state, root / RESUME_ROOT):
+        raise AdvFeaturesError(
+            f"params.resume_dir {state} is outside {root / RESUME_ROOT}: the stage deletes the resume files "
+            f"in that folder when it finishes; point it under {RESUME_ROOT}/, or pass --allow-outside if you mean it"
+        )
+
+
+def check_job(job: Job, *, allow_outside: bool = False) -> None:
+    """What :func:`run` checks before a job starts (see the module docstring)."""
+    check_numbers(job.params)
+    if not allow_outside:
+        check_paths(job)
+
+
+def _fail(exc: Exception, log: str | None) -> None:
+    print(f"advfeatures error: {exc}", file=sys.stderr)
+    if log:
+        with open(log, "a") as f:
+            f.write(f"advfeatures error: {exc}\n")
+    sys.exit(1)
+
+
+def run(stage: Callable[[Job], Any], job: Job, *, record: bool = True, allow_outside: bool = False) -> None:
+    """Run ``stage(job)`` with the job's logging and threads; one-line exit on AdvFeaturesError.
+
+    The job is checked first (:func:`check_job`): a rejected job writes nothing, not even its log."""
+    try:
+        check_job(job, allow_outside=allow_outside)
+    except AdvFeaturesError as exc:
+        _fail(exc, None)
     if record and (path := record_path(job)):
         with atomic_write(path) as tmp:
             tmp.write_text(yaml.safe_dump(job.record(), sort_keys=False))
@@ -137,11 +221,7 @@ def run(stage: Callable[[Job], Any], job: Job, *, record: bool = True) -> None:
     try:
         stage(job)
     except AdvFeaturesError as exc:
-        print(f"advfeatures error: {exc}", file=sys.stderr)
-        if job.log:
-            with open(job.log, "a") as f:
-                f.write(f"advfeatures error: {exc}\n")
-        sys.exit(1)
+        _fail(exc, job.log)
 
 
 def snakemake_adapter(stages: dict[str, Callable[[Job], Any]], smk) -> None:
@@ -200,15 +280,21 @@ def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
     ap.add_argument("--threads", type=int, help="torch threads (default: the record's, else 1)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override params.runtime.device")
     ap.add_argument("--log", help="log file ('-': stderr only; default: the record's)")
+    ap.add_argument("--allow-outside", action="store_true",
+                    help="let the job write outside the working directory and keep resume state outside "
+                    "results/.resume (refused by default)")
     a = ap.parse_args(argv)
     if a.job:
-        job = Job.from_record(yaml.safe_load(Path(a.job).read_text()))
+        job = load_record(a.job)
         job.input = _replace(job.input, _pairs(a.input, "input"))
         job.output = _replace(job.output, _pairs(a.output, "output"))
     else:
         ins, outs = _pairs(a.input, "input"), _pairs(a.output, "output")
         flat = lambda d: [p for v in d.values() for p in (v if isinstance(v, list) else [v])]  # noqa: E731
-        params = yaml.safe_load(Path(a.params).read_text()) if a.params else {}
+        params = _load_yaml(a.params, "params file") if a.params else {}
+        if not isinstance(params or {}, dict):
+            raise SystemExit(f"advfeatures error: {a.params}: a params file must hold a mapping, "
+                             f"got {type(params).__name__}")
         job = Job(rule=a.rule or next(iter(stages)), input=Files(flat(ins), ins), output=Files(flat(outs), outs),
                   params=params or {}, wildcards=_pairs(a.wildcard, "wildcard"))
     if a.threads:
@@ -217,10 +303,49 @@ def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
         job.params["runtime"] = {**(job.params.get("runtime") or {}), "device": a.device}
     if a.log:
         job.log = None if a.log == "-" else a.log
-    for f in job.output:
-        Path(f).parent.mkdir(parents=True, exist_ok=True)
     if a.rule:
         job.rule = a.rule
     if job.rule not in stages:
         raise SystemExit(f"advfeatures error: {module} runs rules {list(stages)}, not {job.rule!r}; pass --rule")
-    run(stages[job.rule], job, record=False)
+    try:  # before any folder is made
+        check_job(job, allow_outside=a.allow_outside)
+    except AdvFeaturesError as exc:
+        raise SystemExit(f"advfeatures error: {exc}") from None
+    for f in job.output:
+        Path(f).parent.mkdir(parents=True, exist_ok=True)
+    run(stages[job.rule], job, record=False, allow_outside=a.allow_outside)
+
+
+def _load_yaml(path: str, what: str) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SystemExit(f"advfeatures error: {path}: cannot read the {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise SystemExit(f"advfeatures error: {path}: not valid YAML{at}; fix or regenerate the {what}") from None
+
+
+def load_record(path: str) -> Job:
+    """The :class:`Job` of a record file; a malformed record is one line naming the file and key."""
+    d = _load_yaml(path, "job record")
+    if not isinstance(d, dict):
+        raise SystemExit(f"advfeatures error: {path}: a job record must be a mapping, got {type(d).__name__}")
+    for key in ("rule", "input", "output"):
+        if key not in d:
+            raise SystemExit(f"advfeatures error: {path}: job record has no key {key!r}; rerun the workflow "
+                             f"to write it again")
+    for key in ("input", "output"):
+        v = d[key]
+        if not (isinstance(v, dict) and isinstance(v.get("files"), list) and isinstance(v.get("names"), dict)):
+            raise SystemExit(f"advfeatures error: {path}: job record key {key!r} must hold 'files' (a list) "
+                             f"and 'names' (a mapping)")
+    for key, kind in (("params", dict), ("wildcards", dict)):
+        if d.get(key) is not None and not isinstance(d[key], kind):
+            raise SystemExit(f"advfeatures error: {path}: job record key {key!r} must be a mapping, "
+                             f"got {type(d[key]).__name__}")
+    try:
+        return Job.from_record(d)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"advfeatures error: {path}: malformed job record ({exc})") from None

@@ -1,0 +1,295 @@
+"""Mutation testing of the science modules with mutmut (``make mutation``; not part of ``make test``).
+
+For each module of :data:`MODULES` (or those named on the command line) this makes a scratch copy
+of the checkout under ``results/.mutation/<module>/`` whose ``pyproject.toml`` tells mutmut to
+mutate only that module and to run only its unit tests, runs ``mutmut run`` there, and writes
+``benchmarks/mutation/<module>.json``: the counts per status, the score and every surviving
+mutant with its diff.  ``benchmarks/mutation/report.md`` gathers the scores and the survivors
+judged equivalent (``EQUIVALENT`` below, each with its reason).
+
+    python benchmarks/mutation/run_mutation.py stats pgd        # some modules
+    python benchmarks/mutation/run_mutation.py --report         # only rewrite report.md
+
+One module at a time (mutmut forks a worker per mutant; ``--max-children`` defaults to 2).
+Score = killed / (all mutants - equivalent); a mutant no unit test reaches ("no tests") counts as
+surviving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+WORK = ROOT / "results" / ".mutation"
+MUTMUT = str(Path(sys.executable).with_name("mutmut"))
+
+#: module -> (source file, unit-test files that exercise it).  Each mutant runs only the tests
+#: that reach its function (mutmut's stats pass); files that train a model in a module fixture
+#: (tests/test_attacks.py, tests/test_training.py) would retrain it for every mutant, so the
+#: attacks and losses are checked by the oracle tests (tests/test_oracles.py) instead.
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "stats": ("advfeatures/stats.py", ["tests/test_oracles.py", "tests/test_verdicts.py"]),
+    "pgd": ("advfeatures/attacks/pgd.py", ["tests/test_oracles.py", "tests/test_bad_input.py"]),
+    "bottleneck": ("advfeatures/bottleneck.py", ["tests/test_oracles.py", "tests/test_bottleneck.py"]),
+    "mutual_info": ("advfeatures/mutual_info.py", ["tests/test_oracles.py", "tests/test_mutual_info.py",
+                                                   "tests/test_mutual_info_stage.py"]),
+    "cw": ("advfeatures/attacks/cw.py", ["tests/test_oracles.py", "tests/test_bad_input.py"]),
+    "data": ("advfeatures/data.py", ["tests/test_oracles.py", "tests/test_data.py", "tests/test_bad_input.py"]),
+    "training": ("advfeatures/training.py", ["tests/test_oracles.py"]),
+    "synthesis": ("advfeatures/synthesis.py", ["tests/test_synthesis.py"]),
+    "nrf": ("advfeatures/attacks/nrf.py", ["tests/test_attacks.py"]),
+}
+
+#: surviving mutants judged equivalent (no behaviour can tell them apart): name -> reason
+_CPU = "device argument: on the CPU (where make mutation runs) None is the same device; the CUDA device tests of tests/test_attacks.py tell them apart on a GPU"
+_FALSY = "None for False: the callee only tests its truth value"
+_DEFAULT = "drops an argument equal to the callee's default"
+_MEMORY = "block or chunk size: only memory and speed depend on it (tests compare blocked with unblocked results)"
+EQUIVALENT: dict[str, str] = {
+    # stats
+    "advfeatures.stats.x_bootstrap_weights__mutmut_1": "resamples == 0 then reaches multinomial(size=0): the same empty int64 [n, 0]",
+    "advfeatures.stats.x_decode_replicates__mutmut_7": "an empty or blank cell then reaches the parser, which returns the same empty float array",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_59": "without discordant pairs statsmodels' exact McNemar test returns p = 1, the value of the short cut",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_62": "n01 == n10: statsmodels' exact (binomial) test of k = n/2 returns p = 1, the value of the short cut",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_64": "one discordant pair: statsmodels' exact test returns p = 1, the value of the short cut",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_69": "exact=True is statsmodels' default for mcnemar",
+    "advfeatures.stats.x_mcnemar_paired__mutmut_94": "cross == 0 gives max(-n/2, 0) = 0 = cross",
+    "advfeatures.stats.x_slope_difference__mutmut_4": "scipy's linregress computes in float64 whatever the input's numeric dtype",
+    "advfeatures.stats.x_slope_difference__mutmut_6": "scipy's linregress computes in float64 whatever the input's numeric dtype",
+    "advfeatures.stats.x_wilson__mutmut_2": "n == 0 then reaches statsmodels' proportion_confint, which returns (nan, nan) as the short cut does",
+    # attacks.pgd
+    "advfeatures.attacks.pgd.x_bim__mutmut_10": _FALSY,
+    "advfeatures.attacks.pgd.x_bim__mutmut_19": _DEFAULT + " (norm='linf')",
+    "advfeatures.attacks.pgd.x_fgsm__mutmut_9": _FALSY,
+    "advfeatures.attacks.pgd.x_fgsm__mutmut_17": _DEFAULT + " (norm='linf')",
+    "advfeatures.attacks.pgd.x_pgd__mutmut_107": _CPU,
+    "advfeatures.attacks.pgd.x_pgd__mutmut_109": _CPU,
+    **{f"advfeatures.attacks.pgd.x_random_start__mutmut_{i}": _CPU
+       for i in (1, 2, 3, 10, 13, 17, 27, 30, 34, 38, 41, 45)},
+    # bottleneck
+    **{f"advfeatures.bottleneck.x_distill__mutmut_{i}": _CPU for i in (18, 27, 29, 49, 51, 76, 79, 112, 115, 130, 133, 136)},
+    **{f"advfeatures.bottleneck.x_split_features__mutmut_{i}": _CPU for i in (10, 12, 22, 25)},
+    **{f"advfeatures.bottleneck.x_random_mask_like__mutmut_{i}": _CPU for i in (10, 13, 16)},
+    **{f"advfeatures.bottleneck.x_robust_threshold__mutmut_{i}": _CPU for i in (27, 31)},
+    "advfeatures.bottleneck.x_distill__mutmut_6": "chunk_size's default only matters above 4096 rows (memory; the tests use a few rows)",
+    "advfeatures.bottleneck.x_distill__mutmut_43": "max(n, 2) vs max(n, 1) differ only for n = 0, where nothing is optimised",
+    "advfeatures.bottleneck.x_distill__mutmut_72": "max(n, 2) vs max(n, 1) differ only for n = 0, where nothing is optimised",
+    "advfeatures.bottleneck.x_distill__mutmut_75": "sigma_out's dtype: torch's default dtype is float32",
+    "advfeatures.bottleneck.x_distill__mutmut_78": "sigma_out's dtype: torch's default dtype is float32",
+    "advfeatures.bottleneck.x_distill__mutmut_103": "1.0 / an int64 count tensor is the same float tensor",
+    **{f"advfeatures.bottleneck.x_distill__mutmut_{i}": "a positive constant factor on a row's loss: each row has its own "
+       "lambda, and Adam's update is invariant to a constant scale of its parameter's gradient" for i in (107, 108)},
+    **{f"advfeatures.bottleneck.x_predict_split__mutmut_{i}": "batch size of the prediction loop: predictions do not "
+       "depend on it" for i in (1, 14, 22, 30)},
+    "advfeatures.bottleneck.x_robust_threshold__mutmut_21": "one unused extra slot in the per-batch maxima",
+    "advfeatures.bottleneck.x_robust_threshold__mutmut_22": "no rows: the indexing by an empty batch is empty either way",
+    **{f"advfeatures.bottleneck.x_split_features__mutmut_{i}": "the zero's dtype: torch.where promotes to Z's dtype"
+       for i in (21, 24)},
+    # mutual_info
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": _CPU for i in (18, 60, 64, 70, 74, 85, 88, 98, 103)},
+    **{f"advfeatures.mutual_info.x_binning_mi__mutmut_{i}": _CPU for i in (17, 20, 25, 29, 62)},
+    **{f"advfeatures.mutual_info.x_bin_patterns__mutmut_{i}": _CPU for i in (44, 47)},
+    "advfeatures.mutual_info.x_kde_mi_reference__mutmut_9": _CPU,
+    **{f"advfeatures.mutual_info.x_auto_block_rows__mutmut_{i}": _MEMORY
+       for i in (1, 3, 4, 5, 6, 11, 17, 22, 23, 24, 25, 26)},
+    **{f"advfeatures.mutual_info.x_bin_patterns__mutmut_{i}": _MEMORY
+       for i in (2, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 40)},
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": _MEMORY for i in (2, 51, 52)},
+    "advfeatures.mutual_info.x_bin_patterns__mutmut_53": "column chunks of width cols taken at every column: "
+    "overlapping chunks repeat columns, and repeated columns do not change which rows are equal",
+    "advfeatures.mutual_info.x_bin_patterns__mutmut_56": "float64 bin indices are exact integers (below 2^53) "
+    "and group rows as the int64 ones do",
+    "advfeatures.mutual_info.x_kde_mi__mutmut_111": "blocks of `rows` rows started at every row: overlapping "
+    "blocks recompute the same row values",
+    "advfeatures.mutual_info.x_kde_mi__mutmut_113": "each block runs to the last row: the same values, written "
+    "again by the later blocks",
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": "one unused slot in the log-sum-exp buffer"
+       for i in (65, 75, 104)},
+    **{f"advfeatures.mutual_info.x_kde_mi__mutmut_{i}": "keepdim: the [d] mean broadcasts over the rows as [1, d] does"
+       for i in (40, 42)},
+    "advfeatures.mutual_info.x_kde_mi__mutmut_152": "the clamp only acts on rows with W_ib = 0 (each other row's sum "
+    "includes exp(0) = 1), whose log is multiplied by that zero weight",
+    "advfeatures.mutual_info.x_binning_mi__mutmut_32": "one extra all-zero row of counts adds 0 * log2(1e-300) = 0 "
+    "to the entropy",
+    **{f"advfeatures.mutual_info.x_binning_mi__mutmut_{i}": "keepdim: [B] broadcasts over the [K, B] counts as "
+       "[1, B] does" for i in (46, 48)},
+    "advfeatures.mutual_info.x_epoch_mi__mutmut_11": _CPU,
+    **{f"advfeatures.mutual_info.x_mi_inputs__mutmut_{i}": _CPU for i in (21, 22, 54, 56)},
+    "advfeatures.mutual_info.x_estimate__mutmut_15": _MEMORY,
+    **{f"advfeatures.mutual_info.x_layer_mi_rows__mutmut_{i}": "batch size of the probe/accuracy loops: results do "
+       "not depend on it" for i in (13, 22)},
+    **{f"advfeatures.mutual_info.x_mi_inputs__mutmut_{i}": "PGD's batch size: one generator stream across batches "
+       "draws the same random starts, so the examples do not depend on it" for i in (82, 83, 85, 86, 87, 88)},
+    **{f"advfeatures.mutual_info.x_merge_csvs__mutmut_{i}": "the index is dropped by to_dict('records') either way"
+       for i in (7, 9, 10)},
+    "advfeatures.mutual_info.x_merge_csvs__mutmut_17": "pandas reads to_dict's orient case-insensitively",
+    "advfeatures.mutual_info.x_write_rows__mutmut_5": "to_csv(index=None) does not write the index, as index=False",
+    "advfeatures.mutual_info.x_write_rows__mutmut_13": "%F and %f differ only for inf ('INF' / 'inf'; NaN is "
+    "written empty either way), which pandas reads back as the same inf",
+    **{f"advfeatures.mutual_info.xǁMIConfigǁfrom_params__mutmut_{i}": "a missing or None bootstrap key gives "
+       "None or 0 = 0 either way" for i in (56, 58)},
+    # attacks.cw
+    **{f"advfeatures.attacks.cw.x_cw_l2__mutmut_{i}": _CPU for i in (28, 31, 51, 54)},
+    **{f"advfeatures.attacks.cw.x_minimise_cw_cost__mutmut_{i}": _CPU for i in (18, 21)},
+    **{name: "float('INF') is float('inf'): Python's float() reads it case-insensitively" for name in (
+        "advfeatures.attacks.cw.x_cw_l2__mutmut_35", "advfeatures.attacks.cw.x_cw_l2__mutmut_66",
+        "advfeatures.attacks.cw.x_cw_margin__mutmut_30", "advfeatures.attacks.cw.xǁCostRiseStopǁ__init____mutmut_17")},
+    **{f"advfeatures.attacks.cw.x_cw_l2__mutmut_{i}": "steps == 0: the round then runs no step and returns x, as "
+       "the short cut does" for i in (36, 37)},
+    "advfeatures.attacks.cw.x_cw_l2__mutmut_38": "steps == 1: the only iterate is x itself (w starts at x), so "
+    "the attack returns x, as the short cut does",
+    "advfeatures.attacks.cw.x_cw_l2__mutmut_41": "eps == 0: the box is the single point x, every iterate is x",
+    **{f"advfeatures.attacks.cw.x_cw_l2__mutmut_{i}": "c is only updated between rounds: with search_steps 0 or 1 "
+       "there is no next round" for i in (101, 102)},
+    "advfeatures.attacks.cw.x_minimise_cw_cost__mutmut_70": "an equal L2 from a later iterate: ties of a "
+    "continuous distance do not occur",
+    "advfeatures.attacks.cw.xǁCostRiseStopǁ__init____mutmut_12": "checks == 1 checks only step 0, where nothing "
+    "can have risen: the same as never",
+}
+
+COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
+        "profiles", "envs"]
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
+          37: "killed", -11: "segfault", -9: "segfault", None: "not checked"}
+
+
+def pyproject(source: str, tests: list[str]) -> str:
+    base = (ROOT / "pyproject.toml").read_text()
+    base = base.split("[tool.mutmut]")[0]  # the checkout's own section replaced by this module's
+    args = ", ".join(json.dumps(t) for t in tests)
+    return base + f"""
+[tool.mutmut]
+source_paths = ["advfeatures"]
+only_mutate = ["{source}"]
+also_copy = [{", ".join(json.dumps(c) for c in COPY if c not in ("advfeatures", "tests"))}]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow and not slurm", "-q"]
+pytest_add_cli_args_test_selection = [{args}]
+process_isolation = "forkserver"
+use_git_change_detection = false
+timeout_multiplier = 5.0
+timeout_constant = 20.0
+"""
+
+
+def run_module(name: str, max_children: int) -> dict:
+    source, tests = MODULES[name]
+    wd = WORK / name
+    if wd.exists():
+        shutil.rmtree(wd)
+    wd.mkdir(parents=True)
+    for item in COPY:
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, wd / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif src.exists():
+            shutil.copy2(src, wd / item)
+    (wd / "pyproject.toml").write_text(pyproject(source, tests))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ADVFEATURES_REQUIRE_ALL")}
+    with open(wd / "mutmut.log", "w") as log:
+        subprocess.run([MUTMUT, "run", "--max-children", str(max_children)], cwd=wd, env=env, stdout=log,
+                       stderr=subprocess.STDOUT, check=False)
+    meta = wd / "mutants" / (source + ".meta")
+    if not meta.exists():
+        raise SystemExit(f"mutation {name}: mutmut wrote no {meta}; see {wd / 'mutmut.log'}")
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    by_status: dict[str, list[str]] = {}
+    for key, code in sorted(codes.items()):
+        by_status.setdefault(STATUS.get(code, "suspicious"), []).append(key)
+    survivors = []
+    for key in by_status.get("survived", []) + by_status.get("no tests", []) + by_status.get("suspicious", []):
+        diff = subprocess.run([MUTMUT, "show", key], cwd=wd, env=env, capture_output=True, text=True).stdout
+        survivors.append({"name": key, "status": STATUS.get(codes[key]), "diff": diff})
+    out = {"module": name, "source": source, "tests": tests, "mutmut": _version(),
+           "counts": {k: len(v) for k, v in sorted(by_status.items())}, "survivors": survivors}
+    (HERE / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+def score(result: dict) -> tuple[int, int, int, float]:
+    """(killed, non-equivalent live mutants, equivalents, score) of one module's result."""
+    c = result["counts"]
+    eq = sum(1 for s in result["survivors"] if s["name"] in EQUIVALENT)
+    live = (c.get("survived", 0) + c.get("no tests", 0) + c.get("timeout", 0) + c.get("suspicious", 0)
+            + c.get("segfault", 0))
+    killed = c.get("killed", 0)
+    denom = killed + live - eq
+    return killed, live - eq, eq, (killed / denom if denom else float("nan"))
+
+
+def report() -> None:
+    lines = ["# Mutation testing of the science modules", "",
+             "Made by `make mutation` (`benchmarks/mutation/run_mutation.py`, mutmut); one JSON per module",
+             "beside this file holds the counts and every surviving mutant's diff.", "",
+             "Score = killed / (all mutants - equivalent): a mutant no unit test reaches (\"no tests\")",
+             "counts as surviving.", "",
+             "`<module>.before.json` (when present) is the first run, before the tests written against its",
+             "survivors; its score is given in the last column.", "",
+             "| module | tests | mutants | killed | not killed (non-equivalent) | equivalent | of which no tests | score "
+             "| first run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    done = []
+    for name in MODULES:
+        f = HERE / f"{name}.json"
+        if not f.exists():
+            lines.append(f"| {name} | | not run | | | | | | |")
+            continue
+        r = json.loads(f.read_text())
+        killed, live, eq, s = score(r)
+        total = sum(r["counts"].values())
+        tests = ", ".join(Path(t).name for t in r["tests"])
+        before = HERE / f"{name}.before.json"
+        first = ""
+        if before.exists():
+            b = json.loads(before.read_text())
+            bk, blive, _, bs = score(b)
+            first = f"{bs:.1%} ({bk} killed, {blive} surviving, {b['counts'].get('no tests', 0)} no tests)"
+        lines.append(f"| {name} | {tests} | {total} | {killed} | {live} | {eq} | {r['counts'].get('no tests', 0)} "
+                     f"| {s:.1%} | {first} |")
+        done.append(r)
+    lines += ["", "## Survivors judged equivalent", ""]
+    for r in done:
+        for sv in r["survivors"]:
+            if sv["name"] in EQUIVALENT:
+                lines.append(f"- `{sv['name']}`: {EQUIVALENT[sv['name']]}")
+    lines += ["", "## Other survivors (tests to strengthen)", ""]
+    for r in done:
+        for sv in r["survivors"]:
+            if sv["name"] not in EQUIVALENT:
+                lines.append(f"- `{sv['name']}` ({sv['status']})")
+    (HERE / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("modules", nargs="*", help=f"modules to run (default: all): {', '.join(MODULES)}")
+    ap.add_argument("--max-children", type=int, default=2)
+    ap.add_argument("--report", action="store_true", help="only rewrite report.md from the JSON files")
+    a = ap.parse_args(argv)
+    bad = [m for m in a.modules if m not in MODULES]
+    if bad:
+        raise SystemExit(f"unknown module(s) {bad}; choose from {list(MODULES)}")
+    if not a.report:
+        tomllib.loads((ROOT / "pyproject.toml").read_text())  # fail early on a broken pyproject
+        for name in a.modules or list(MODULES):
+            r = run_module(name, a.max_children)
+            print(name, r["counts"], flush=True)
+    report()
+
+
+if __name__ == "__main__":
+    main()
