@@ -182,8 +182,9 @@ def distill(
 
     ``batch_size``: rows per IB batch (the CE/KL means and the batch threshold are per batch);
     None = all rows in one batch.  ``generator``: source of the noise (None = seed 0).
-    ``chunk_size``: rows optimised side by side (whole batches; only memory, not the result,
-    depends on it when it is a multiple of ``batch_size``).  ``z``: precomputed features(x).
+    ``chunk_size``: rows optimised side by side (whole batches).  The noise is drawn per chunk,
+    so another chunk size gives another, equally valid, noise sequence: results match between
+    chunk sizes only in distribution, not row for row.  ``z``: precomputed features(x).
     """
     if threshold not in THRESHOLDS:
         raise AdvFeaturesError(f"bottleneck.threshold must be one of {THRESHOLDS}, got {threshold!r}")
