@@ -1067,8 +1067,14 @@ def test_tanh_change_of_variables_round_trips_inside_the_box():
     x = torch.tensor([0.0, 1e-4, 0.3, 0.5, 0.9999, 1.0])
     for eps in (None, 0.05):
         lo, hi = cw.box(x, eps)
-        w = cw.to_tanh_space(x, lo, hi)
-        assert torch.isfinite(w).all()  # pixels at 0 or 1 do not start at atanh(+-1) = inf
+        # clamped start (Carlini): pixels at a bound start just inside it, at a finite w
+        w = cw.to_tanh_space(x, lo, hi, start="clamped")
+        assert torch.isfinite(w).all()
+        assert torch.allclose(cw.from_tanh_space(w, lo, hi), x, atol=1e-5)
+        # frozen start (the official code): pixels at a bound start at atanh(+-1) = +-inf and stay
+        w = cw.to_tanh_space(x, lo, hi, start="frozen")
+        at_bound = (x == lo) | (x == hi)
+        assert torch.isinf(w[at_bound]).all() and torch.isfinite(w[~at_bound]).all()
         back = cw.from_tanh_space(w, lo, hi)
         assert torch.allclose(back, x, atol=1e-5)
         far = cw.from_tanh_space(torch.tensor([-50.0, 50.0, 0.0, 3.0, -3.0, 0.1]), lo, hi)
@@ -1640,7 +1646,7 @@ def test_mi_glue_settings_reach_their_use(mi_model):
     rows = epoch_mi(model, data, MI_PARAMS, seed=5, method="standard", epoch=1, progress=seen.append)
     assert seen and seen[0] == f"clean/{model.probe_names[0]}"
     x, _, y = mi_inputs(model, data, MI_PARAMS, seed=5, tags=("standard", 1), device="cpu")
-    w = stats.bootstrap_weights(len(y), 4, derive_seed(5, "mutual_info", "bootstrap"))
+    w = stats.half_sample_weights(len(y), 4, derive_seed(5, "mutual_info", "bootstrap"))
     boot: dict = {}
     estimate(probe_layer(model, x, model.probe_names[0]), y, MIConfig.from_params(MI_PARAMS), weights=w, boot=boot)
     first = next(r for r in rows if r["input"] == "clean" and r["estimator"] == "binning")

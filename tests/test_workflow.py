@@ -388,14 +388,15 @@ def test_changing_config_reruns_exactly_its_jobs(snake, tmp_path, case):
 def test_edit_then_run_reruns_only_planned_jobs(snake):
     """A real run after an edit executes what the dry run planned and leaves the rest alone.
 
-    The MI report module: three cheap jobs (report_mi, gather_claims, summary) of the 59."""
+    The MI report module: four cheap jobs (report_mi, gather_claims, claims_figures, summary)."""
     mtimes = {p: p.stat().st_mtime_ns for d in ("data", "results") for p in (snake.wd / d).rglob("*") if p.is_file()}
     with edited(snake.repo / "advfeatures" / "reporting" / "mutual_info.py"):
         planned = plan(snake)
         stats = job_stats(snake.run("-n", *TARGETS).stdout)
         proc = snake.run("--cores", "2", *TARGETS)
-    assert set(planned.values()) == {"report_mi", "gather_claims", "summary"}
-    assert job_stats(proc.stdout + proc.stderr) == stats == {"report_mi": 1, "gather_claims": 1, "summary": 1, "all": 1}
+    assert set(planned.values()) == {"report_mi", "gather_claims", "claims_figures", "summary"}
+    assert job_stats(proc.stdout + proc.stderr) == stats == {
+        "report_mi": 1, "gather_claims": 1, "claims_figures": 1, "summary": 1, "all": 1}
     changed = {str(p.relative_to(snake.wd)) for p, t in mtimes.items() if p.stat().st_mtime_ns != t}
     made = changed - {f for f in changed if f.startswith(("results/logs/", "results/benchmarks/"))}
     assert made and made <= set(planned), sorted(made - set(planned))  # nothing else rewritten
