@@ -115,8 +115,8 @@ def read_checkpoint(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise AdvFeaturesError(
-                f"{path}: the checkpoint holds pickled Python objects, which torch.load("
-                "weights_only=True) refuses to run; where the model's code is available, re-save "
+                f"{path}: the checkpoint holds pickled Python objects, which the weights-only "
+                "loader (weights_only=True) refuses to run; where the model's code is available, re-save "
                 "its weights only (torch.save(model.state_dict(), 'weights.pt')) and point "
                 "pretrained.path at that file"
             ) from None
