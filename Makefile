@@ -1,6 +1,6 @@
 # make run  : set up .venv (idempotent), run the whole pipeline on config.yaml and compare the run
 #             with the committed reference (prints "N of M numbers within tolerance; ...")
-# make compare [A=reference/default B=results COMPARE_ARGS=--strict]: compare two finished runs
+# make compare [A=reference/default B=results/default COMPARE_ARGS=--strict]: compare two finished runs
 # make reference: replace reference/default with the finished run's tables and claims (on purpose)
 # make test : set up .venv and run the test suite (without the SLURM integration test)
 # make test-slurm: start a one-node SLURM cluster (root; slurm-wlm + munge) and run tests/test_slurm.py
@@ -26,12 +26,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# the run's folder (its tables/ and claims.csv) and the committed reference it is compared with
-RUN_DIR ?= results
+# the run's folder (its tables/ and claims.csv: results/<run>/, config key run; config.yaml alone
+# is the run `default`) and the committed reference it is compared with
+RUN_DIR ?= results/default
 REFERENCE ?= reference/default
 
 # ends by comparing with the reference, not strictly: another CPU gives other numbers (see
-# docs/reproducibility.md); the run's summary is results/summary.md (the README is not touched)
+# docs/reproducibility.md); the run's summary is results/default/summary.md (the README is not touched)
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 	$(BIN)/python -m advfeatures compare $(REFERENCE) $(RUN_DIR)

@@ -2,6 +2,7 @@
 # Thin by design: the science lives in the advfeatures package; rules/*.smk wire files together.
 
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
@@ -26,6 +27,8 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 config.clear()
 config.update(RUN_CONFIG)
+# every output of this run goes to results/<run>/ (config key run; advfeatures.paths)
+print(f"advfeatures: run folder results/{config['run']}/", file=sys.stderr)
 # the JSON schema generated from the same model (no defaults added: the config is complete)
 validate(
     config,

@@ -26,6 +26,7 @@ each value came from.
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -94,6 +95,7 @@ PosInt = Annotated[StrictInt, Ge(1)]
 NonNegInt = Annotated[StrictInt, Ge(0)]
 Name = Annotated[StrictStr, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 PathName = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9_\-]+$")]
+RunName = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,99}$")]
 Method = Literal[R.METHODS]
 Kind = Literal[R.SYNTHESIS_KINDS]
 Arch = Literal[R.ARCHITECTURES]
@@ -671,8 +673,17 @@ class Config(Section):
     absent: an overlay merged over the run before it"""
     studies: ulist(Study, 1) = list(R.STUDIES)
     """studies to run (ilyas, kim, zhang); a study left out needs none of its sections"""
+    run: RunName | None = None
+    """name of the run's folder results/<run>/ (letters, digits, . _ + -); null: the config files'
+    names (config.yaml: default; presets/x.yaml: x; overlays joined by +), with a short hash of
+    the --config values when there are any"""
     seed: NonNegInt = 0
-    """one seed for every random draw (seeded generators)"""
+    """one seed for every random draw (seeded generators); replicate r uses seed + r (the
+    prepared data's subsets use seed itself, shared by every replicate)"""
+    replicates: PosInt = 1
+    """independent training replicates: each its own model set (initialisation, data order,
+    attack and IB seeds) under results/<run>/rep<r>/; tables give every replicate and their mean,
+    claims are tested over the replicates"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto | cpu | cuda"""
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -1090,7 +1101,27 @@ def workflow_config(basedir: str | os.PathLike, configfiles: Sequence, cli: Mapp
     ``--replace-workflow-config``), the --configfile layers, the --config values; validated and
     cross-checked (files too)."""
     layers = layers_for(configfiles, cli, None if replace else Path(basedir) / "config.yaml")
-    return resolve(layers, check_files=True).config
+    config = resolve(layers, check_files=True).config
+    if config.get("run") is None:
+        config["run"] = run_name(layers)
+    return config
+
+
+def run_name(layers: Sequence[Layer]) -> str:
+    """The folder name of a run without config key ``run``: its config files' names (config.yaml:
+    ``default``, ``presets/cifar10-cpu.yaml``: ``cifar10-cpu``; several joined by ``+``), and,
+    when --config values are given, ``-`` and 8 hex digits of their hash, so that a run with other
+    command-line values never writes into the folder of the run without them.  ``replicates`` is
+    left out of the hash: replicate r is the same whatever their number, so ``--config
+    replicates=3`` adds replicates 1 and 2 to the run's folder and keeps replicate 0."""
+    names = ["default" if layer.name == SMOKE else Path(layer.name).stem for layer in layers if layer.name != CLI]
+    name = "+".join(dict.fromkeys(names)) or "run"
+    cli = [{k: v for k, v in layer.data.items() if k != "replicates"} for layer in layers if layer.name == CLI]
+    cli = [c for c in cli if c]
+    if cli:
+        digest = hashlib.sha256(json.dumps(cli, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        name = f"{name}-{digest}"
+    return name
 
 
 def json_schema() -> dict:

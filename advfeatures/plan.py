@@ -38,6 +38,18 @@ class Plan:
         self.arch = config["arch"]["name"]
         self.seed = int(config["seed"])
         self.studies = list(config.get("studies", R.STUDIES))
+        self.run = str(config.get("run") or "default")
+        self.replicates = [str(r) for r in range(int(config.get("replicates", 1)))]
+
+    # ------------------------------------------------------------------ replicates
+
+    def replicate_seed(self, rep) -> int:
+        """Replicate ``rep``'s seed: seed + rep (replicate 0 is the run with one replicate)."""
+        return self.seed + int(rep)
+
+    def seed_of(self, wc) -> int:
+        """A job's seed from its ``rep`` wildcard (rule params: ``seed=PLAN.seed_of``)."""
+        return self.replicate_seed(wc.rep)
 
     # ------------------------------------------------------------------ shared
 
@@ -46,6 +58,7 @@ class Plan:
         return {k: self.config[k] for k in ("device", "precision", "channels_last")}
 
     def dataset_params(self) -> dict:
+        """The prepared data's settings; its subsets use the run's seed, shared by the replicates."""
         return dict(self.config["dataset"]) | {"seed": self.seed}
 
     def arch_options(self, arch: str) -> dict:

@@ -113,10 +113,15 @@ def random_effects(estimates: Sequence[float], std_errors: Sequence[float] | Non
         return Summary(float(est[0]), float(est[0] - z * se[0]), float(est[0] + z * se[0]), 1,
                        method=f"{ONE_MODEL}; its within-replicate interval")
     res = combine_effects(est, se**2, method_re=method, use_t=True, alpha=alpha)
-    lo, hi = res.conf_int(alpha=alpha, use_t=True)[1]  # random effects, scale 1
-    mean, sd_mean = float(res.mean_effect_re), float(res.sd_eff_w_re)
+    tau2 = float(res.tau2)
+    if tau2 > 0:  # random effects, scale 1
+        mean, sd_mean = float(res.mean_effect_re), float(res.sd_eff_w_re)
+    else:  # statsmodels leaves a negative moment estimate as it is; tau^2 is max(0, .): the fixed effect
+        tau2, mean, sd_mean = 0.0, float(res.mean_effect_fe), float(res.sd_eff_w_fe)
+    q = float(sps.t.ppf(1 - alpha / 2, k - 1))
+    lo, hi = mean - q * sd_mean, mean + q * sd_mean
     p = float(2 * sps.t.sf(abs(mean / sd_mean), k - 1)) if sd_mean > 0 else math.nan
-    return Summary(mean, float(lo), float(hi), k, sd=float(est.std(ddof=1)), p_value=p, tau2=float(res.tau2),
+    return Summary(mean, float(lo), float(hi), k, sd=float(est.std(ddof=1)), p_value=p, tau2=tau2,
                    method=f"random effects ({RE_METHODS[method]}) over {k} replicates, t interval on {k - 1} df")
 
 
@@ -155,7 +160,8 @@ def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
     ``replicate = "mean"``: each value column's mean, its between-replicate t interval in the
     ``X lo`` / ``X hi`` columns and its standard deviation in ``X sd``.  Per-replicate rows keep
     their own (within-replicate) intervals; their ``X sd`` is empty.  A key with one replicate
-    gets no mean row (its one row is the result, about one trained model)."""
+    gets no mean row (its one row is the result, about one trained model); a value missing (NaN)
+    in some replicate has no mean (an empty cell)."""
     missing = [c for c in [*keys, *values, replicate] if c not in df.columns]
     if missing:
         raise AdvFeaturesError(f"replicate_rows: columns {missing} missing; the table has {list(df.columns)}")
@@ -175,7 +181,11 @@ def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row[replicate] = "mean"
         for v in values:
-            s = between_replicates(group[v].to_numpy(float), alpha)
+            vals = group[v].to_numpy(float)
+            if not np.isfinite(vals).all():  # a value some replicate did not measure: no mean
+                row |= dict.fromkeys((v, v + lo_s, v + hi_s, v + sd_suffix), math.nan)
+                continue
+            s = between_replicates(vals, alpha)
             row |= {v: s.mean, v + lo_s: s.ci_low, v + hi_s: s.ci_high, v + sd_suffix: s.sd}
         means.append(row)
     if means:
@@ -184,3 +194,4 @@ def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
     out["_order"] = [order[tuple(r)] for r in out[list(keys)].astype(str).to_numpy()]
     out["_mean"] = out[replicate].astype(str).eq("mean")
     return out.sort_values(["_order", "_mean"], kind="stable").drop(columns=["_order", "_mean"]).reset_index(drop=True)
+

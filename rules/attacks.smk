@@ -11,16 +11,16 @@ include: "helpers/attacks.smk"
 rule attack:
     """One suite attack against one trained model on the seeded test subset (eval mode)."""
     input:
-        model=model_pt(),
-        data=data_h5(),
+        model=P.model_pt(),
+        data=P.data_h5(),
         lib=attack_lib,
         script=script_input("attack"),
     output:
-        attack_h5(),
+        P.attack_h5(),
     log:
-        log_file("attack", "{dataset}_{arch}_{method}_{attack}"),
+        P.log_file("attack", tag("{dataset}_{arch}_{method}_{attack}")),
     benchmark:
-        bench_file("attack", "{dataset}_{arch}_{method}_{attack}")
+        P.bench_file("attack", tag("{dataset}_{arch}_{method}_{attack}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -29,7 +29,7 @@ rule attack:
         gpu=PLAN.gpus(),
     params:
         attack=lambda wc: PLAN.attack_slice(wc.attack),
-        seed=SEED,
+        seed=PLAN.seed_of,
         runtime=RUNTIME,
     script:
         "../workflow_scripts/attack.py"
@@ -38,16 +38,16 @@ rule attack:
 rule attack_sweep:
     """Robust accuracy of one Linf attack for each eps of attacks.sweep.eps (eps 0: clean)."""
     input:
-        model=model_pt(),
-        data=data_h5(),
+        model=P.model_pt(),
+        data=P.data_h5(),
         lib=attack_lib,
         script=script_input("attack_sweep"),
     output:
-        attack_sweep_csv(),
+        P.attack_sweep_csv(),
     log:
-        log_file("attack_sweep", "{dataset}_{arch}_{method}_{attack}"),
+        P.log_file("attack_sweep", tag("{dataset}_{arch}_{method}_{attack}")),
     benchmark:
-        bench_file("attack_sweep", "{dataset}_{arch}_{method}_{attack}")
+        P.bench_file("attack_sweep", tag("{dataset}_{arch}_{method}_{attack}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -57,7 +57,7 @@ rule attack_sweep:
     params:
         attack=lambda wc: PLAN.attack_slice(wc.attack),
         sweep=ATK["sweep"],
-        seed=SEED,
+        seed=PLAN.seed_of,
         runtime=RUNTIME,
     script:
         "../workflow_scripts/attack_sweep.py"
@@ -66,20 +66,20 @@ rule attack_sweep:
 rule attack_tables:
     """Kim et al. Table 3 (attack suite), Table 4 (gradient ablations), eps figure, claims."""
     input:
-        attacks=[attack_h5(a, m, DATASET, ARCH) for m, a in PLAN.attack_cells()],
-        sweeps=[attack_sweep_csv(a, m, DATASET, ARCH) for m, a in PLAN.sweep_cells()],
+        attacks=[P.attack_h5(a, m, DATASET, ARCH) for m, a in PLAN.attack_cells()],
+        sweeps=[P.attack_sweep_csv(a, m, DATASET, ARCH) for m, a in PLAN.sweep_cells()],
         script=script_input("attack_tables"),
     output:
-        table3=kim_attacks_and_nrf(table("kim_table3"), "kim_table3"),
-        table3_md=table("kim_table3", "md"),
-        table4=kim_attacks_and_nrf(table("kim_table4"), "kim_table4"),
-        table4_md=table("kim_table4", "md"),
-        figure=kim_attacks_and_nrf(figure("robust_acc_vs_eps"), "robust_acc_vs_eps"),
-        claims=claims_csv("attacks"),
+        table3=kim_attacks_and_nrf(P.table("kim_table3"), "kim_table3"),
+        table3_md=P.table("kim_table3", "md"),
+        table4=kim_attacks_and_nrf(P.table("kim_table4"), "kim_table4"),
+        table4_md=P.table("kim_table4", "md"),
+        figure=kim_attacks_and_nrf(P.figure("robust_acc_vs_eps"), "robust_acc_vs_eps"),
+        claims=P.claims_csv("attacks"),
     log:
-        log_file("attack_tables"),
+        P.log_file("attack_tables", tag()),
     benchmark:
-        bench_file("attack_tables")
+        P.bench_file("attack_tables", tag())
     conda:
         CONDA_ENV
     threads: 1
@@ -98,6 +98,3 @@ rule attack_tables:
         claims=config["report"]["claims"],
     script:
         "../workflow_scripts/attack_tables.py"
-
-
-STUDY_TARGETS["kim"] += rules.attack_tables.output

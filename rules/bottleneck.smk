@@ -14,11 +14,11 @@ rule distill:
         unpack(distill_inputs),
         script=script_input("distill"),
     output:
-        bottleneck_h5(),
+        P.bottleneck_h5(),
     log:
-        log_file("distill", "{dataset}_{arch}_{method}_{input}_beta{beta}"),
+        P.log_file("distill", tag("{dataset}_{arch}_{method}_{input}_beta{beta}")),
     benchmark:
-        bench_file("distill", "{dataset}_{arch}_{method}_{input}_beta{beta}")
+        P.bench_file("distill", tag("{dataset}_{arch}_{method}_{input}_beta{beta}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -27,7 +27,7 @@ rule distill:
         gpu=PLAN.gpus(),
     params:
         ib=PLAN.ib_params(),
-        seed=SEED,
+        seed=PLAN.seed_of,
         runtime=RUNTIME,
     script:
         "../workflow_scripts/distill.py"
@@ -40,22 +40,22 @@ rule bottleneck_tables:
         sweep=sweep_distill_files(DATASET, ARCH),
         script=script_input("bottleneck_tables"),
     output:
-        table1=kim_information_bottleneck(table("kim_table1"), "kim_table1"),
-        table1_md=table("kim_table1", "md"),
-        table2=kim_information_bottleneck(table("kim_table2"), "kim_table2"),
-        table2_md=table("kim_table2", "md"),
+        table1=kim_information_bottleneck(P.table("kim_table1"), "kim_table1"),
+        table1_md=P.table("kim_table1", "md"),
+        table2=kim_information_bottleneck(P.table("kim_table2"), "kim_table2"),
+        table2_md=P.table("kim_table2", "md"),
         sweep=kim_information_bottleneck(
-            table("kim_beta_sweep"), "kim_beta_sweep_table"
+            P.table("kim_beta_sweep"), "kim_beta_sweep_table"
         ),
-        sweep_md=table("kim_beta_sweep", "md"),
+        sweep_md=P.table("kim_beta_sweep", "md"),
         sweep_fig=kim_information_bottleneck(
-            figure("kim_beta_sweep"), "kim_beta_sweep_figure"
+            P.figure("kim_beta_sweep"), "kim_beta_sweep_figure"
         ),
-        claims=claims_csv("bottleneck"),
+        claims=P.claims_csv("bottleneck"),
     log:
-        log_file("bottleneck_tables"),
+        P.log_file("bottleneck_tables", tag()),
     benchmark:
-        bench_file("bottleneck_tables")
+        P.bench_file("bottleneck_tables", tag())
     conda:
         CONDA_ENV
     threads: 1
@@ -78,10 +78,10 @@ rule bottleneck_tables:
 rule bottleneck_tsne:
     """t-SNE (scikit-learn) of pooled Z, Z_r and Z_nr for clean and attacked test inputs."""
     input:
-        clean=bottleneck_h5(
+        clean=P.bottleneck_h5(
             "clean", beta_tag(IB["beta"]), IB["tsne"]["method"], DATASET, ARCH
         ),
-        attacked=bottleneck_h5(
+        attacked=P.bottleneck_h5(
             IB["tsne"]["attack"],
             beta_tag(IB["beta"]),
             IB["tsne"]["method"],
@@ -90,11 +90,11 @@ rule bottleneck_tsne:
         ),
         script=script_input("bottleneck_tsne"),
     output:
-        kim_information_bottleneck(figure("kim_tsne"), "kim_tsne"),
+        kim_information_bottleneck(P.figure("kim_tsne"), "kim_tsne"),
     log:
-        log_file("bottleneck_tsne"),
+        P.log_file("bottleneck_tsne", tag()),
     benchmark:
-        bench_file("bottleneck_tsne")
+        P.bench_file("bottleneck_tsne", tag())
     conda:
         CONDA_ENV
     threads: 1
@@ -103,9 +103,6 @@ rule bottleneck_tsne:
         runtime=10,
     params:
         tsne=IB["tsne"],
-        seed=SEED,
+        seed=PLAN.seed_of,
     script:
         "../workflow_scripts/bottleneck_tsne.py"
-
-
-STUDY_TARGETS["kim"] += rules.bottleneck_tables.output + rules.bottleneck_tsne.output

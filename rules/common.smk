@@ -20,7 +20,7 @@ from snakemake.exceptions import WorkflowError
 
 from advfeatures.deps import module_files, script_files
 from advfeatures.localgpus import ASSIGN_ENV, count_local_gpus
-from advfeatures.paths import *  # noqa: F403
+from advfeatures.paths import RunPaths, data_key
 from advfeatures.plan import Plan, beta_tag
 from advfeatures.registry import STUDIES as STUDIES_ORDER
 from advfeatures.registry import SYNTHESIS_KINDS
@@ -34,6 +34,9 @@ PLAN = Plan(config)
 DATASET = PLAN.dataset
 ARCH = PLAN.arch
 SEED = PLAN.seed
+# every path of this run (advfeatures.paths): results/<run>/..., data keyed by its settings
+P = RunPaths(PLAN.run, data_key(PLAN.dataset_params()))
+REPS = PLAN.replicates
 RUNTIME = PLAN.runtime()
 TARGETS = []
 STUDY_TARGETS = {study: [] for study in PLAN.studies}
@@ -44,6 +47,7 @@ wildcard_constraints:
     arch=r"[A-Za-z0-9_\-]+",
     method=r"[A-Za-z0-9_]+",
     epoch=r"\d+",
+    rep=r"\d+",
 
 
 # ----------------------------------------------------------------------------- script and library inputs
@@ -134,7 +138,8 @@ zhang_mutual_information_during_training = study_report(
 
 
 # ----------------------------------------------------------------------------- paths
-# every path helper (data_h5, model_pt, attack_h5, table, log_file, ...): advfeatures.paths
+# every path helper (P.data_h5, P.model_pt, P.attack_h5, P.table, P.log_file, ...):
+# advfeatures.paths.RunPaths; per-replicate paths carry the {rep} wildcard
 
 
 # ----------------------------------------------------------------------------- config slices
@@ -147,10 +152,15 @@ def method_regex(methods):
     return "|".join(re.escape(m) for m in methods) if methods else "(?!)"
 
 
-def train_bench(method):
+def train_bench(method, rep="{rep}"):
     """The benchmark file of the job that makes ``method``'s model (train or convert_pretrained)."""
     name = "convert_pretrained" if method in PLAN.pretrained_methods() else "train"
-    return bench_file(name, f"{DATASET}_{ARCH}_{method}")
+    return P.bench_file(name, f"rep{rep}_{DATASET}_{ARCH}_{method}")
+
+
+def tag(*parts):
+    """The log / benchmark name of a per-replicate job: rep{rep}_<parts joined by _>."""
+    return "_".join(["rep{rep}", *parts])
 
 
 # ----------------------------------------------------------------------------- resources

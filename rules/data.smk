@@ -7,15 +7,16 @@ localrules:
 
 
 rule prepare_data:
-    """Build data/{dataset}.h5 from the configured source (offline default: mnist5k)."""
+    """Build data/{dataset}_<key>.h5 from the configured source (offline default: mnist5k);
+    key: a hash of the dataset settings, so runs that agree on them share the file."""
     input:
         script=script_input("prepare_data"),
     output:
-        data_h5(),
+        P.data_h5(),
     log:
-        log_file("prepare_data", "{dataset}"),
+        P.data_log(),
     benchmark:
-        bench_file("prepare_data", "{dataset}")
+        P.data_log(ext="tsv")
     conda:
         CONDA_ENV
     threads: 1

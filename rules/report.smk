@@ -1,6 +1,8 @@
-# The report stage: the training table, results/claims.csv, the claims forest plots and the
-# figures across studies, results/summary.md (every Markdown table and the claims of the run)
-# and the captions of `snakemake --report results/report.html`.
+# The report stage.  Per replicate (results/<run>/rep<r>/): the training table, the replicate's
+# claims.csv and the figures across studies.  Over the replicates (results/<run>/): every table
+# with per-replicate rows and their mean (combine_tables), the claims tested over the replicates
+# (combine_claims), the claims forest plots, summary.md, the resolved config, and the captions of
+# `snakemake --report results/<run>/report.html`.
 
 # tables, claims and figures of the studies this run enables (config key studies)
 STUDY_TABLES = {
@@ -42,16 +44,23 @@ RUN_STUDIES = [
     if s in PLAN.studies and (s != "zhang" or PLAN.mi_methods())
 ]
 STUDIES = {k: v for s in RUN_STUDIES for k, v in STUDY_TABLES[s].items()}
-CLAIM_FILES = [claims_csv(c) for s in RUN_STUDIES for c in STUDY_CLAIMS[s]]
+CLAIM_NAMES = [c for s in RUN_STUDIES for c in STUDY_CLAIMS[s]]
 FIGURES = [f for s in RUN_STUDIES for f in STUDY_FIGURES[s]]
+TABLE_NAMES = ["training", *(t for ts in STUDIES.values() for t in ts)]
 
 
-# figures across studies: the claims pictures, paper vs this run, Ilyas et al. Fig. 2b-style
-# bars (only when the Ilyas study runs) and the training curves
-CROSS_FIGURES = ["claims_forest", "claims_overview", "paper_vs_ours", "training_curves"]
+# figures across studies: per replicate, paper vs this run, Ilyas et al. Fig. 2b-style bars (only
+# when the Ilyas study runs) and the training curves; over the replicates, the claims forest
+# plots and the verdict overview
+CROSS_FIGURES = ["paper_vs_ours", "training_curves"]
 if "ilyas" in RUN_STUDIES:
     CROSS_FIGURES.append("ilyas_bars")
 FIGURES += CROSS_FIGURES
+RUN_FIGURES = [
+    "claims_forest",
+    "claims_overview",
+    *(f"claims_{c}" for c in CLAIM_NAMES),
+]
 # the tables of this run that have published numbers
 PUBLISHED_TABLES = [
     t
@@ -64,47 +73,58 @@ published_numbers = study_report("Published numbers", "Paper vs this run")
 localrules:
     training_table,
     gather_claims,
+    combine_table,
+    combine_claims,
+    gather_run_claims,
     summary,
     claims_figures,
     summary_figures,
+    run_config,
+
+
+# ----------------------------------------------------------------------------- per replicate
 
 
 rule training_table:
-    """Final clean / PGD accuracy and wall time of every trained model."""
+    """Final clean / PGD accuracy and wall time of every model of one replicate."""
     input:
         metrics=expand(
-            metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods()
+            P.metrics_csv(),
+            dataset=DATASET,
+            arch=ARCH,
+            method=PLAN.train_methods(),
+            allow_missing=True,
         ),
         script=script_input("training_table"),
     output:
-        csv=training_trained_models(table("training"), "training"),
-        md=table("training", "md"),
+        csv=training_trained_models(P.table("training"), "training"),
+        md=P.table("training", "md"),
     log:
-        log_file("training_table"),
+        P.log_file("training_table", tag()),
     benchmark:
-        bench_file("training_table")
+        P.bench_file("training_table", tag())
     conda:
         CONDA_ENV
     threads: 1
     params:
         methods=PLAN.train_methods(),
-        benchmarks=[train_bench(m) for m in PLAN.train_methods()],
+        benchmarks=lambda wc: [train_bench(m, wc.rep) for m in PLAN.train_methods()],
         attack=config["training"]["common"]["eval_attack"],
     script:
         "../workflow_scripts/training_table.py"
 
 
 rule gather_claims:
-    """Every stage's machine-checkable claims in one file."""
+    """One replicate's claims of every stage in one file (Holm within each study)."""
     input:
-        claims=CLAIM_FILES,
+        claims=[P.claims_csv(c) for c in CLAIM_NAMES],
         script=script_input("gather_claims"),
     output:
-        claims_all_studies("results/claims.csv", "claims"),
+        P.claims_csv(None),
     log:
-        log_file("gather_claims"),
+        P.log_file("gather_claims", tag()),
     benchmark:
-        bench_file("gather_claims")
+        P.bench_file("gather_claims", tag())
     conda:
         CONDA_ENV
     threads: 1
@@ -112,23 +132,131 @@ rule gather_claims:
         "../workflow_scripts/gather_claims.py"
 
 
-rule claims_figures:
-    """Forest plots of the claims (all studies and one per study) and the verdict overview."""
+rule summary_figures:
+    """Paper vs this replicate, Ilyas et al. Fig. 2b-style bars, training curves of every method."""
     input:
-        all="results/claims.csv",
-        claims=CLAIM_FILES,
+        tables=[P.table(t) for t in PUBLISHED_TABLES],
+        metrics=expand(
+            P.metrics_csv(),
+            dataset=DATASET,
+            arch=ARCH,
+            method=PLAN.train_methods(),
+            allow_missing=True,
+        ),
+        script=script_input("summary_figures"),
+    output:
+        **(
+            {
+                "ilyas_bars": ilyas_robust_and_non_robust_datasets(
+                    P.figure("ilyas_bars"), "ilyas_bars"
+                )
+            }
+            if "ilyas" in RUN_STUDIES
+            else {}
+        ),
+        paper_vs_ours=published_numbers(P.figure("paper_vs_ours"), "paper_vs_ours"),
+        training_curves=training_trained_models(
+            P.figure("training_curves"), "training_curves"
+        ),
+    log:
+        P.log_file("summary_figures", tag()),
+    benchmark:
+        P.bench_file("summary_figures", tag())
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        methods=PLAN.train_methods(),
+        setting=lambda wc: f"{DATASET} / {ARCH}, replicate {wc.rep}",
+    script:
+        "../workflow_scripts/summary_figures.py"
+
+
+# ----------------------------------------------------------------------------- over the replicates
+
+
+rule combine_table:
+    """One table over the replicates: per-replicate rows and the mean with its interval."""
+    input:
+        tables=lambda wc: [P.table(wc.table, rep=r) for r in REPS],
+        script=script_input("combine_table"),
+    output:
+        csv=P.run_table("{table}"),
+        md=P.run_table("{table}", "md"),
+    log:
+        P.log_file("combine_table", "{table}"),
+    benchmark:
+        P.bench_file("combine_table", "{table}")
+    wildcard_constraints:
+        table="|".join(TABLE_NAMES),
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        replicates=REPS,
+        alpha=config["report"]["claims"]["alpha"],
+    script:
+        "../workflow_scripts/combine_table.py"
+
+
+rule combine_claims:
+    """One stage's claims tested over the replicates."""
+    input:
+        claims=lambda wc: [P.claims_csv(wc.stage, rep=r) for r in REPS],
+        script=script_input("combine_claims"),
+    output:
+        P.run_claims_csv("{stage}"),
+    log:
+        P.log_file("combine_claims", "{stage}"),
+    benchmark:
+        P.bench_file("combine_claims", "{stage}")
+    wildcard_constraints:
+        stage="|".join(CLAIM_NAMES),
+    conda:
+        CONDA_ENV
+    threads: 1
+    params:
+        replicates=REPS,
+        alpha=config["report"]["claims"]["alpha"],
+    script:
+        "../workflow_scripts/combine_claims.py"
+
+
+rule gather_run_claims:
+    """The run's claims of every stage in one file (Holm within each study)."""
+    input:
+        claims=[P.run_claims_csv(c) for c in CLAIM_NAMES],
+        script=script_input("gather_run_claims"),
+    output:
+        claims_all_studies(P.run_claims_csv(), "claims"),
+    log:
+        P.log_file("gather_run_claims"),
+    benchmark:
+        P.bench_file("gather_run_claims")
+    conda:
+        CONDA_ENV
+    threads: 1
+    script:
+        "../workflow_scripts/gather_run_claims.py"
+
+
+rule claims_figures:
+    """Forest plots of the claims (all studies and one per stage) and the verdict overview."""
+    input:
+        all=P.run_claims_csv(),
+        claims=[P.run_claims_csv(c) for c in CLAIM_NAMES],
         script=script_input("claims_figures"),
     output:
-        forest=claims_all_studies(figure("claims_forest"), "claims_forest"),
-        overview=claims_all_studies(figure("claims_overview"), "claims_overview"),
+        forest=claims_all_studies(P.run_figure("claims_forest"), "claims_forest"),
+        overview=claims_all_studies(P.run_figure("claims_overview"), "claims_overview"),
         studies=[
-            claims_all_studies(figure(f"claims_{Path(f).stem}"), "claims_forest")
-            for f in CLAIM_FILES
+            claims_all_studies(P.run_figure(f"claims_{c}"), "claims_forest")
+            for c in CLAIM_NAMES
         ],
     log:
-        log_file("claims_figures"),
+        P.log_file("claims_figures"),
     benchmark:
-        bench_file("claims_figures")
+        P.bench_file("claims_figures")
     conda:
         CONDA_ENV
     threads: 1
@@ -136,64 +264,61 @@ rule claims_figures:
         "../workflow_scripts/claims_figures.py"
 
 
-rule summary_figures:
-    """Paper vs this run, Ilyas et al. Fig. 2b-style bars, training curves of every method."""
+rule run_config:
+    """The run's resolved config, every key as the jobs received it (results/<run>/config.yaml)."""
     input:
-        tables=[table(t) for t in PUBLISHED_TABLES],
-        metrics=expand(
-            metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods()
-        ),
-        script=script_input("summary_figures"),
+        script=script_input("run_config"),
     output:
-        **(
-            {
-                "ilyas_bars": ilyas_robust_and_non_robust_datasets(
-                    figure("ilyas_bars"), "ilyas_bars"
-                )
-            }
-            if "ilyas" in RUN_STUDIES
-            else {}
-        ),
-        paper_vs_ours=published_numbers(figure("paper_vs_ours"), "paper_vs_ours"),
-        training_curves=training_trained_models(
-            figure("training_curves"), "training_curves"
-        ),
+        P.run_config(),
     log:
-        log_file("summary_figures"),
-    benchmark:
-        bench_file("summary_figures")
+        P.log_file("run_config"),
     conda:
         CONDA_ENV
     threads: 1
     params:
-        methods=PLAN.train_methods(),
-        setting=f"{DATASET} / {ARCH}",
+        config=dict(config),
     script:
-        "../workflow_scripts/summary_figures.py"
+        "../workflow_scripts/run_config.py"
 
 
 rule summary:
-    """results/summary.md: the tables of every study and the claims (one page per run)."""
+    """results/<run>/summary.md: the tables of every study and the claims (one page per run)."""
     input:
-        training=table("training", "md"),
-        tables=[table(t, "md") for ts in STUDIES.values() for t in ts],
-        claims="results/claims.csv",
+        training=P.run_table("training", "md"),
+        tables=[P.run_table(t, "md") for ts in STUDIES.values() for t in ts],
+        claims=P.run_claims_csv(),
+        config=P.run_config(),
         script=script_input("summary"),
     output:
-        "results/summary.md",
+        P.summary_md(),
     log:
-        log_file("summary"),
+        P.log_file("summary"),
     conda:
         CONDA_ENV
-    # no benchmark: the summary reads results/benchmarks for the run time of the whole DAG
+    # no benchmark: the summary reads the run's benchmarks for the run time of the whole DAG
     threads: 1
     params:
         studies=STUDIES,
-        figures=[figure(f) for f in FIGURES],
-        bench_dir="results/benchmarks",
+        figures=[P.run_figure(f) for f in RUN_FIGURES]
+        + [P.figure(f, r) for r in REPS for f in FIGURES],
+        bench_dir=P.bench_dir(),
+        replicates=len(REPS),
     script:
         "../workflow_scripts/summary.py"
 
 
-TARGETS += ["results/summary.md"]
-TARGETS += rules.claims_figures.output + rules.summary_figures.output
+TARGETS += [P.summary_md(), P.run_config()]
+TARGETS += expand(P.claims_csv(None), rep=REPS)
+TARGETS += rules.claims_figures.output
+TARGETS += expand(rules.summary_figures.output, rep=REPS)
+for _study in RUN_STUDIES:
+    STUDY_TARGETS[_study] += [
+        P.run_table(t, ext)
+        for ts in STUDY_TABLES[_study].values()
+        for t in ts
+        for ext in ("csv", "md")
+    ]
+    STUDY_TARGETS[_study] += [P.run_claims_csv(c) for c in STUDY_CLAIMS[_study]]
+    STUDY_TARGETS[_study] += [
+        P.figure(f, r) for r in REPS for f in STUDY_FIGURES[_study]
+    ]

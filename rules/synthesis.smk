@@ -9,15 +9,17 @@ include: "helpers/synthesis.smk"
 rule synthesize:
     """One synthetic training set (d_r, d_nr, d_rand or d_det) from the whole training split."""
     input:
-        data=data_h5(),
-        model=lambda wc: model_pt(PLAN.synthesis_source(wc.kind), wc.dataset, wc.arch),
+        data=P.data_h5(),
+        model=lambda wc: P.model_pt(
+            PLAN.synthesis_source(wc.kind), wc.dataset, wc.arch, wc.rep
+        ),
         script=script_input("synthesize"),
     output:
-        synthetic_h5(),
+        P.synthetic_h5(),
     log:
-        log_file("synthesize", "{dataset}_{arch}_{kind}"),
+        P.log_file("synthesize", tag("{dataset}_{arch}_{kind}")),
     benchmark:
-        bench_file("synthesize", "{dataset}_{arch}_{kind}")
+        P.bench_file("synthesize", tag("{dataset}_{arch}_{kind}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -27,8 +29,10 @@ rule synthesize:
     params:
         synthesis=lambda wc: PLAN.synthesis_params(wc.kind),
         runtime=RUNTIME,
-        seed=SEED,
-        resume_dir=lambda wc: synthetic_resume_dir(wc.kind, wc.dataset, wc.arch),
+        seed=PLAN.seed_of,
+        resume_dir=lambda wc: P.resume_dir(
+            "synthetic", wc.kind, rep=wc.rep, dataset=wc.dataset, arch=wc.arch
+        ),
     script:
         "../workflow_scripts/synthesize.py"
 
@@ -36,17 +40,17 @@ rule synthesize:
 rule train_synthetic:
     """Standard training of a fresh model on one synthetic set; evaluation on the original test set."""
     input:
-        data=data_h5(),
-        synthetic=synthetic_h5(),
+        data=P.data_h5(),
+        synthetic=P.synthetic_h5(),
         script=script_input("train_synthetic"),
     output:
-        model=f"{synthetic_run_dir()}/model.pt",
-        metrics=f"{synthetic_run_dir()}/metrics.csv",
-        eval=f"{synthetic_run_dir()}/eval.csv",
+        model=f"{P.synthetic_run_dir()}/model.pt",
+        metrics=f"{P.synthetic_run_dir()}/metrics.csv",
+        eval=f"{P.synthetic_run_dir()}/eval.csv",
     log:
-        log_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}"),
+        P.log_file("train_synthetic", tag("{dataset}_{arch}_{kind}_{train_arch}")),
     benchmark:
-        bench_file("train_synthetic", "{dataset}_{arch}_{kind}_{train_arch}")
+        P.bench_file("train_synthetic", tag("{dataset}_{arch}_{kind}_{train_arch}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -58,9 +62,14 @@ rule train_synthetic:
         model=lambda wc: PLAN.synthetic_train_arch(wc.train_arch),
         eval=PLAN.synthetic_eval_params(),
         runtime=RUNTIME,
-        seed=SEED,
-        resume_dir=lambda wc: synthetic_resume_dir(
-            wc.kind, wc.dataset, wc.arch, wc.train_arch
+        seed=PLAN.seed_of,
+        resume_dir=lambda wc: P.resume_dir(
+            "synthetic",
+            wc.kind,
+            wc.train_arch,
+            rep=wc.rep,
+            dataset=wc.dataset,
+            arch=wc.arch,
         ),
     script:
         "../workflow_scripts/train_synthetic.py"
@@ -69,16 +78,16 @@ rule train_synthetic:
 rule ilyas_eval_reference:
     """The standard and robust models trained on D, evaluated with the same attacks as the sets."""
     input:
-        data=data_h5(),
-        model=model_pt(),
-        source=model_pt("standard"),
+        data=P.data_h5(),
+        model=P.model_pt(),
+        source=P.model_pt("standard"),
         script=script_input("ilyas_eval_reference"),
     output:
-        ilyas_eval_csv(),
+        P.ilyas_eval_csv(),
     log:
-        log_file("ilyas_eval_reference", "{dataset}_{arch}_{method}"),
+        P.log_file("ilyas_eval_reference", tag("{dataset}_{arch}_{method}")),
     benchmark:
-        bench_file("ilyas_eval_reference", "{dataset}_{arch}_{method}")
+        P.bench_file("ilyas_eval_reference", tag("{dataset}_{arch}_{method}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -88,7 +97,7 @@ rule ilyas_eval_reference:
     params:
         eval=PLAN.synthetic_eval_params(),
         runtime=RUNTIME,
-        seed=SEED,
+        seed=PLAN.seed_of,
     script:
         "../workflow_scripts/ilyas_eval_reference.py"
 
@@ -96,35 +105,43 @@ rule ilyas_eval_reference:
 rule ilyas_report:
     """Table of the four sets beside D (and published numbers), sample figure, claims."""
     input:
-        data=data_h5(DATASET),
-        synthetic=expand(synthetic_h5(), kind=SYN_KINDS, dataset=DATASET, arch=ARCH),
+        data=P.data_h5(DATASET),
+        synthetic=expand(
+            P.synthetic_h5(),
+            kind=SYN_KINDS,
+            dataset=DATASET,
+            arch=ARCH,
+            allow_missing=True,
+        ),
         evals=expand(
-            f"{synthetic_run_dir()}/eval.csv",
+            f"{P.synthetic_run_dir()}/eval.csv",
             kind=SYN_KINDS,
             dataset=DATASET,
             arch=ARCH,
             train_arch=ARCH,
+            allow_missing=True,
         ),
         reference=expand(
-            ilyas_eval_csv(),
+            P.ilyas_eval_csv(),
             method=PLAN.synthesis_reference(),
             dataset=DATASET,
             arch=ARCH,
+            allow_missing=True,
         ),
         script=script_input("ilyas_report"),
     output:
         table=ilyas_robust_and_non_robust_datasets(
-            table("ilyas_datasets"), "ilyas_datasets"
+            P.table("ilyas_datasets"), "ilyas_datasets"
         ),
-        table_md=table("ilyas_datasets", "md"),
+        table_md=P.table("ilyas_datasets", "md"),
         samples=ilyas_robust_and_non_robust_datasets(
-            figure("ilyas_samples"), "ilyas_samples"
+            P.figure("ilyas_samples"), "ilyas_samples"
         ),
-        claims=claims_csv("ilyas"),
+        claims=P.claims_csv("ilyas"),
     log:
-        log_file("ilyas_report"),
+        P.log_file("ilyas_report", tag()),
     benchmark:
-        bench_file("ilyas_report")
+        P.bench_file("ilyas_report", tag())
     conda:
         CONDA_ENV
     threads: 1
@@ -135,7 +152,7 @@ rule ilyas_report:
         arch=ARCH,
         robust_method=SYN["robust_method"],
         eval=SYN["eval"],
-        seed=SEED,
+        seed=PLAN.seed_of,
         claims=config["report"]["claims"],
     script:
         "../workflow_scripts/ilyas_report.py"
@@ -146,17 +163,17 @@ rule transfer_target:
     (own seed), and the transfer rate to it from the standard source model of arch.name.
     """
     input:
-        data=data_h5(),
-        source=model_pt("standard"),
+        data=P.data_h5(),
+        source=P.model_pt("standard"),
         script=script_input("transfer_target"),
     output:
-        model=f"{transfer_target_dir()}/model.pt",
-        metrics=f"{transfer_target_dir()}/metrics.csv",
-        eval=f"{transfer_target_dir()}/transfer.csv",
+        model=f"{P.transfer_target_dir()}/model.pt",
+        metrics=f"{P.transfer_target_dir()}/metrics.csv",
+        eval=f"{P.transfer_target_dir()}/transfer.csv",
     log:
-        log_file("transfer_target", "{dataset}_{arch}_{train_arch}"),
+        P.log_file("transfer_target", tag("{dataset}_{arch}_{train_arch}")),
     benchmark:
-        bench_file("transfer_target", "{dataset}_{arch}_{train_arch}")
+        P.bench_file("transfer_target", tag("{dataset}_{arch}_{train_arch}"))
     conda:
         CONDA_ENV
     threads: config["threads"]
@@ -168,8 +185,10 @@ rule transfer_target:
         model=lambda wc: PLAN.synthetic_train_arch(wc.train_arch),
         eval=PLAN.synthetic_eval_params(),
         runtime=RUNTIME,
-        seed=SEED,
-        resume_dir=lambda wc: f"results/.resume/{wc.dataset}/{wc.arch}/transfer/{wc.train_arch}",
+        seed=PLAN.seed_of,
+        resume_dir=lambda wc: P.resume_dir(
+            "transfer", wc.train_arch, rep=wc.rep, dataset=wc.dataset, arch=wc.arch
+        ),
     script:
         "../workflow_scripts/transfer_target.py"
 
@@ -179,32 +198,34 @@ rule ilyas_transfer:
     D, against that architecture's test accuracy when trained on one synthetic set."""
     input:
         evals=expand(
-            f"{synthetic_run_dir()}/eval.csv",
+            f"{P.synthetic_run_dir()}/eval.csv",
             kind=SYN["transfer"]["kind"],
             dataset=DATASET,
             arch=ARCH,
             train_arch=PLAN.transfer_archs(),
+            allow_missing=True,
         ),
         targets=expand(
-            f"{transfer_target_dir()}/transfer.csv",
+            f"{P.transfer_target_dir()}/transfer.csv",
             dataset=DATASET,
             arch=ARCH,
             train_arch=PLAN.transfer_archs(),
+            allow_missing=True,
         ),
         script=script_input("ilyas_transfer"),
     output:
         table=ilyas_transfer_across_architectures(
-            table("ilyas_transfer"), "ilyas_transfer_table"
+            P.table("ilyas_transfer"), "ilyas_transfer_table"
         ),
-        table_md=table("ilyas_transfer", "md"),
+        table_md=P.table("ilyas_transfer", "md"),
         figure=ilyas_transfer_across_architectures(
-            figure("ilyas_transfer"), "ilyas_transfer_figure"
+            P.figure("ilyas_transfer"), "ilyas_transfer_figure"
         ),
-        claims=claims_csv("ilyas_transfer"),
+        claims=P.claims_csv("ilyas_transfer"),
     log:
-        log_file("ilyas_transfer"),
+        P.log_file("ilyas_transfer", tag()),
     benchmark:
-        bench_file("ilyas_transfer")
+        P.bench_file("ilyas_transfer", tag())
     conda:
         CONDA_ENV
     threads: 1
@@ -216,15 +237,3 @@ rule ilyas_transfer:
         claims=config["report"]["claims"],
     script:
         "../workflow_scripts/ilyas_transfer.py"
-
-
-STUDY_TARGETS["ilyas"] += [
-    table("ilyas_datasets"),
-    table("ilyas_datasets", "md"),
-    figure("ilyas_samples"),
-    claims_csv("ilyas"),
-    claims_csv("ilyas_transfer"),
-    table("ilyas_transfer"),
-    table("ilyas_transfer", "md"),
-    figure("ilyas_transfer"),
-]

@@ -1,18 +1,18 @@
 rule train:
     """Standard or adversarial training of one method: model.pt, metrics.csv, epoch checkpoints."""
     input:
-        data=data_h5(),
+        data=P.data_h5(),
         script=script_input("train"),
     output:
-        model=model_pt(),
-        metrics=metrics_csv(),
+        model=P.model_pt(),
+        metrics=P.metrics_csv(),
         checkpoints=expand(
-            checkpoint_pt(), epoch=PLAN.checkpoint_epochs(), allow_missing=True
+            P.checkpoint_pt(), epoch=PLAN.checkpoint_epochs(), allow_missing=True
         ),
     log:
-        log_file("train", "{dataset}_{arch}_{method}"),
+        P.log_file("train", tag("{dataset}_{arch}_{method}")),
     benchmark:
-        bench_file("train", "{dataset}_{arch}_{method}")
+        P.bench_file("train", tag("{dataset}_{arch}_{method}"))
     wildcard_constraints:
         method=method_regex(PLAN.trained_methods()),
     conda:
@@ -25,8 +25,10 @@ rule train:
         train=lambda wc: PLAN.train_params(wc.method),
         arch_options=lambda wc: PLAN.arch_options(wc.arch),
         runtime=RUNTIME,
-        seed=SEED,
-        resume_dir=lambda wc: resume_dir(wc.method, wc.dataset, wc.arch),
+        seed=PLAN.seed_of,
+        resume_dir=lambda wc: P.resume_dir(
+            wc.method, rep=wc.rep, dataset=wc.dataset, arch=wc.arch
+        ),
     script:
         "../workflow_scripts/train.py"
 
@@ -38,15 +40,15 @@ rule convert_pretrained:
     """
     input:
         source=lambda wc: PLAN.pretrained_source(wc.method),
-        data=data_h5(),
+        data=P.data_h5(),
         script=script_input("convert_pretrained"),
     output:
-        model=model_pt(),
-        metrics=metrics_csv(),
+        model=P.model_pt(),
+        metrics=P.metrics_csv(),
     log:
-        log_file("convert_pretrained", "{dataset}_{arch}_{method}"),
+        P.log_file("convert_pretrained", tag("{dataset}_{arch}_{method}")),
     benchmark:
-        bench_file("convert_pretrained", "{dataset}_{arch}_{method}")
+        P.bench_file("convert_pretrained", tag("{dataset}_{arch}_{method}"))
     wildcard_constraints:
         method=method_regex(PLAN.pretrained_methods()),
     conda:
@@ -59,11 +61,11 @@ rule convert_pretrained:
         convert=lambda wc: PLAN.pretrained_params(wc.method),
         arch_options=lambda wc: PLAN.arch_options(wc.arch),
         runtime=RUNTIME,
-        seed=SEED,
+        seed=PLAN.seed_of,
     script:
         "../workflow_scripts/convert_pretrained.py"
 
 
 TARGETS += expand(
-    metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods()
+    P.metrics_csv(), dataset=DATASET, arch=ARCH, method=PLAN.train_methods(), rep=REPS
 )

@@ -23,6 +23,25 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny.yaml"
+
+
+def run_paths(*configfiles, cli=None):
+    """The paths (advfeatures.paths.RunPaths) of the run of config.yaml and ``configfiles``."""
+    from advfeatures.config import layers_for, resolve, run_name
+    from advfeatures.paths import RunPaths, data_key
+    from advfeatures.plan import Plan
+
+    layers = layers_for(configfiles, cli, default_run=ROOT / "config.yaml")
+    config = resolve(layers).config
+    plan = Plan(config | {"run": config.get("run") or run_name(layers)})
+    return RunPaths(plan.run, data_key(plan.dataset_params()))
+
+
+#: the tiny run's paths (results/tiny/..., its prepared data) and its one replicate's folder
+TINY_PATHS = run_paths(TINY)
+RUN = TINY_PATHS.root
+REP0 = TINY_PATHS.rep_dir(0)
+TINY_DATA = TINY_PATHS.data_h5("mnist5k")
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # what a copy of the repository leaves behind: environments, outputs, caches, VCS
 COPY_IGNORE = shutil.ignore_patterns(

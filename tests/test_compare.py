@@ -244,7 +244,9 @@ def test_every_table_of_a_real_run_has_unique_row_keys(tiny_run):
     """On the tiny run's real tables (conftest.tiny_run, shared with the workflow tests): every
     row has its own key (no ``(occurrence 2)``: a table that gains rows its key cannot tell apart needs a
     TABLE_KEYS entry), and a run compared with itself is clean."""
-    results = tiny_run.wd / "results"
+    from conftest import RUN
+
+    results = tiny_run.wd / RUN
     tables = sorted((results / "tables").glob("*.csv"))
     assert len(tables) >= 8
     for f in tables:

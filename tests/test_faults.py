@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Snake, clone_run
+from conftest import REP0, RUN, TINY_DATA, TINY_PATHS, Snake, clone_run
 
 from advfeatures import h5io
 
@@ -36,15 +36,15 @@ EPOCHS = 4  # the killed training run: killed after its first epoch's resume sta
 
 
 def run_dir(method):
-    return f"results/{DATASET}/{ARCH}/{method}"
+    return f"{REP0}/{DATASET}/{ARCH}/{method}"
 
 
 def resume_dir(*parts):
-    return "/".join(["results/.resume", DATASET, ARCH, *parts])
+    return "/".join([TINY_PATHS.resume_root, "rep0", DATASET, ARCH, *parts])
 
 
 def log_of(rule, tag):
-    return f"results/logs/{rule}/{DATASET}_{ARCH}_{tag}.log"
+    return f"{RUN}/logs/{rule}/rep0_{DATASET}_{ARCH}_{tag}.log"
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ KILLS = [
     ),
     Kill(
         "synthesize",
-        [f"results/{DATASET}/{ARCH}/synthetic/d_nr.h5"],
+        [f"{REP0}/{DATASET}/{ARCH}/synthetic/d_nr.h5"],
         {"synthesis": {"batch_size": 100, "inversion": {"steps": 150}}},  # 4 chunks of the 400 images
         log_of("synthesize", "d_nr"),
         exists(f"{resume_dir('synthetic', 'd_nr')}/chunk_00000.pt"),
@@ -208,16 +208,16 @@ def garbage(path):
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64 + b"not really hdf5" * 100)
 
 
-SYN = f"results/{DATASET}/{ARCH}/synthetic"
+SYN = f"{REP0}/{DATASET}/{ARCH}/synthetic"
 
 #: (file to damage, damage, the target whose job consumes it), one row per consuming stage
 CORRUPT = [
-    (f"data/{DATASET}.h5", truncate, f"{run_dir('standard')}/metrics.csv"),  # train
-    (f"data/{DATASET}.h5", garbage, f"{run_dir('standard')}/metrics.csv"),
+    (TINY_DATA, truncate, f"{run_dir('standard')}/metrics.csv"),  # train
+    (TINY_DATA, garbage, f"{run_dir('standard')}/metrics.csv"),
     (f"{SYN}/d_r.h5", truncate, f"{SYN}/d_r/{ARCH}/metrics.csv"),  # train_synthetic
     (f"{SYN}/d_rand.h5", garbage, f"{SYN}/d_rand/lenet5_w2/metrics.csv"),
     (f"{run_dir('standard')}/attacks/fgsm.h5", garbage, f"{run_dir('standard')}/bottleneck/fgsm_beta0.3.h5"),  # distill
-    (f"{run_dir('standard')}/bottleneck/clean_beta1.h5", truncate, "results/tables/kim_table1.csv"),  # tables
+    (f"{run_dir('standard')}/bottleneck/clean_beta1.h5", truncate, f"{REP0}/tables/kim_table1.csv"),  # tables
 ]
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, clone_run
+from conftest import REP0, ROOT, clone_run
 
 from advfeatures import localgpus
 from advfeatures.localgpus import ENV, count_local_gpus, visible_devices
@@ -151,7 +151,7 @@ def test_one_local_gpu_runs_one_gpu_job_at_a_time(tiny_run, tmp_path_factory, mo
     overlap)."""
     overlay = tmp_path_factory.mktemp("gpu_cfg") / "gpu.yaml"
     overlay.write_text("resources: {gpus: 1}\n")
-    targets = [f"results/mnist5k/lenet5/{m}/attacks/fgsm.h5" for m in ("standard", "pgd_linf")]
+    targets = [f"{REP0}/mnist5k/lenet5/{m}/attacks/fgsm.h5" for m in ("standard", "pgd_linf")]
     clone = clone_run(tiny_run, tmp_path_factory, "gpu_sched")
     seen, devices = {}, {}
     monkeypatch.setenv(localgpus.LOCK_ENV, str(tmp_path_factory.mktemp("gpu_locks")))

@@ -69,7 +69,8 @@ def test_preset_header_commands_dry_run(tmp_path, preset):
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-3000:]}"
         enabled = [m for m, v in cfg["training"]["methods"].items() if v is not False]
         assert job_count(out, "prepare_data") == 1
-        assert job_count(out, "train") == len(enabled)
+        assert job_count(out, "train") == len(enabled) * cfg["replicates"]  # one model set per replicate
+    assert cfg["replicates"] == 3, f"{preset.name}: a preset measures training-seed variance (3 replicates)"
     if preset.stem.endswith("-cpu"):  # laptop presets: 2 CPU cores, no GPU
         assert cfg["resources"]["gpus"] == 0 and cfg["threads"] == 1
     else:  # cluster settings every paper preset carries

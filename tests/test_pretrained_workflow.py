@@ -20,16 +20,16 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, Snake, copy_repo
+from conftest import REP0, ROOT, Snake, copy_repo
 
 from advfeatures import h5io
 
 pytestmark = pytest.mark.slow
 
 SUBSET = Path(os.environ.get("ADVFEATURES_CIFAR10_SUBSET", ROOT.parent / "shared" / "data" / "cifar10-subset"))
-RUN = "results/imagefolder/resnet18/standard"
+RUN = f"{REP0}/imagefolder/resnet18/standard"  # tests/tiny.yaml names the run
 REPLACE = ["--replace-workflow-config"]  # the config files replace config.yaml
-TARGETS = ["results/tables/kim_table1.csv", "results/tables/kim_table2.csv", "results/tables/kim_table3.csv"]
+TARGETS = [f"{REP0}/tables/kim_table1.csv", f"{REP0}/tables/kim_table2.csv", f"{REP0}/tables/kim_table3.csv"]
 
 
 def shipped_checkpoint() -> Path:
@@ -117,13 +117,13 @@ def test_converted_model_is_accurate_and_carries_provenance(pretrained_run):
 
 def test_kim_tables_and_attack_rows_for_the_pretrained_model(pretrained_run):
     wd = pretrained_run.wd
-    t1 = pd.read_csv(wd / "results/tables/kim_table1.csv")
-    t2 = pd.read_csv(wd / "results/tables/kim_table2.csv")
+    t1 = pd.read_csv(wd / TARGETS[0])
+    t2 = pd.read_csv(wd / TARGETS[1])
     assert set(t1["model"]) == {"standard"} and set(t1["input"]) == {"clean", "fgsm", "pgd"}
     clean = t1[(t1["input"] == "clean")].iloc[0]
     assert clean["n"] == 20 and clean["int_acc"] > 50
     assert set(t2["attack"]) == {"fgsm", "pgd"} and (t2["n"] == 20).all()
-    t3 = pd.read_csv(wd / "results/tables/kim_table3.csv")
+    t3 = pd.read_csv(wd / TARGETS[2])
     assert set(t3["method"]) == {"standard"} and set(t3["attack"]) == {"clean", "fgsm", "pgd"}
     acc = t3.set_index("attack")["accuracy"]
     assert acc["clean"] > 50 and acc["pgd"] < acc["clean"] and (t3["n"] == 20).all()

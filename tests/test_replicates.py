@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from advfeatures import replicates as rep
+from advfeatures.reporting import replicates as rr
 from advfeatures.utils import AdvFeaturesError
 
 
@@ -128,3 +129,119 @@ def test_replicate_rows_add_a_mean_row_per_key():
         rep.replicate_rows(pd.concat([df, df.iloc[[0]]]), ["method"], ["clean acc"])
     with pytest.raises(AdvFeaturesError, match=r"columns \['acc'\] missing"):
         rep.replicate_rows(df, ["method"], ["acc"])
+
+
+# ----------------------------------------------------------------------------- a run's tables and claims
+
+
+def _claims(measured, lo, hi, *, verdict="holds", reason="", p=0.01, study="ilyas", key="ilyas.d_r_vs_d"):
+    from advfeatures.reporting import CLAIM_COLUMNS
+
+    row = dict.fromkeys(CLAIM_COLUMNS, "")
+    row |= {"study": study, "key": key, "claim": "D_R more robust than D", "verdict": verdict, "reason": reason,
+            "measured": measured, "comparison": ">", "threshold": 0.0, "min_effect": 2.0, "ci_low": lo,
+            "ci_high": hi, "p_value": p, "p_adjusted": p, "alpha": 0.05, "n": 500, "test": "two-proportion z test",
+            "note": "x"}
+    return pd.DataFrame([row])
+
+
+def test_combine_tables_one_replicate_adds_only_the_column():
+    t = pd.DataFrame({"model": ["a", "b"], "acc": [90.0, 80.0], "acc lo": [88.0, 77.0], "acc hi": [92.0, 83.0]})
+    out = rr.combine_tables([t], "kim_table3", ["0"])
+    assert list(out.columns) == ["replicate", "model", "acc", "acc lo", "acc hi"]
+    assert out["replicate"].tolist() == ["0", "0"] and out["acc"].tolist() == [90.0, 80.0]
+
+
+def test_combine_tables_three_replicates_mean_rows_per_key():
+    frames = [pd.DataFrame({"model": ["a", "b"], "attack": ["pgd", "pgd"], "accuracy": [a, b], "n": [100, 100],
+                            "published": [50.0, 40.0]})
+              for a, b in ((10.0, 40.0), (12.0, 44.0), (14.0, 42.0))]
+    out = rr.combine_tables(frames, "kim_table3", ["0", "1", "2"])
+    means = out[out["replicate"] == "mean"].set_index("model")
+    assert means.loc["a", "accuracy"] == pytest.approx(12.0) and means.loc["b", "accuracy"] == pytest.approx(42.0)
+    half = sps.t.ppf(0.975, 2) * 2.0 / math.sqrt(3)  # sd 2 over 3 replicates
+    assert (means.loc["a", "accuracy lo"], means.loc["a", "accuracy hi"]) == pytest.approx((12 - half, 12 + half))
+    assert means.loc["a", "accuracy sd"] == pytest.approx(2.0)
+    assert "published sd" not in out.columns  # published numbers are not averaged as measurements
+    assert means.loc["a", "n"] == 100 and "n lo" not in out.columns  # a count: its value, no interval
+    assert out["model"].tolist() == ["a"] * 4 + ["b"] * 4  # each key's replicates, then its mean
+    with pytest.raises(AdvFeaturesError, match="already has a replicate column"):
+        rr.combine_tables([out], "kim_table3", ["0"])
+
+
+def test_headline_rows_pick_the_means_when_there_are_replicates():
+    one = rr.combine_tables([pd.DataFrame({"model": ["a"], "acc": [1.0]})], "kim_table3", ["0"])
+    assert len(rr.headline_rows(one)) == 1
+    three = rr.combine_tables([pd.DataFrame({"model": ["a"], "acc": [v]}) for v in (1.0, 2.0, 3.0)],
+                               "kim_table3", ["0", "1", "2"])
+    assert rr.headline_rows(three)["replicate"].tolist() == ["mean"]
+
+
+def test_combine_claims_one_replicate_says_it_is_about_one_model():
+    (c,) = rr.combine_claims([_claims(5.0, 3.0, 7.0)], ["0"])
+    assert c.measured == 5.0 and rep.ONE_MODEL in c.test and c.verdict == "holds"
+
+
+def test_combine_claims_random_effects_against_the_threshold():
+    frames = [_claims(m, m - 2.0, m + 2.0) for m in (5.0, 6.0, 7.0)]
+    (c,) = rr.combine_claims(frames, ["0", "1", "2"])
+    se = 2.0 / sps.norm.ppf(0.975)
+    ref = rep.random_effects([5.0, 6.0, 7.0], [se] * 3)
+    assert (c.measured, c.ci_low, c.ci_high, c.p_value) == pytest.approx((ref.mean, ref.ci_low, ref.ci_high,
+                                                                          ref.p_value))
+    assert c.n == 3 and "random effects" in c.test and "r1 6" in c.note
+    # the p-value tests the threshold, not zero: the same effects above a threshold of 6 do not reject
+    shifted = [_claims(m, m - 2.0, m + 2.0) for m in (5.0, 6.0, 7.0)]
+    for f in shifted:
+        f["threshold"] = 6.0
+    (c6,) = rr.combine_claims(shifted, ["0", "1", "2"])
+    assert c6.p_value == pytest.approx(1.0) and c6.verdict != "holds"
+
+
+def test_combine_claims_between_replicate_spread_widens_the_interval():
+    """Three precise replicates that disagree: the combined interval covers their spread, wider
+    than any replicate's own interval (training-seed variance is counted)."""
+    frames = [_claims(m, m - 0.5, m + 0.5) for m in (1.0, 5.0, 9.0)]
+    (c,) = rr.combine_claims(frames, ["0", "1", "2"])
+    assert c.ci_high - c.ci_low > 8.0 and c.verdict == "inconclusive"
+
+
+def test_combine_claims_untestable_in_one_replicate_is_not_testable():
+    frames = [_claims(5.0, 3.0, 7.0), _claims(6.0, 4.0, 8.0, verdict="not testable", reason="model at chance"),
+              _claims(7.0, 5.0, 9.0)]
+    (c,) = rr.combine_claims(frames, ["0", "1", "2"])
+    assert c.verdict == "not testable" and "replicate 1: model at chance" in c.reason
+
+
+def test_combine_claims_without_intervals_uses_a_t_test_over_replicates():
+    frames = [_claims(m, float("nan"), float("nan")) for m in (4.0, 5.0, 6.0)]
+    (c,) = rr.combine_claims(frames, ["0", "1", "2"])
+    ref = sps.ttest_1samp([4.0, 5.0, 6.0], 0.0)
+    assert c.p_value == pytest.approx(ref.pvalue) and "t test over 3" in c.test
+
+
+def test_combine_claims_missing_in_a_replicate_is_not_testable():
+    a = _claims(5.0, 3.0, 7.0)
+    b = _claims(5.0, 3.0, 7.0, key="ilyas.d_r_vs_d_nr")
+    b["claim"] = "other"
+    out = rr.combine_claims([a, b], ["0", "1"])
+    assert [c.verdict for c in out] == ["not testable", "not testable"]
+    assert "missing in replicate(s) 1" in out[0].reason
+
+
+def test_replicate_rows_leave_a_value_missing_in_a_replicate_empty():
+    df = pd.DataFrame({"replicate": [0, 1], "model": ["a", "a"], "acc": [1.0, 3.0], "pgd": [float("nan"), 2.0]})
+    mean = rep.replicate_rows(df, ["model"], ["acc", "pgd"]).iloc[-1]
+    assert mean["replicate"] == "mean" and mean["acc"] == 2.0 and math.isnan(mean["pgd"])
+
+
+def test_random_effects_truncates_a_negative_tau2_to_the_fixed_effect():
+    """Two replicates closer than their own errors: the moment estimate of tau^2 is negative
+    (statsmodels returns it as it is); DerSimonian-Laird's tau^2 is max(0, .), i.e. the
+    inverse-variance (fixed-effect) mean with a t interval on k - 1 df."""
+    s = rep.random_effects([-2.0, 0.0], [2.0, math.sqrt(6.0)])
+    w = np.array([1 / 4, 1 / 6])
+    mean, sd = float((w * [-2.0, 0.0]).sum() / w.sum()), float(math.sqrt(1 / w.sum()))
+    q = sps.t.ppf(0.975, 1)
+    assert s.tau2 == 0.0 and (s.mean, s.ci_low, s.ci_high) == pytest.approx((mean, mean - q * sd, mean + q * sd))
+    assert s.p_value == pytest.approx(2 * sps.t.sf(abs(mean / sd), 1))

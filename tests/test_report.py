@@ -1,10 +1,11 @@
 """`snakemake --report` on a whole tiny run, and exact reruns across the whole DAG.
 
 The session's one run of the complete tiny DAG (tests/tiny.yaml, every stage up to
-results/summary.md; conftest.tiny_run, shared with the rerun matrix and the fault tests); then
+results/tiny/summary.md; conftest.tiny_run, shared with the rerun matrix and the fault tests); then
 
-- the HTML report holds every table (results/tables/*.csv, results/claims.csv) and figure (*.png)
-  the workflow declares, each with a rendered caption, grouped by study;
+- the HTML report holds every replicate's tables (results/tiny/rep0/tables/*.csv), the run's
+  claims (results/tiny/claims.csv) and every figure (*.png) the workflow declares, each with a
+  rendered caption, grouped by study;
 - the finished DAG is up to date, and touching every script, rule file and result reruns nothing;
 - editing one stage's script reruns exactly that rule and its descendants.
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import Snake, edited
+from conftest import REP0, RUN, Snake, edited
 
 pytestmark = pytest.mark.slow
 
@@ -58,16 +59,16 @@ def declared(full_run) -> set[str]:
     files = full_run.summary()
     return {
         f for f in files
-        if f.endswith(".png") or (f.startswith("results/tables/") and f.endswith(".csv"))
-        or f == "results/claims.csv"
+        if f.endswith(".png") or (f.startswith(f"{REP0}/tables/") and f.endswith(".csv"))
+        or f == f"{RUN}/claims.csv"
     }
 
 
 @pytest.fixture(scope="module")
 def report(full_run) -> tuple[dict, dict]:
-    """(results, categories) embedded in results/report.html."""
-    full_run.run("--report", "results/report.html")
-    html = (full_run.wd / "results" / "report.html").read_text()
+    """(results, categories) embedded in the run's report.html."""
+    full_run.run("--report", f"{RUN}/report.html")
+    html = (full_run.wd / RUN / "report.html").read_text()
     out = []
     for var in ("results", "categories"):
         start = html.index(f"var {var} = {{") + len(f"var {var} = ")
@@ -93,16 +94,16 @@ def check_figure(path: Path) -> None:
 
 def test_every_declared_table_and_figure_exists(full_run, declared):
     assert sum(f.endswith(".png") for f in declared) >= 8
-    assert sum(f.startswith("results/tables/") for f in declared) >= 10
+    assert sum(f.startswith(f"{REP0}/tables/") for f in declared) >= 10
     for f in declared:
         path = full_run.wd / f
         if f.endswith(".png"):
             check_figure(path)
         else:  # a table parses and has rows
             assert len(pd.read_csv(path)) > 0, f
-    # nothing in results/tables or results/figures that the workflow does not declare
-    made = {str(p.relative_to(full_run.wd)) for p in (full_run.wd / "results").glob("tables/*.csv")}
-    made |= {str(p.relative_to(full_run.wd)) for p in (full_run.wd / "results").glob("figures/*.png")}
+    # nothing in the replicate's tables or any figures folder that the workflow does not declare
+    made = {str(p.relative_to(full_run.wd)) for p in (full_run.wd / REP0).glob("tables/*.csv")}
+    made |= {str(p.relative_to(full_run.wd)) for p in (full_run.wd / RUN).glob("**/figures/*.png")}
     assert made <= declared
 
 
@@ -125,7 +126,7 @@ def test_every_file_has_a_rendered_caption(report):
         if paper:
             assert paper in caption, f"{f}: caption does not name its paper: {caption}"
     # captions name the run's inputs (dataset of tests/tiny.yaml, rendered from the config)
-    assert "mnist5k" in results["results/tables/ilyas_datasets.csv"]["caption"]
+    assert "mnist5k" in results[f"{REP0}/tables/ilyas_datasets.csv"]["caption"]
 
 
 def test_report_is_grouped_by_study(declared, report):
@@ -167,8 +168,8 @@ def test_editing_a_script_reruns_its_rule_and_descendants(full_run, script, rule
 
 def test_every_markdown_view_has_at_most_12_columns(full_run):
     """The Markdown views stay readable (one cell per quantity); the CSVs keep every column."""
-    views = sorted((full_run.wd / "results" / "tables").glob("*.md"))
-    assert len(views) >= 10
+    views = sorted((full_run.wd / RUN).glob("tables/*.md")) + sorted((full_run.wd / REP0).glob("tables/*.md"))
+    assert len(views) >= 20
     for md in views:
         widths = {line.count("|") - 1 for line in md.read_text().splitlines() if line.startswith("|")}
         assert widths and max(widths) <= 12, f"{md.name}: {max(widths)} columns"

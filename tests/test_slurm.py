@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import copy_repo
+from conftest import copy_repo, run_paths
 
 # the cluster script runs from the checkout; the workflow runs from a copy of it (conftest), so
 # that edits to the checkout during the run do not change what the jobs import
@@ -33,9 +33,10 @@ CLUSTER = Path(__file__).resolve().parent / "slurm" / "cluster.sh"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 DATASET, ARCH, METHOD = "mnist5k", "lenet5", "standard"
-RUN = f"results/{DATASET}/{ARCH}/{METHOD}"
-TRAIN_LOG = f"results/logs/train/{DATASET}_{ARCH}_{METHOD}.log"
-RESUME_STATE = f"results/.resume/{DATASET}/{ARCH}/{METHOD}/last.pt"
+PATHS = run_paths(Path(__file__).resolve().parent / "slurm" / "tiny.yaml")
+RUN = PATHS.run_dir(METHOD, DATASET, ARCH, 0)
+TRAIN_LOG = PATHS.log_file("train", f"rep0_{DATASET}_{ARCH}_{METHOD}")
+RESUME_STATE = PATHS.resume_dir(METHOD, rep=0, dataset=DATASET, arch=ARCH) + "/last.pt"
 
 # The slice of the DAG run locally and through SLURM: rule -> files compared between the two runs
 # (the first file is the target asked for).  A table is still missing: every table rule so far
@@ -43,7 +44,7 @@ RESUME_STATE = f"results/.resume/{DATASET}/{ARCH}/{METHOD}/last.pt"
 #: rules of the slice that run on the submitting host, not as SLURM jobs (rules/data.smk)
 LOCAL_RULES = {"prepare_data"}
 SLICE: dict[str, list[str]] = {
-    "prepare_data": [f"data/{DATASET}.h5"],
+    "prepare_data": [PATHS.data_h5(DATASET)],
     "train": [f"{RUN}/metrics.csv", f"{RUN}/model.pt", f"{RUN}/checkpoints/epoch_5.pt"],
     "attack": [f"{RUN}/attacks/fgsm.h5"],
 }

@@ -157,9 +157,9 @@ def test_transfer_jobs_use_models_trained_on_d(tmp_path):
     targets' rates, never the synthetic-set models' (those give only the x axis)."""
     import re
 
-    from conftest import ROOT, Snake
+    from conftest import REP0, ROOT, TINY_DATA, Snake
 
-    out = Snake(ROOT, tmp_path / "wd").run("-n", "--forceall", "results/tables/ilyas_transfer.csv").stdout
+    out = Snake(ROOT, tmp_path / "wd").run("-n", "--forceall", f"{REP0}/tables/ilyas_transfer.csv").stdout
     jobs = {}
     for block in re.split(r"\n(?=rule )", out):
         m = re.match(r"rule (\w+):\n\s+input: (.*)\n\s+output: (.*)\n", block)
@@ -169,12 +169,12 @@ def test_transfer_jobs_use_models_trained_on_d(tmp_path):
     assert {o.split("/transfer/")[1].split("/")[0] for _, o in targets} == {"lenet5", "lenet5_w2"}
     for inputs, _ in targets:
         data = [i for i in inputs if i.startswith(("data/", "results/"))]
-        assert data == ["data/mnist5k.h5", "results/mnist5k/lenet5/standard/model.pt"]  # D and the source
+        assert data == [TINY_DATA, f"{REP0}/mnist5k/lenet5/standard/model.pt"]  # D and the source
         assert not any("synthetic" in i for i in inputs)
     (transfer_inputs, _), = jobs["ilyas_transfer"]
     rates = sorted(i for i in transfer_inputs if i.endswith("transfer.csv"))
-    assert rates == ["results/mnist5k/lenet5/transfer/lenet5/transfer.csv",
-                     "results/mnist5k/lenet5/transfer/lenet5_w2/transfer.csv"]
+    assert rates == [f"{REP0}/mnist5k/lenet5/transfer/lenet5/transfer.csv",
+                     f"{REP0}/mnist5k/lenet5/transfer/lenet5_w2/transfer.csv"]
     assert sorted(i for i in transfer_inputs if i.endswith("eval.csv")) == [
-        "results/mnist5k/lenet5/synthetic/d_rand/lenet5/eval.csv",
-        "results/mnist5k/lenet5/synthetic/d_rand/lenet5_w2/eval.csv"]
+        f"{REP0}/mnist5k/lenet5/synthetic/d_rand/lenet5/eval.csv",
+        f"{REP0}/mnist5k/lenet5/synthetic/d_rand/lenet5_w2/eval.csv"]

@@ -251,22 +251,22 @@ def test_gradient_clipping_bounds_the_update(tiny_data, tmp_path, monkeypatch):
 def test_train_job_at_chance_fails_with_one_line_and_no_model(repo_copy, tmp_path):
     """The tiny config's 16-step standard model is at chance: with the health check on, the
     train job (not a later stage) fails with the one-line message and leaves no model.pt."""
-    from conftest import Snake
+    from conftest import REP0, Snake
 
     strict = tmp_path / "strict.yaml"
     strict.write_text("training:\n  common:\n    health: {allow_degenerate: false}\n")
     snake = Snake(repo_copy, tmp_path / "wd", extra_configs=[strict])
-    target = "results/mnist5k/lenet5/standard/metrics.csv"
+    target = f"{REP0}/mnist5k/lenet5/standard/metrics.csv"
     proc = snake.run("--cores", "1", target, check=False, timeout=1500)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
     lines = [ln for ln in out.splitlines() if ln.startswith("advfeatures error: ")]
     assert lines and "standard model at chance" in lines[0] and "allow_degenerate" in lines[0], out[-3000:]
     assert "Traceback" not in out
-    assert not (snake.wd / "results/mnist5k/lenet5/standard/model.pt").exists()
+    assert not (snake.wd / f"{REP0}/mnist5k/lenet5/standard/model.pt").exists()
     # allow_degenerate (the tiny default) keeps it, marked, without training again
     snake.extra_configs = []
     proc = snake.run("--cores", "1", target, check=False, timeout=1500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    ck = load_checkpoint(snake.wd / "results/mnist5k/lenet5/standard/model.pt")
+    ck = load_checkpoint(snake.wd / f"{REP0}/mnist5k/lenet5/standard/model.pt")
     assert ck["meta"]["degenerate"] is True

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
-from conftest import Snake, edited, job_stats
+from conftest import REP0, RUN, TINY_DATA, Snake, edited, job_stats
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ METHODS = ("standard", "pgd_linf")  # the methods tests/tiny.yaml trains
 
 
 def run_path(method):
-    return f"results/{DATASET}/{ARCH}/{method}"
+    return f"{REP0}/{DATASET}/{ARCH}/{method}"
 
 
 #: what the tiny run builds: the whole DAG (rule all gathers every stage's TARGETS)
@@ -192,15 +192,16 @@ def test_tiny_run_built_every_stage(snake):
     files = [
         f"{run_path('pgd_linf')}/attacks/nrf.h5", f"{run_path('standard')}/attacks/sweep_pgd.csv",
         f"{run_path('standard')}/bottleneck/cw_beta0.3.h5", f"{run_path('pgd_linf')}/mutual_info/epoch_2.csv",
-        f"results/{DATASET}/{ARCH}/synthetic/d_r.h5", f"results/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2/eval.csv",
-        f"results/{DATASET}/{ARCH}/transfer/lenet5_w2/transfer.csv",
-        "results/tables/kim_table3.md", "results/tables/kim_table1.md", "results/tables/ilyas_datasets.md",
-        "results/tables/mutual_info_final.md", "results/claims.csv", "results/summary.md",
+        f"{REP0}/{DATASET}/{ARCH}/synthetic/d_r.h5", f"{REP0}/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2/eval.csv",
+        f"{REP0}/{DATASET}/{ARCH}/transfer/lenet5_w2/transfer.csv",
+        f"{RUN}/tables/kim_table3.md", f"{RUN}/tables/kim_table1.md", f"{RUN}/tables/ilyas_datasets.md",
+        f"{RUN}/tables/mutual_info_final.md", f"{RUN}/claims.csv", f"{RUN}/summary.md", f"{RUN}/config.yaml",
+        f"{REP0}/claims.csv", f"{REP0}/tables/kim_table3.md",
     ]
     assert [f for f in files if not (wd / f).is_file() or (wd / f).stat().st_size == 0] == []
-    claims = (wd / "results" / "claims.csv").read_text()
+    claims = (wd / RUN / "claims.csv").read_text()
     for study in ("ilyas", "bottleneck", "attacks", "mutual_info"):
-        assert (wd / "results" / "claims" / f"{study}.csv").stat().st_size > 0
+        assert (wd / RUN / "claims" / f"{study}.csv").stat().st_size > 0
     assert len(claims.splitlines()) > 4
 
 
@@ -226,7 +227,7 @@ def test_tiny_run_records_the_degenerate_flag(snake):
     _, attrs = h5io.read_h5(snake.wd / run_path("pgd_linf") / "attacks" / "nrf.h5", [], kind="attack")
     assert "degenerate" in attrs
     assert bool(attrs["degenerate"]) == flag(snake.wd / run_path("pgd_linf") / "model.pt")
-    syn = snake.wd / f"results/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2"
+    syn = snake.wd / f"{REP0}/{DATASET}/{ARCH}/synthetic/d_rand/lenet5_w2"
     ev = pd.read_csv(syn / "eval.csv")
     assert list(ev["degenerate"]) == [flag(syn / "model.pt")]
 
@@ -235,7 +236,7 @@ def test_tiny_run_made_everything(snake):
     for m in METHODS:
         for f in ("model.pt", "metrics.csv", "checkpoints/epoch_1.pt", "checkpoints/epoch_2.pt"):
             assert (snake.wd / run_path(m) / f).stat().st_size > 0
-    assert (snake.wd / "data" / f"{DATASET}.h5").exists()
+    assert (snake.wd / TINY_DATA).exists()
     rows = (snake.wd / run_path("standard") / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3  # header + 2 epochs
 
@@ -388,17 +389,18 @@ def test_changing_config_reruns_exactly_its_jobs(snake, tmp_path, case):
 def test_edit_then_run_reruns_only_planned_jobs(snake):
     """A real run after an edit executes what the dry run planned and leaves the rest alone.
 
-    The MI report module: four cheap jobs (report_mi, gather_claims, claims_figures, summary)."""
+    The MI report module: cheap jobs only (report_mi, the replicate's gather_claims, the tables and
+    claims over the replicates, claims_figures, summary)."""
     mtimes = {p: p.stat().st_mtime_ns for d in ("data", "results") for p in (snake.wd / d).rglob("*") if p.is_file()}
     with edited(snake.repo / "advfeatures" / "reporting" / "mutual_info.py"):
         planned = plan(snake)
         stats = job_stats(snake.run("-n", *TARGETS).stdout)
         proc = snake.run("--cores", "2", *TARGETS)
-    assert set(planned.values()) == {"report_mi", "gather_claims", "claims_figures", "summary"}
-    assert job_stats(proc.stdout + proc.stderr) == stats == {
-        "report_mi": 1, "gather_claims": 1, "claims_figures": 1, "summary": 1, "all": 1}
+    reruns = {"report_mi", "gather_claims", "combine_tables", "combine_claims", "claims_figures", "summary"}
+    assert set(planned.values()) == reruns
+    assert job_stats(proc.stdout + proc.stderr) == stats == dict.fromkeys([*reruns, "all"], 1)
     changed = {str(p.relative_to(snake.wd)) for p, t in mtimes.items() if p.stat().st_mtime_ns != t}
-    made = changed - {f for f in changed if f.startswith(("results/logs/", "results/benchmarks/"))}
+    made = changed - {f for f in changed if f.startswith((f"{RUN}/logs/", f"{RUN}/benchmarks/"))}
     assert made and made <= set(planned), sorted(made - set(planned))  # nothing else rewritten
     assert plan(snake) == {}
 

@@ -158,12 +158,12 @@ def not_testable_markdown(claims: pd.DataFrame) -> str:
 def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
                   claims_csv: str | os.PathLike, out: str | os.PathLike,
                   figures: Sequence[str] = (), bench_dir: str | os.PathLike | None = None,
-                  max_rows: int = 30) -> str:
+                  max_rows: int = 30, preamble: str = "") -> str:
     """Concatenate Markdown tables per study, then the claims table; write and return it.
 
     Tables longer than ``max_rows`` rows are named with their path instead of inlined.
     """
-    parts = []
+    parts = [preamble] if preamble else []
     if bench_dir is not None:
         rt, tot = run_time(bench_dir)
         if tot["jobs"]:
@@ -190,7 +190,7 @@ def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
             # demote the tables' own headings below the study heading
             parts.append(text.replace("### ", "#### ", 1) + "\n")
     claims = pd.read_csv(claims_csv)
-    parts.append("### Claims (results/claims.csv)\n")
+    parts.append(f"### Claims ({Path(claims_csv).name})\n")
     parts.append(verdict_counts_markdown(claims))
     parts.append(to_markdown(claims_view(claims), floatfmt=".3g"))
     parts.append(not_testable_markdown(claims))

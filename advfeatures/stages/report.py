@@ -1,4 +1,5 @@
-"""Stage gather_claims: the stages' claims in results/claims.csv."""
+"""Stages gather_claims (one replicate) and gather_run_claims (the run): every stage's claims in
+one claims.csv."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def gather_claims(job: Job) -> None:
     log.info("%d claims: %s", len(df), df["verdict"].value_counts().to_dict())
 
 
-STAGES = {"gather_claims": gather_claims}
+STAGES = {"gather_claims": gather_claims, "gather_run_claims": gather_claims}
 
 if __name__ == "__main__":
     main(STAGES)

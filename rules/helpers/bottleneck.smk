@@ -12,28 +12,30 @@ IB = config["bottleneck"]
 
 def distill_inputs(wc):
     inputs = {
-        "model": model_pt(wc.method, wc.dataset, wc.arch),
-        "data": data_h5(wc.dataset),
+        "model": P.model_pt(wc.method, wc.dataset, wc.arch, wc.rep),
+        "data": P.data_h5(wc.dataset),
     }
     if wc.input != "clean":
-        inputs["attack"] = attack_h5(wc.input, wc.method, wc.dataset, wc.arch)
-        inputs["clean"] = bottleneck_h5(
-            "clean", wc.beta, wc.method, wc.dataset, wc.arch
+        inputs["attack"] = P.attack_h5(wc.input, wc.method, wc.dataset, wc.arch, wc.rep)
+        inputs["clean"] = P.bottleneck_h5(
+            "clean", wc.beta, wc.method, wc.dataset, wc.arch, wc.rep
         )
     return inputs
 
 
 def table_distill_files(dataset="{dataset}", arch="{arch}"):
     return expand(
-        bottleneck_h5(beta=beta_tag(IB["beta"]), dataset=dataset, arch=arch),
+        P.bottleneck_h5(beta=beta_tag(IB["beta"]), dataset=dataset, arch=arch),
         method=PLAN.ib_methods(),
         input=PLAN.ib_inputs(),
+        allow_missing=True,
     )
 
 
 def sweep_distill_files(dataset="{dataset}", arch="{arch}"):
     return expand(
-        bottleneck_h5(input="clean", dataset=dataset, arch=arch),
+        P.bottleneck_h5(input="clean", dataset=dataset, arch=arch),
         method=PLAN.ib_methods("sweep_methods"),
         beta=PLAN.ib_betas(),
+        allow_missing=True,
     )
