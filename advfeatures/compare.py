@@ -1,7 +1,7 @@
 """Line up two runs' tables and claims and report what differs beyond its tolerance.
 
-A run is any folder holding ``tables/*.csv`` and ``claims.csv`` (``results/`` of a run,
-``results/<run>/``, or the committed ``reference/default/``).  ``python -m advfeatures compare
+A run is any folder holding ``tables/*.csv`` and ``claims.csv`` (a run's ``results/<run>/``,
+one replicate's ``results/<run>/rep<r>/``, or the committed ``reference/default/``).  ``python -m advfeatures compare
 RUN_A RUN_B [--strict]`` prints every number outside its tolerance, every changed claim verdict,
 every table and row present in one run only, and a summary line::
 
@@ -232,7 +232,7 @@ def _require(run: Path) -> None:
     if missing:
         raise AdvFeaturesError(
             f"{run} is not a finished run: {', '.join(str(p) for p in missing)} missing; give a folder "
-            f"holding {TABLES}/*.csv and {CLAIMS} (e.g. results/ after `make run`, or reference/default)"
+            f"holding {TABLES}/*.csv and {CLAIMS} (e.g. results/default after `make run`, or reference/default)"
         )
 
 

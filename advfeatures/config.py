@@ -620,7 +620,7 @@ def _effects(**defaults) -> Any:
 
 
 class Claims(Section):
-    """Verdict settings of results/claims.csv (advfeatures.reporting.verdicts)."""
+    """Verdict settings of results/<run>/claims.csv (advfeatures.reporting.verdicts)."""
 
     alpha: num(gt=0, lt=1) = 0.05
     """significance level of every test; intervals are at 1 - alpha"""

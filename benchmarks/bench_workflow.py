@@ -8,7 +8,7 @@
     python benchmarks/bench_workflow.py [--save-baseline COMMIT [--bench-dir DIR]]
 
 ``--save-baseline`` writes benchmarks/baselines/default_run_COMMIT.csv (every job's seconds) from
-the benchmark files of a full default run of that commit (default: results/benchmarks).
+the benchmark files of a full default run of that commit (default: results/default/benchmarks).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _rule_graph() -> dict[str, list[str]]:
     return parents
 
 
-def default_run_times(bench_dir: Path = ROOT / "results" / "benchmarks") -> dict:
+def default_run_times(bench_dir: Path = ROOT / "results" / "default" / "benchmarks") -> dict:
     """Per-rule job times from the benchmark files, the last run's span and the critical path.
 
     The critical path is taken over the rule graph with each rule weighted by its longest job
@@ -158,7 +158,7 @@ def run() -> dict:
     return out
 
 
-def save_baseline(commit: str, bench_dir: Path = ROOT / "results" / "benchmarks") -> Path:
+def save_baseline(commit: str, bench_dir: Path = ROOT / "results" / "default" / "benchmarks") -> Path:
     """Every job's seconds and peak RSS from a default run's benchmark files, as a baseline CSV."""
     import pandas as pd
 
@@ -179,7 +179,7 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--save-baseline", metavar="COMMIT")
-    ap.add_argument("--bench-dir", type=Path, default=ROOT / "results" / "benchmarks")
+    ap.add_argument("--bench-dir", type=Path, default=ROOT / "results" / "default" / "benchmarks")
     a = ap.parse_args()
     if a.save_baseline:
         print(f"wrote {save_baseline(a.save_baseline, a.bench_dir)}")

@@ -132,7 +132,7 @@ def stage_seconds(workdir: Path) -> dict[str, float]:
     import pandas as pd
 
     out: dict[str, float] = {}
-    for tsv in (workdir / "results" / "benchmarks").glob("*/*.tsv"):
+    for tsv in (workdir / "results").glob("*/benchmarks/*/*.tsv"):  # results/<run>/benchmarks
         out[tsv.parent.name] = out.get(tsv.parent.name, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
@@ -172,9 +172,9 @@ def agreement(workdir: Path, device: str) -> dict:
     from advfeatures.training import TrainConfig, train
     from advfeatures.utils import make_generator
 
-    data = load_dataset(workdir / "data" / "mnist5k.h5")
+    data = load_dataset(next((workdir / "data").glob("mnist5k_*.h5")))  # data keyed by its settings
     x, y = data.x_test[:200], data.y_test[:200]
-    path = workdir / "results" / "mnist5k" / "lenet5" / "standard" / "model.pt"
+    path = next((workdir / "results").glob("*/rep0/mnist5k/lenet5/standard/model.pt"))
     out = {}
     preds, accs, logits = {}, {}, {}
     for dev in ("cpu", device):

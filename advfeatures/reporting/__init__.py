@@ -7,7 +7,7 @@ Per-study modules (``reporting.ilyas``, ``reporting.bottleneck``, ``reporting.at
   (:func:`markdown_view`: one cell per quantity, ``97.2 [95.4, 98.3]``, at most 12 columns).
 - :class:`Claim` / :func:`write_claims`: one row per claim with the measured value, the
   threshold, the comparison, its statistics and a verdict (holds, fails, inconclusive, not
-  testable) with its reason; ``results/claims.csv`` gathers them.  The settings (level,
+  testable) with its reason; ``results/<run>/claims.csv`` gathers them.  The settings (level,
   minimum effects, preconditions) are ``report.claims`` in config.yaml (:mod:`.verdicts`).
 - :func:`save_figure` writes a PNG atomically with a fixed DPI (non-interactive backend).
 """
@@ -259,7 +259,7 @@ def claims_from_frame(df: pd.DataFrame) -> list[Claim]:
 
 
 def gather_claims(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> pd.DataFrame:
-    """Concatenate per-stage claim files into ``results/claims.csv``; Holm's correction and the
+    """Concatenate per-stage claim files into one ``claims.csv``; Holm's correction and the
     verdicts are redone within each study over all its files (a study may span several stages)."""
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     return write_claims(claims_from_frame(df), out)

@@ -1,7 +1,7 @@
 """The claims registry: every claim the pipeline tests, restated from its paper.
 
 The registry is the data file ``claims.yaml`` beside this module: one entry per claim key (the
-``key`` column of ``results/claims.csv``) with the paper, the section / table it comes from, the
+``key`` column of ``results/<run>/claims.csv``) with the paper, the section / table it comes from, the
 paper's statement and numbers, what the pipeline tests, the preconditions (the regime the claim
 needs), the test and the minimum effect with its source.  :class:`advfeatures.reporting.Claim`
 refuses a key that is not in it.  ``docs/claims.md`` is generated from it::

@@ -1,6 +1,6 @@
 """The run's summary: a training table, every study's Markdown tables and all claims.
 
-``results/summary.md`` gathers a run's Markdown views in one page (the HTML report of
+``results/<run>/summary.md`` gathers a run's Markdown views in one page (the HTML report of
 ``snakemake --report`` holds the same tables and the figures).  The README is static: it shows
 the committed reference run's claims picture and links here.
 """

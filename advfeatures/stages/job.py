@@ -4,7 +4,7 @@ Under Snakemake, :func:`from_snakemake` builds the :class:`Job` and :func:`run` 
 next to the job's log (``<log>.job.yaml``) before running the stage, so a failing job can be
 rerun by hand, without Snakemake, in a debugger or on another machine::
 
-    python -m advfeatures.stages.attack --job results/logs/attack/mnist5k_lenet5_standard_pgd.job.yaml
+    python -m advfeatures.stages.attack --job results/default/logs/attack/rep0_mnist5k_lenet5_standard_pgd.job.yaml
     python -m advfeatures.stages.attack --job ....job.yaml --device cuda --log -
 
 or with every piece given explicitly (``--input name=path``, ``--output name=path``,
@@ -269,7 +269,7 @@ def main(stages: dict[str, Callable[[Job], Any]], argv=None) -> None:
         description=f"Run a job of rule(s) {', '.join(stages)} by hand: from its record (written beside "
         "the job's log by the workflow), or from explicit inputs, outputs, params and wildcards.",
     )
-    ap.add_argument("--job", help="a job record (results/logs/<rule>/<job>.job.yaml)")
+    ap.add_argument("--job", help="a job record (results/<run>/logs/<rule>/<job>.job.yaml)")
     ap.add_argument("--rule", choices=list(stages), help="the rule (default: the record's, or the only one)")
     ap.add_argument("--input", action="append", metavar="NAME=PATH",
                     help="a named input (repeat); with --job, replaces that input (a number: by position)")

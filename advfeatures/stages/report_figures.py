@@ -15,7 +15,7 @@ log = logging.getLogger("advfeatures")
 
 
 def claims_figures(job: Job) -> None:
-    """results/claims.csv -> the forest plot of all studies, the verdict overview, and one
+    """The run's claims.csv -> the forest plot of all studies, the verdict overview, and one
     forest plot per study's claims file (``output.studies`` in the order of ``input.claims``)."""
     claims = pd.read_csv(job.input.all)
     fig, data = figures.claims_forest(claims, "Claims of all studies: effect, 95% interval, threshold and verdict")
