@@ -19,6 +19,7 @@ and as a second, independent assertion.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ EDITS = [
     Case("pgd-module", "advfeatures/attacks/pgd.py", {"train"}, never={"prepare_data"}),
     Case("lenet-module", "advfeatures/models/lenet.py", {"train"}, never={"prepare_data"}),
     Case("data-module", "advfeatures/data.py", {"prepare_data"}),
-    Case("utils-module", "advfeatures/utils.py", {"prepare_data"}),
+    Case("utils-module", "advfeatures/utils.py", {"prepare_data", "run_config"}),
     Case("h5io-module", "advfeatures/h5io.py", {"prepare_data"}),
     # one stage's module: that stage and what reads its files, no sibling stage
     Case("synthesis-module", "advfeatures/synthesis.py",
@@ -114,7 +115,7 @@ EDITS = [
     Case("train-script", "workflow_scripts/train.py", {"train"}, never={"prepare_data"}),
     Case("attack-script", "workflow_scripts/attack.py", {"attack"}, never={"train", "attack_sweep"}),
     Case("distill-script", "workflow_scripts/distill.py", {"distill"}, never={"attack"}),
-    Case("stage-job", "advfeatures/stages/job.py", {"prepare_data"}),
+    Case("stage-job", "advfeatures/stages/job.py", {"prepare_data", "run_config"}),
     Case("attack-stage", "advfeatures/stages/attack.py", ATTACKS, never={"train", "synthesize", "estimate_mi"}),
     # the checkpoint converter feeds only convert_pretrained: the tiny run trains every model
     Case("pretrained-module", "advfeatures/models/pretrained.py", set(), never={"train", "attack", "distill"}),
@@ -383,6 +384,9 @@ def test_restoring_an_edited_file_restores_the_up_to_date_state(snake):
 def test_changing_config_reruns_exactly_its_jobs(snake, tmp_path, case):
     overlay = tmp_path / "change.yaml"
     overlay.write_text(yaml.safe_dump(case.edit))
+    # results/<run>/config.yaml records every key of the resolved config: run_config reruns on
+    # any change (a cheap local job that nothing reads), scheduling keys included
+    case = dataclasses.replace(case, rules=case.rules | {"run_config"})
     check_plan(snake, case, configs=[overlay])
 
 
@@ -396,9 +400,11 @@ def test_edit_then_run_reruns_only_planned_jobs(snake):
         planned = plan(snake)
         stats = job_stats(snake.run("-n", *TARGETS).stdout)
         proc = snake.run("--cores", "2", *TARGETS)
-    reruns = {"report_mi", "gather_claims", "combine_tables", "combine_claims", "claims_figures", "summary"}
+    reruns = {"report_mi", "gather_claims", "combine_table", "combine_claims", "gather_run_claims",
+              "claims_figures", "summary"}
     assert set(planned.values()) == reruns
-    assert job_stats(proc.stdout + proc.stderr) == stats == dict.fromkeys([*reruns, "all"], 1)
+    # two MI tables over the replicates, one stage's claims
+    assert job_stats(proc.stdout + proc.stderr) == stats == dict.fromkeys([*reruns, "all"], 1) | {"combine_table": 2}
     changed = {str(p.relative_to(snake.wd)) for p, t in mtimes.items() if p.stat().st_mtime_ns != t}
     made = changed - {f for f in changed if f.startswith((f"{RUN}/logs/", f"{RUN}/benchmarks/"))}
     assert made and made <= set(planned), sorted(made - set(planned))  # nothing else rewritten
