@@ -162,7 +162,8 @@ CONFIG_CHANGES = [
          never={"train", "synthesize"}),
     # verdict settings: the claim-writing report jobs only; bootstrap: the per-epoch MI jobs
     Case("claims-alpha", {"report": {"claims": {"alpha": 0.01}}},
-         {"ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables", "report_mi"},
+         {"ilyas_report", "ilyas_transfer", "attack_tables", "bottleneck_tables", "report_mi",
+          "combine_table", "combine_claims"},  # alpha: the level of the intervals over the replicates
          never=COMPUTE | {"training_table", "bottleneck_tsne", "merge_mi"}),
     Case("mi-bootstrap", {"mutual_info": {"bootstrap": 10}}, {"estimate_mi"},
          never={"train", "attack", "distill", "mi_distortions"}),
@@ -314,8 +315,13 @@ def file_dag(snake: Snake, *targets, configs=()) -> dict[str, Output]:
     assert rows and rows[0][0] == "output_file", proc.stdout[-2000:]
     head = rows[0]
     i_rule, i_in, i_plan = head.index("rule"), head.index("input-file(s)"), head.index("plan")
+    # the inputs of an existing output are those recorded when it was made: after a change of the
+    # dataset settings its data file has another key than the new one, so the data file is one
+    # node whatever its key
+    same_data = lambda f: re.sub(r"^data/(.+)_[0-9a-f]{8}\.h5$", r"data/\1.h5", f)  # noqa: E731
     return {
-        r[0]: Output(r[i_rule], frozenset(f for f in r[i_in].split(",") if f and f != "-"), r[i_plan] != "no update")
+        same_data(r[0]): Output(r[i_rule], frozenset(same_data(f) for f in r[i_in].split(",") if f and f != "-"),
+                                r[i_plan] != "no update")
         for r in rows[1:]
     }
 
