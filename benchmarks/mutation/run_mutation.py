@@ -43,9 +43,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                                    "tests/test_mutual_info_stage.py"]),
     "cw": ("advfeatures/attacks/cw.py", ["tests/test_oracles.py", "tests/test_bad_input.py"]),
     "data": ("advfeatures/data.py", ["tests/test_oracles.py", "tests/test_data.py", "tests/test_bad_input.py"]),
-    "training": ("advfeatures/training.py", ["tests/test_oracles.py"]),
+    "training": ("advfeatures/training.py", ["tests/test_oracles.py", "tests/test_oracles_training.py"]),
     "synthesis": ("advfeatures/synthesis.py", ["tests/test_synthesis.py"]),
-    "nrf": ("advfeatures/attacks/nrf.py", ["tests/test_attacks.py"]),
+    "nrf": ("advfeatures/attacks/nrf.py", ["tests/test_oracles_nrf.py"]),
+}
+
+#: module -> tests left out of its run.  A test that starts ``python -m advfeatures...`` in another
+#: folder imports the mutated module there; data.py calls ``_mnist_like`` at import, whose mutmut
+#: trampoline then looks for mutmut's config in that folder and fails, failing mutmut's stats pass.
+DESELECT: dict[str, list[str]] = {
+    "data": ["tests/test_bad_input.py::test_yaml_nan_in_a_record_run_by_the_command_line_is_one_line_on_stderr"],
 }
 
 #: surviving mutants judged equivalent (no behaviour can tell them apart): name -> reason
@@ -162,16 +169,17 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           37: "killed", -11: "segfault", -9: "segfault", None: "not checked"}
 
 
-def pyproject(source: str, tests: list[str]) -> str:
+def pyproject(source: str, tests: list[str], deselect: list[str] = ()) -> str:
     base = (ROOT / "pyproject.toml").read_text()
     base = base.split("[tool.mutmut]")[0]  # the checkout's own section replaced by this module's
     args = ", ".join(json.dumps(t) for t in tests)
+    skip = "".join(f", {json.dumps('--deselect=' + t)}" for t in deselect)
     return base + f"""
 [tool.mutmut]
 source_paths = ["advfeatures"]
 only_mutate = ["{source}"]
 also_copy = [{", ".join(json.dumps(c) for c in COPY if c not in ("advfeatures", "tests"))}]
-pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow and not slurm", "-q"]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-m", "not slow and not slurm", "-q"{skip}]
 pytest_add_cli_args_test_selection = [{args}]
 process_isolation = "forkserver"
 use_git_change_detection = false
@@ -192,7 +200,7 @@ def run_module(name: str, max_children: int) -> dict:
             shutil.copytree(src, wd / item, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         elif src.exists():
             shutil.copy2(src, wd / item)
-    (wd / "pyproject.toml").write_text(pyproject(source, tests))
+    (wd / "pyproject.toml").write_text(pyproject(source, tests, DESELECT.get(name, [])))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ADVFEATURES_REQUIRE_ALL")}
     with open(wd / "mutmut.log", "w") as log:
         subprocess.run([MUTMUT, "run", "--max-children", str(max_children)], cwd=wd, env=env, stdout=log,
