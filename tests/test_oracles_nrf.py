@@ -98,7 +98,7 @@ def reference_nrf(model, x, y, mask, *, maximize=True, c=0.1, kappa=0.0, lr=0.1,
             better = (logits.argmax(1) != y) & (l2 < best_l2)
             best_l2[better] = l2[better]
             best[better] = xa[better]
-        seen.append((xa.detach().clone(), float(cost)))
+        seen.append((xa.detach().clone(), float(cost.detach())))
     return best, seen
 
 
@@ -303,3 +303,30 @@ def test_bottleneck_masks_without_the_bottleneck_module_names_it(monkeypatch):
     with pytest.raises(AdvFeaturesError, match=r"^NRF needs advfeatures\.bottleneck\.distill for its masks .*; "
                                                r"install the bottleneck module or drop the nrf attacks from attacks\.suite$"):
         bottleneck_masks(model, x, y, beta=0.3, iterations=1, lr=0.1, generator=None)
+
+
+def test_nr_term_default_kappa_is_zero():
+    """Margins of wrong labels in (-1, 0): clamped away at kappa 0 (no push), not at kappa 1."""
+    model, x, y = batch()
+    z = model.features(x).detach().requires_grad_(True)
+    logits = 0.3 * model.head(z)
+    wrong = (y + 2) % 3
+    f = margin(logits, wrong)
+    assert bool(((f < 0) & (f > -1)).all())
+    mask = torch.ones(len(x), 3, dtype=torch.bool)
+    assert float(nr_term(z, logits, wrong, mask)) == 0.0
+    assert float(nr_term(z, logits, wrong, mask, kappa=1.0)) < -1e-3
+
+
+def test_nr_term_follows_zs_dtype_whatever_the_masks():
+    """The mask is cast to Z's dtype: bool, integer or float64 masks give the same float32 term."""
+    model, x, y = batch()
+    z = model.features(x).detach().requires_grad_(True)
+    logits = model.head(z)
+    m = half_mask(len(x))
+    ref = nr_term(z, logits, y, m)
+    for mask in (m.long(), m.double()):
+        term = nr_term(z, logits, y, mask)
+        assert term.dtype == torch.float32 and float(term) == pytest.approx(float(ref), rel=1e-6)
+        (grad,) = torch.autograd.grad(term, z)
+        assert grad.dtype == torch.float32

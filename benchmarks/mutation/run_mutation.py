@@ -161,6 +161,11 @@ EQUIVALENT: dict[str, str] = {
     "continuous distance do not occur",
     "advfeatures.attacks.cw.xǁCostRiseStopǁ__init____mutmut_12": "checks == 1 checks only step 0, where nothing "
     "can have risen: the same as never",
+    # attacks.nrf
+    **{f"advfeatures.attacks.nrf.x__channel_mask__mutmut_{i}": _CPU for i in (6, 8)},
+    **{f"advfeatures.attacks.nrf.x_nrf__mutmut_{i}": _CPU for i in (37, 40, 58, 62, 65)},
+    "advfeatures.attacks.nrf.x_nrf__mutmut_44": "float('INF') is float('inf'): Python's float() reads it "
+    "case-insensitively",
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
