@@ -130,7 +130,7 @@ def reference_train(cfg: TrainConfig, data: Dataset, lrs=None):
             if cfg.grad_clip_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
             opt.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
         model.eval()
         with torch.no_grad():
@@ -141,6 +141,26 @@ def reference_train(cfg: TrainConfig, data: Dataset, lrs=None):
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
                      "test_clean_acc": clean, "test_pgd_acc": robust})
     return model, rows
+
+
+def messages(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_each_epoch_is_logged_with_its_metrics(tiny, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="advfeatures"):
+        rows = run(config(epochs=2), dataset(), tmp_path, chance_check=False)
+    lines = [m for m in messages(caplog) if m.startswith("standard epoch ")]
+    assert len(lines) == 2
+    r = rows[1]
+    assert lines[1] == (f"standard epoch 2/2 lr {r['lr']:.4g} loss {r['train_loss']:.4f} train acc {r['train_acc']:.4f} | "
+                        f"test clean {r['test_clean_acc']:.4f} pgd {r['test_pgd_acc']:.4f} ({r['epoch_seconds']:.1f}s)")
+
+
+def test_progress_is_called_after_each_epoch(tiny, tmp_path):
+    seen = []
+    run(config(epochs=2), dataset(), tmp_path, chance_check=False, progress=seen.append)
+    assert seen == [1, 2]
 
 
 def assert_rows_close(rows, ref):
@@ -217,7 +237,7 @@ def test_a_stopped_run_resumes_to_the_same_result(tiny, tmp_path, caplog):
     assert st["epoch"] == 2 and len(st["metrics"]) == 2 and "optimizer" in st
     with caplog.at_level("INFO", logger="advfeatures"):
         resumed = run(cfg, data, part, checkpoint_outs={2: part / "c2.pt"}, chance_check=False)
-    assert "resuming standard" in caplog.text and "at epoch 2" in caplog.text
+    assert f"resuming standard from {part / 'state' / 'last.pt'} at epoch 2" in messages(caplog)
     assert_rows_close(resumed, [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in full])
     a, b = load_checkpoint(part / "model.pt")["model"], load_checkpoint(tmp_path / "full" / "model.pt")["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-6) for k in a)
@@ -231,14 +251,16 @@ def test_resume_state_of_another_config_or_a_broken_one_is_ignored(tiny, tmp_pat
     (tmp_path / "state" / "epoch_9.pt").write_bytes(b"stale")
     with caplog.at_level("INFO", logger="advfeatures"):
         rows = run(config(epochs=2, lr=0.1), data, tmp_path, chance_check=False)
-    assert "made with a different config or dataset" in caplog.text and "resuming" not in caplog.text
+    assert f"ignoring {tmp_path / 'state' / 'last.pt'}: made with a different config or dataset" in messages(caplog)
+    assert "resuming" not in caplog.text
     assert_rows_close(rows, reference_train(config(epochs=2, lr=0.1), data)[1])
     assert not (tmp_path / "state" / "epoch_9.pt").exists()
     (tmp_path / "state" / "last.pt").write_bytes(b"not a checkpoint")
     caplog.clear()
     with caplog.at_level("INFO", logger="advfeatures"):
         rows = run(config(epochs=2), data, tmp_path, chance_check=False)
-    assert "ignoring resume state" in caplog.text
+    assert [m for m in messages(caplog) if m.startswith("ignoring resume state: ")
+            and str(tmp_path / "state" / "last.pt") in m]
     assert_rows_close(rows, reference_train(config(epochs=2), data)[1])
     # a finished run keeps no state: a rerun on other data trains afresh
     other = dataset(seed=1)
@@ -355,7 +377,7 @@ def test_the_host_reads_the_health_flags_every_20_batches(tiny, tmp_path, monkey
     assert training.HEALTH_SYNC_EVERY == 20
 
 
-def test_the_chance_check_fails_or_marks_a_degenerate_model(tiny, tmp_path):
+def test_the_chance_check_fails_or_marks_a_degenerate_model(tiny, tmp_path, caplog):
     data = dataset()
     cfg = config(epochs=1, lr=0.0, health={"min_acc_over_chance": 90.0})
     with pytest.raises(AdvFeaturesError, match="standard model at chance"):
@@ -364,6 +386,9 @@ def test_the_chance_check_fails_or_marks_a_degenerate_model(tiny, tmp_path):
     cfg = config(epochs=1, lr=0.0, health={"min_acc_over_chance": 90.0, "allow_degenerate": True})
     run(cfg, data, tmp_path)
     assert load_checkpoint(tmp_path / "model.pt")["meta"]["degenerate"] is True
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].getMessage().startswith("standard model at chance: clean test accuracy ")
+    assert warned[0].getMessage().endswith("; kept because training.health.allow_degenerate is true")
     run(config(epochs=1, health={"min_acc_over_chance": -100.0}), data, tmp_path / "b")
     assert load_checkpoint(tmp_path / "b" / "model.pt")["meta"]["degenerate"] is False
 
@@ -599,3 +624,148 @@ def test_trades_examples_start_from_the_generators_noise_and_run_in_eval_mode(mo
     model.forward = lambda x_: seen.append(model.training) or orig(x_)
     training.trades_examples(model, x, a, torch.Generator().manual_seed(2))
     assert seen == [False]
+
+
+# ----------------------------------------------------------------------------- TRADES / MART details
+
+
+class Lin(torch.nn.Module):
+    """logits = W flatten(x) + b on [N, 1, 2, 2] inputs, W and b given."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.fc = torch.nn.Linear(w.shape[1], w.shape[0]).to(w.dtype)
+        with torch.no_grad():
+            self.fc.weight.copy_(w)
+            self.fc.bias.copy_(b)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def mart_reference(logits_nat, logits_adv, y, beta):
+    """Wang et al. 2020's official MART loss, written out per row (float64 or as given)."""
+    p_nat, p_adv = logits_nat.softmax(1), logits_adv.softmax(1)
+    rows = torch.arange(len(y))
+    others = p_adv.clone()
+    others[rows, y] = -1.0
+    wrong = others.argmax(1)
+    bce = -torch.log_softmax(logits_adv, 1)[rows, y] - torch.log(1.0001 - p_adv[rows, wrong] + 1e-12)
+    kl = (p_nat * (torch.log(p_nat + 1e-30) - torch.log(p_adv + 1e-12))).sum(1)
+    return bce.mean() + beta * (kl * (1.0000001 - p_nat[rows, y])).mean()
+
+
+def mart_loss(monkeypatch, model, x, x_adv, y, beta=6.0):
+    got = {}
+
+    def fake(m, x_, y_, a, g):
+        got.update(model=m, x=x_, y=y_)
+        return x_adv
+
+    monkeypatch.setattr(training, "adversarial_examples", fake)
+    loss, logits = method_loss(config(method="mart", beta=beta), model, x, y, torch.Generator())
+    assert got["model"] is model and got["x"] is x and got["y"] is y
+    return loss, logits
+
+
+def test_mart_with_two_classes_matches_the_reference(monkeypatch):
+    """Binary MART: the most likely wrong class is the other class (top-2 of 2 classes)."""
+    g = torch.Generator().manual_seed(0)
+    model = Lin(torch.randn(2, 4, generator=g), torch.zeros(2))
+    x = torch.rand(6, 1, 2, 2, generator=g)
+    x_adv = (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    y = torch.tensor([0, 1, 0, 1, 1, 0])
+    loss, logits = mart_loss(monkeypatch, model, x, x_adv, y, beta=2.0)
+    with torch.no_grad():
+        expected = mart_reference(model(x).double(), model(x_adv).double(), y, 2.0)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_mart_with_saturated_adversarial_probabilities(monkeypatch):
+    """Adversarial probabilities near 1e-11: the 1e-12 inside log(p_adv + 1e-12) matters."""
+    w = torch.tensor([[30.0, 0, 0, 0], [0, 30.0, 0, 0], [0, 0, 1.0, 0]])
+    model = Lin(w, torch.zeros(3))
+    x = torch.full((4, 1, 2, 2), 0.5)
+    x_adv = x.clone()
+    x_adv[:, 0, 0, 0] = 1.0  # class 0 wins by 15+: p_adv of class 1 and 2 near e^-15 ... e^-30
+    x_adv[:, 0, 0, 1] = 0.1
+    y = torch.tensor([0, 1, 2, 1])
+    loss, _ = mart_loss(monkeypatch, model, x, x_adv, y)
+    with torch.no_grad():
+        p_adv = model(x_adv).softmax(1)
+        expected = mart_reference(model(x).double(), model(x_adv).double(), y, 6.0)
+    assert float(p_adv.min()) < 1e-10
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_mart_in_float64_keeps_the_official_constants(monkeypatch):
+    """In float64 the 1e-12 of log(1.0001 - max_{k != y} p_k + 1e-12) is visible when that
+    probability is near 1."""
+    w = torch.tensor([[40.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]], dtype=torch.float64)
+    model = Lin(w, torch.zeros(3, dtype=torch.float64))
+    x = torch.full((3, 1, 2, 2), 0.5, dtype=torch.float64)
+    x_adv = x.clone()
+    x_adv[:, 0, 0, 0] = 1.0  # class 0 near 1 under attack: 1.0001 - p close to 1e-4
+    y = torch.tensor([1, 2, 1])
+    loss, _ = mart_loss(monkeypatch, model, x, x_adv, y)
+    with torch.no_grad():
+        expected = mart_reference(model(x), model(x_adv), y, 6.0)
+    assert loss.dtype == torch.float64
+    assert float(loss) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_the_losses_and_the_trades_attack_raise_no_warnings(monkeypatch):
+    """No deprecated implicit softmax dimension (or any other warning) on the training path."""
+    import warnings
+
+    model = Tiny()
+    x, y = dataset().x_train[:4], dataset().y_train[:4]
+    a = PGDSettings("linf", 0.1, 0.05, 2, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for m in ("trades", "mart"):
+            method_loss(config(method=m), model, x, y, torch.Generator().manual_seed(0), a)
+        training.trades_examples(model, x, a, torch.Generator().manual_seed(0))
+
+
+def test_trades_start_noise_follows_the_inputs_dtype_and_stays_in_the_box(monkeypatch):
+    got = {}
+
+    def fake_pgd(model_, x_, y_, **kw):
+        got.update(kw, model=model_, x=x_)
+        return kw["start"]
+
+    monkeypatch.setattr(training, "pgd", fake_pgd)
+    model = Tiny().double()
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x[:, :, 0] = 0.0
+    x[:, :, 1] = 1.0
+    out = training.trades_examples(model, x, PGDSettings(), torch.Generator().manual_seed(5))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert out.dtype == torch.float64 and got["model"] is model and got["x"] is x
+    assert torch.allclose(out, (x + 0.001 * noise).clamp(0, 1), rtol=0, atol=1e-12)
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0
+    assert (out[:, :, 0] == 0).any() and (out[:, :, 0] > 0).any() and (out[:, :, 1] < 1).any()
+
+
+def test_trades_passes_the_model_and_batch_to_its_attack(monkeypatch):
+    model = Tiny()
+    x, y = dataset().x_train[:4], dataset().y_train[:4]
+    got = {}
+
+    def fake(m, x_, a, g):
+        got.update(model=m, x=x_)
+        return x_
+
+    monkeypatch.setattr(training, "trades_examples", fake)
+    method_loss(config(method="trades"), model, x, y, None)
+    assert got["model"] is model and got["x"] is x
+    got.clear()
+
+    def fake_adv(m, x_, y_, a, g):
+        got.update(model=m, x=x_, y=y_)
+        return x_
+
+    monkeypatch.setattr(training, "adversarial_examples", fake_adv)
+    method_loss(config(method="pgd_linf"), model, x, y, None)
+    assert got["model"] is model and got["x"] is x and got["y"] is y

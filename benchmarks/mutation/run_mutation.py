@@ -9,6 +9,13 @@ judged equivalent (``EQUIVALENT`` below, each with its reason).
 
     python benchmarks/mutation/run_mutation.py stats pgd        # some modules
     python benchmarks/mutation/run_mutation.py --report         # only rewrite report.md
+    python benchmarks/mutation/run_mutation.py --survivors training   # rerun only the last survivors
+
+``--survivors`` reruns only the mutants that survived the module's last run (its JSON) against
+the current tests and keeps that run's other verdicts: valid while the tests were only added to or
+tightened since (a mutant a test killed stays killed).  The JSON then records ``rerun_of``.
+``--only f g`` does the same for the not yet killed mutants of functions ``f`` and ``g`` (e.g. a
+first run cut short): mutants never checked count in neither the killed nor the live column.
 
 One module at a time (mutmut forks a worker per mutant; ``--max-children`` defaults to 2).
 Score = killed / (all mutants - equivalent); a mutant no unit test reaches ("no tests") counts as
@@ -18,6 +25,7 @@ surviving.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -166,6 +174,22 @@ EQUIVALENT: dict[str, str] = {
     **{f"advfeatures.attacks.nrf.x_nrf__mutmut_{i}": _CPU for i in (37, 40, 58, 62, 65)},
     "advfeatures.attacks.nrf.x_nrf__mutmut_44": "float('INF') is float('inf'): Python's float() reads it "
     "case-insensitively",
+    # data
+    "advfeatures.data.x_imagefolder__mutmut_125": "width for height in the array shape: the images are square "
+    "there (non-square ones are refused before loading)",
+    "advfeatures.data.x_stratified_subset__mutmut_5": "n == len(y) then takes every row of every class: the same "
+    "sorted arange(len(y))",
+    "advfeatures.data.x_stratified_subset__mutmut_35": "numpy reads the sort kind case-insensitively ('STABLE' is "
+    "the stable sort)",
+    "advfeatures.data.x_stratified_subset__mutmut_42": _FALSY + " (numpy's Generator.choice replace)",
+    "advfeatures.data.x_channel_stats__mutmut_3": "astype(None) is numpy's default dtype, float64",
+    **{f"advfeatures.data.x_imagefolder__mutmut_{i}": "PIL's L and RGB images convert to uint8 arrays already"
+       for i in (130, 132)},
+    **{f"advfeatures.data.x_imagefolder__mutmut_{i}": "np.array of Python ints is int64 by default (numpy 2, "
+       "every platform); the list is never empty there" for i in (152, 154)},
+    # training
+    "advfeatures.training.x_method_loss__mutmut_104": "topk's default dim (-1) is dim 1 of the [N, C] probabilities",
+    **{f"advfeatures.training.x_trades_examples__mutmut_{i}": _CPU for i in (10, 13, 17, 19, 20)},
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
@@ -194,9 +218,25 @@ timeout_constant = 20.0
 """
 
 
-def run_module(name: str, max_children: int) -> dict:
+def run_module(name: str, max_children: int, survivors_only: bool = False, only: list[str] | None = None) -> dict:
     source, tests = MODULES[name]
     wd = WORK / name
+    meta = wd / "mutants" / (source + ".meta")
+    old_codes = None
+    if survivors_only or only:  # the last run's verdict per mutant, read before its folder is replaced
+        if meta.exists():
+            old_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        elif survivors_only:
+            raise SystemExit(f"mutation {name}: no earlier run in {wd}; run the module in full first")
+    # rerun: the mutants not killed last time (those checked, or those of the --only functions)
+    names = sorted(k for k, v in (old_codes or {}).items() if STATUS.get(v, "suspicious") != "killed"
+                   and (any(fnmatch.fnmatch(k.rsplit(".", 1)[-1], pat) for f in only for pat in (f"x_{f}__mutmut_*", f"x{f}__mutmut_*")) if only
+                        else v is not None))
+    if old_codes is not None and not names:
+        raise SystemExit(f"mutation {name}: no mutant to rerun")
+    pkg = source.removesuffix(".py").replace("/", ".")
+    if old_codes is None and only:  # no earlier verdicts: every mutant of these functions
+        names = [f"{pkg}.{x}{f}__mutmut_*" for f in only for x in ("x_", "x")]
     if wd.exists():
         shutil.rmtree(wd)
     wd.mkdir(parents=True)
@@ -209,12 +249,16 @@ def run_module(name: str, max_children: int) -> dict:
     (wd / "pyproject.toml").write_text(pyproject(source, tests, DESELECT.get(name, [])))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ADVFEATURES_REQUIRE_ALL")}
     with open(wd / "mutmut.log", "w") as log:
-        subprocess.run([MUTMUT, "run", "--max-children", str(max_children)], cwd=wd, env=env, stdout=log,
+        subprocess.run([MUTMUT, "run", "--max-children", str(max_children), *names], cwd=wd, env=env, stdout=log,
                        stderr=subprocess.STDOUT, check=False)
-    meta = wd / "mutants" / (source + ".meta")
     if not meta.exists():
         raise SystemExit(f"mutation {name}: mutmut wrote no {meta}; see {wd / 'mutmut.log'}")
     codes = json.loads(meta.read_text())["exit_code_by_key"]
+    if old_codes is not None:  # the earlier verdicts, but the rerun mutants' new ones
+        if set(codes) != set(old_codes):
+            raise SystemExit(f"mutation {name}: the mutants differ from the last run's; run the module in full")
+        codes = {k: (codes[k] if k in set(names) else v) for k, v in old_codes.items()}
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "exit_code_by_key": codes}))
     by_status: dict[str, list[str]] = {}
     for key, code in sorted(codes.items()):
         by_status.setdefault(STATUS.get(code, "suspicious"), []).append(key)
@@ -224,6 +268,10 @@ def run_module(name: str, max_children: int) -> dict:
         survivors.append({"name": key, "status": STATUS.get(codes[key]), "diff": diff})
     out = {"module": name, "source": source, "tests": tests, "mutmut": _version(),
            "counts": {k: len(v) for k, v in sorted(by_status.items())}, "survivors": survivors}
+    if old_codes is not None:
+        out["rerun_of"] = len(names)
+    if only:
+        out["only"] = list(only)
     (HERE / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 
@@ -265,6 +313,8 @@ def report() -> None:
         r = json.loads(f.read_text())
         killed, live, eq, s = score(r)
         total = sum(r["counts"].values())
+        if r["counts"].get("not checked"):  # a run cut short: the score is over the checked mutants
+            total = f"{total} ({r['counts']['not checked']} not checked)"
         tests = ", ".join(Path(t).name for t in r["tests"])
         before = HERE / f"{name}.before.json"
         first = ""
@@ -293,6 +343,11 @@ def main(argv=None) -> None:
     ap.add_argument("modules", nargs="*", help=f"modules to run (default: all): {', '.join(MODULES)}")
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--report", action="store_true", help="only rewrite report.md from the JSON files")
+    ap.add_argument("--survivors", action="store_true",
+                    help="rerun only the mutants that survived the module's last run (see the module docstring)")
+    ap.add_argument("--only", nargs="+", metavar="FUNCTION",
+                    help="with one module: (re)run only the mutants of these functions (globs) not killed yet, "
+                         "keeping the other verdicts; unchecked mutants elsewhere stay 'not checked'")
     a = ap.parse_args(argv)
     bad = [m for m in a.modules if m not in MODULES]
     if bad:
@@ -300,7 +355,7 @@ def main(argv=None) -> None:
     if not a.report:
         tomllib.loads((ROOT / "pyproject.toml").read_text())  # fail early on a broken pyproject
         for name in a.modules or list(MODULES):
-            r = run_module(name, a.max_children)
+            r = run_module(name, a.max_children, a.survivors, a.only)
             print(name, r["counts"], flush=True)
     report()
 
