@@ -769,3 +769,70 @@ def test_trades_passes_the_model_and_batch_to_its_attack(monkeypatch):
     monkeypatch.setattr(training, "adversarial_examples", fake_adv)
     method_loss(config(method="pgd_linf"), model, x, y, None)
     assert got["model"] is model and got["x"] is x and got["y"] is y
+
+
+def test_fingerprints_are_the_documented_hashes():
+    """Resume state written by one version is found by the next: the hashes, written out."""
+    import hashlib
+    import json
+
+    cfg = config(attack={"eps": 0.2}, checkpoint_epochs=[1], eval_batch_size=7)
+    d = {k: v for k, v in vars(cfg).items()
+         if k not in ("checkpoint_epochs", "device", "eval_batch_size", "eval_pgd_epochs", "health")}
+    d["attack"], d["eval_attack"] = vars(d["attack"]), vars(d["eval_attack"])
+    expected = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    assert cfg.fingerprint() == expected
+    data = dataset()
+    h = hashlib.sha256()
+    for t in (data.x_train, data.y_train):
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.numpy().tobytes())
+    assert data_fingerprint(data) == h.hexdigest()[:16]
+
+
+def bad_at(loss_batches=(), model_batches=()):
+    """method_loss whose loss is NaN (with finite gradients) at the given global batches and whose
+    model goes non-finite (an unused buffer) at others."""
+    calls = []
+
+    def fake(cfg, model, x, y, generator, attack=None):
+        b = len(calls)
+        calls.append(b)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if b in loss_batches:
+            loss = loss + torch.tensor(float("nan"))  # a constant: the gradient stays finite
+        if b in model_batches:
+            model.spare.fill_(float("inf"))
+        return loss, logits
+
+    return fake
+
+
+@pytest.mark.parametrize(("loss_b", "model_b", "expected"), [
+    ((0,), (), "non-finite training loss at epoch 1, batch 1 (method standard, lr 0.2); nothing was saved; "),
+    ((), (0,), "non-finite model after the optimiser step at epoch 1, batch 1 (method standard, lr 0.2); non-finite "
+               "now: spare; nothing was saved; "),
+    ((1,), (0,), "non-finite model after the optimiser step at epoch 1, batch 1 (method standard, lr 0.2); non-finite "
+                 "now: spare; nothing was saved; "),
+    ((1,), (1,), "non-finite training loss at epoch 1, batch 2 (method standard, lr 0.2); non-finite now: spare; "
+                 "nothing was saved; "),
+    ((0,), (2,), "non-finite training loss at epoch 1, batch 1 (method standard, lr 0.2); non-finite now: spare; "
+                 "nothing was saved; "),
+])
+def test_the_first_non_finite_batch_is_named_loss_first_on_a_tie(tiny, tmp_path, monkeypatch, loss_b, model_b,
+                                                                  expected):
+    monkeypatch.setattr(training, "method_loss", bad_at(loss_b, model_b))
+    with pytest.raises(AdvFeaturesError) as e:
+        run(config(epochs=2), dataset(), tmp_path, chance_check=False)
+    assert str(e.value) == expected + training.FIX_DIVERGENCE
+
+
+def test_a_broken_resume_file_is_not_called_the_last_finite_state(tiny, tmp_path, monkeypatch):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "last.pt").write_bytes(b"broken")
+    monkeypatch.setattr(training, "method_loss", bad_at(loss_batches=(1,)))
+    with pytest.raises(AdvFeaturesError) as e:
+        run(config(epochs=2), dataset(), tmp_path, chance_check=False)
+    assert str(e.value) == ("non-finite training loss at epoch 1, batch 2 (method standard, lr 0.2); nothing was saved; "
+                            + training.FIX_DIVERGENCE)

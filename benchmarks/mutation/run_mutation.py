@@ -190,6 +190,9 @@ EQUIVALENT: dict[str, str] = {
     # training
     "advfeatures.training.x_method_loss__mutmut_104": "topk's default dim (-1) is dim 1 of the [N, C] probabilities",
     **{f"advfeatures.training.x_trades_examples__mutmut_{i}": _CPU for i in (10, 13, 17, 19, 20)},
+    **{f"advfeatures.training.x_write_metrics__mutmut_{i}": "open(newline=None) writes '\\n' as os.linesep, "
+       "'\\n' on Linux and macOS: the csv module's '\\r\\n' rows come out byte for byte the same (not on Windows)"
+       for i in (4, 7)},
 }
 
 COPY = ["advfeatures", "tests", "config.yaml", "presets", "schemas", "rules", "Snakefile", "workflow_scripts",
