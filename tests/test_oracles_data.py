@@ -556,3 +556,19 @@ def test_imagefolder_odd_size_message_gives_the_common_size_width_first(tmp_path
     with pytest.raises(AdvFeaturesError, match=re.escape(f"{f}: size 5x5 differs from 6x4 of 4 other images; "
                                                          "imagefolder does not resize, give all images one size")):
         data.imagefolder(tmp_path, False, 0)
+
+
+@pytest.mark.parametrize("name", ["mnist", "svhn", "stl10"])
+def test_a_bad_test_split_is_named_by_its_source(monkeypatch, tmp_path, name):
+    ns = images_tv(monkeypatch)
+    cls = getattr(ns, {"mnist": "MNIST"}.get(name, name.upper()))
+    orig = cls.__init__
+
+    def init(self, root, train=None, split=None, download=False):
+        orig(self, root, train=train, split=split, download=download)
+        if train is False or split == "test":
+            self.data = self.data.float() if torch.is_tensor(self.data) else self.data.astype(np.float32)
+
+    cls.__init__ = init
+    with pytest.raises(AdvFeaturesError, match=re.escape(f"dataset '{name}': expected uint8 images, got float32 (3, 1, 2, 2)")):
+        getattr(data, name)(tmp_path, False, 0)

