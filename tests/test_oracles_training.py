@@ -836,3 +836,17 @@ def test_a_broken_resume_file_is_not_called_the_last_finite_state(tiny, tmp_path
         run(config(epochs=2), dataset(), tmp_path, chance_check=False)
     assert str(e.value) == ("non-finite training loss at epoch 1, batch 2 (method standard, lr 0.2); nothing was saved; "
                             + training.FIX_DIVERGENCE)
+
+
+def test_finite_flag_accepts_huge_finite_weights():
+    """The largest absolute value is checked (no squares that overflow float32)."""
+    m = Tiny()
+    with torch.no_grad():
+        m.fc.weight.fill_(3e38)
+    assert bool(finite_flag(m))
+
+
+def test_a_schedule_without_a_type_is_constant():
+    c = config(lr=0.4, epochs=10)
+    c.schedule = {"milestones": [1], "gamma": 0.5}
+    assert [lr_at_epoch(c, e) for e in (0, 5)] == [0.4, 0.4]

@@ -199,6 +199,21 @@ EQUIVALENT: dict[str, str] = {
     # training
     "advfeatures.training.x_method_loss__mutmut_104": "topk's default dim (-1) is dim 1 of the [N, C] probabilities",
     **{f"advfeatures.training.x_trades_examples__mutmut_{i}": _CPU for i in (10, 13, 17, 19, 20)},
+    **{f"advfeatures.training.x__fail_if_nonfinite__mutmut_{i}": "last.pt exists exactly when epoch > 0: train() "
+       "deletes a state it does not resume from before epoch 0 and writes last.pt after every epoch" for i in (31, 32)},
+    **{f"advfeatures.training.x_augment__mutmut_{i}": _CPU
+       for i in (20, 21, 22, 26, 31, 36, 40, 45, 50, 73, 75, 99, 101, 138, 141, 144)},
+    **{f"advfeatures.training.x_augment__mutmut_{i}": "one more zero column / row at the far side of the padding: "
+       "the crop offsets (at most 8) never reach it" for i in (17, 19)},
+    **{f"advfeatures.training.x_augment__mutmut_{i}": _DEFAULT + " (randint's low=0)" for i in (32, 46)},
+    **{f"advfeatures.training.x_augment__mutmut_{i}": "arange(n) as [n] instead of [1, n]: [b, 1] + [n] broadcasts "
+       "to the same [b, n]" for i in (70, 96)},
+    "advfeatures.training.x_finite_flag__mutmut_10": "float('INF') is float('inf'): Python's float() reads it "
+    "case-insensitively",
+    **{f"advfeatures.training.x_lr_at_epoch__mutmut_{i}": "the fallback schedule's key is only read by "
+       "s.get('type', 'constant'), whose default is the same 'constant'" for i in (3, 4)},
+    "advfeatures.training.xǁTrainConfigǁfingerprint__mutmut_20": "every popped key is a dataclass field, always in "
+    "the dict: pop's default is never used",
     **{f"advfeatures.training.x_write_metrics__mutmut_{i}": "open(newline=None) writes '\\n' as os.linesep, "
        "'\\n' on Linux and macOS: the csv module's '\\r\\n' rows come out byte for byte the same (not on Windows)"
        for i in (4, 7)},
