@@ -208,6 +208,8 @@ EQUIVALENT: dict[str, str] = {
     **{f"advfeatures.training.x_augment__mutmut_{i}": _DEFAULT + " (randint's low=0)" for i in (32, 46)},
     **{f"advfeatures.training.x_augment__mutmut_{i}": "arange(n) as [n] instead of [1, n]: [b, 1] + [n] broadcasts "
        "to the same [b, n]" for i in (70, 96)},
+    **{f"advfeatures.training.x_train__mutmut_{i}": _CPU for i in (
+        56, 58, 115, 116, 131, 132, 168, 170, 182, 185, 188, 190, 193, 196, 201, 205, 292, 294)},
     "advfeatures.training.x_finite_flag__mutmut_10": "float('INF') is float('inf'): Python's float() reads it "
     "case-insensitively",
     **{f"advfeatures.training.x_lr_at_epoch__mutmut_{i}": "the fallback schedule's key is only read by "
@@ -348,7 +350,8 @@ def report() -> None:
         if before.exists():
             b = json.loads(before.read_text())
             bk, blive, _, bs = score(b)
-            first = f"{bs:.1%} ({bk} killed, {blive} surviving, {b['counts'].get('no tests', 0)} no tests)"
+            first = f"{bs:.1%} ({bk} killed, {blive} surviving, {b['counts'].get('no tests', 0)} no tests"
+            first += f"; cut short: {b['counts']['not checked']} not checked)" if b["counts"].get("not checked") else ")"
         lines.append(f"| {name} | {tests} | {total} | {killed} | {live} | {eq} | {r['counts'].get('no tests', 0)} "
                      f"| {s:.1%} | {first} |")
         done.append(r)
