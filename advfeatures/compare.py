@@ -243,6 +243,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise AdvFeaturesError(f"cannot read {path} as CSV ({exc}); regenerate it or remove it") from None
 
 
+def one_replicate(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Where one table has a ``replicate`` column and the other not (a replicate's own folder
+    ``rep<r>/``, or a run written before replicates), the other is one replicate: replicate 0."""
+    if ("replicate" in a.columns) != ("replicate" in b.columns):
+        a, b = (a, b.assign(replicate=0)) if "replicate" in a.columns else (a.assign(replicate=0), b)
+    return a, b
+
+
 def compare_table(cmp: Comparison, name: str, a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Compare table ``name`` of both runs row by row (rows matched by key)."""
     keys = [k for k in table_keys(name, a) if k in b.columns]
@@ -319,7 +327,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
         cmp.one_run_only += 1
         cmp.lines.append(f"tables/{name}.csv: only in {a if name in names_a else b}")
     for name in sorted(names_a & names_b):
-        compare_table(cmp, name, _read_csv(a / TABLES / f"{name}.csv"), _read_csv(b / TABLES / f"{name}.csv"))
+        ta, tb = one_replicate(_read_csv(a / TABLES / f"{name}.csv"), _read_csv(b / TABLES / f"{name}.csv"))
+        compare_table(cmp, name, ta, tb)
     compare_claims(cmp, _read_csv(a / CLAIMS), _read_csv(b / CLAIMS))
     return cmp
 

@@ -255,3 +255,19 @@ def test_every_table_of_a_real_run_has_unique_row_keys(tiny_run):
         assert len(rows) == len(df) and not [k for k in rows if "(occurrence " in k], (f.name, list(rows)[:5])
     c = compare_runs(results, results)
     assert c.clean and c.numbers > 500 and c.claims > 10, c.summary()
+
+
+def test_a_table_without_replicate_column_is_replicate_zero():
+    """A replicate's own table (or a run from before replicates) against a run's table with one
+    replicate: the same rows, nothing in one run only."""
+    from advfeatures.compare import Comparison, compare_table, one_replicate
+
+    plain = pd.DataFrame({"model": ["a", "b"], "attack": ["pgd", "pgd"], "accuracy": [10.0, 20.0]})
+    run = plain.assign(replicate=0)[["replicate", "model", "attack", "accuracy"]]
+    cmp = Comparison(Path("A"), Path("B"))
+    compare_table(cmp, "kim_table3", *one_replicate(plain, run))
+    assert cmp.one_run_only == 0 and cmp.numbers == 2 and cmp.within == 2
+    three = pd.concat([run, run.assign(replicate=1)], ignore_index=True)
+    cmp = Comparison(Path("A"), Path("B"))
+    compare_table(cmp, "kim_table3", *one_replicate(plain, three))
+    assert cmp.one_run_only == 2  # replicate 1's rows: in one run only
