@@ -361,7 +361,7 @@ def provenance(run: Path, commit: str | None = None) -> str:
         "# Reference run",
         "",
         f"The tables and claims of a finished run (`{run}`), committed so that a new run can be",
-        "compared with them: `python -m advfeatures compare reference/default results` (`make run`",
+        "compared with them: `python -m advfeatures compare reference/default results/default` (`make run`",
         "does it at its end). Regenerate on purpose with `make reference` after a change that is meant",
         "to move the numbers; see docs/reproducibility.md for what is exact and what holds within",
         "tolerance on another CPU.",
