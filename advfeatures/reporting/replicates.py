@@ -15,8 +15,13 @@ import pandas as pd
 
 from advfeatures.compare import column_kind, table_keys, value_columns
 from advfeatures.replicates import ONE_MODEL, random_effects, replicate_effect_test, replicate_rows
-from advfeatures.reporting import claims_from_frame
+from advfeatures.reporting import Claim, claims_from_frame
 from advfeatures.utils import AdvFeaturesError
+
+
+def _names(replicates: Sequence[str] | None, k: int) -> list[str]:
+    """The replicates' names, ``0 .. k-1`` when not given."""
+    return list(replicates) if replicates is not None else [str(i) for i in range(k)]
 
 
 def numeric_values(df: pd.DataFrame, keys: Sequence[str]) -> list[str]:
@@ -34,7 +39,7 @@ def combine_tables(frames: Sequence[pd.DataFrame], name: str, replicates: Sequen
     with each measurement's between-replicate t interval (``X lo`` / ``X hi``) and SD (``X sd``)."""
     if not frames:
         raise AdvFeaturesError(f"combine_tables: table {name!r} has no replicate")
-    replicates = list(replicates) if replicates is not None else [str(i) for i in range(len(frames))]
+    replicates = _names(replicates, len(frames))
     if len(replicates) != len(frames):
         raise AdvFeaturesError(f"combine_tables: {len(frames)} tables of {name!r} for {len(replicates)} replicates")
     parts = []
@@ -91,7 +96,7 @@ def combine_claims(frames: Sequence[pd.DataFrame], replicates: Sequence[str] | N
     they are written)."""
     if not frames:
         raise AdvFeaturesError("combine_claims: no replicate claims")
-    replicates = list(replicates) if replicates is not None else [str(i) for i in range(len(frames))]
+    replicates = _names(replicates, len(frames))
     per_rep = [claims_from_frame(df) for df in frames]
     if len(per_rep) == 1:
         out = per_rep[0]
@@ -108,13 +113,13 @@ def combine_claims(frames: Sequence[pd.DataFrame], replicates: Sequence[str] | N
         base = dict(study=first.study, claim=first.claim, comparison=first.comparison, threshold=first.threshold,
                     min_effect=first.min_effect, alpha=alpha, key=first.key)
         if missing:
-            out.append(type(first)(**base, measured=math.nan, note=first.note,
+            out.append(Claim(**base, measured=math.nan, note=first.note,
                                    untestable=f"claim missing in replicate(s) {', '.join(missing)}"))
             continue
         if any(c.untestable for _, c in rows):
             reasons = "; ".join(f"replicate {rep}: {c.untestable}" for rep, c in rows if c.untestable)
             measured = [float(c.measured) for _, c in rows if _finite(c.measured)]
-            out.append(type(first)(**base, measured=float(np.mean(measured)) if measured else math.nan,
+            out.append(Claim(**base, measured=float(np.mean(measured)) if measured else math.nan,
                                    note=first.note, n=len(rows), untestable=reasons))
             continue
         est = np.array([float(c.measured) for _, c in rows])
@@ -134,5 +139,5 @@ def combine_claims(frames: Sequence[pd.DataFrame], replicates: Sequence[str] | N
             r = replicate_effect_test(est, threshold=t, alpha=alpha)
             fields = r | {"test": f"{r['test']} (a replicate's interval is missing or of zero width); "
                                   f"per replicate: {first.test}"}
-        out.append(type(first)(**base, **fields, note=f"{first.note}; per replicate: {per}".lstrip("; ")))
+        out.append(Claim(**base, **fields, note=f"{first.note}; per replicate: {per}".lstrip("; ")))
     return out
