@@ -8,7 +8,8 @@ Which one: Snakemake counts GPU jobs against that resource but does not say whic
 may use, so a GPU job of a local run claims one with :func:`claim_for_job`: the first device
 whose lock file it can take (``flock``, released when the job's process ends, even when it is
 killed), exposed alone through ``CUDA_VISIBLE_DEVICES`` before torch starts CUDA.  Two GPU jobs
-therefore never share a device.  On a cluster the scheduler places the jobs; nothing is claimed.
+therefore never share a device, unless ``ADVFEATURES_JOBS_PER_GPU=K`` gives each device K slots
+(small models that leave a large GPU mostly idle: the ``gpu`` resource is then devices x K).  On a cluster the scheduler places the jobs; nothing is claimed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 ENV = "ADVFEATURES_LOCAL_GPUS"
+#: jobs that may share one device (default 1)
+PER_GPU_ENV = "ADVFEATURES_JOBS_PER_GPU"
 #: set by the workflow for local runs (rules/common.smk): GPU jobs claim a device
 ASSIGN_ENV = "ADVFEATURES_ASSIGN_GPUS"
 #: where the per-device lock files live (default: a folder per user in the temporary directory)
@@ -64,6 +67,20 @@ def count_local_gpus(env: Mapping[str, str] | None = None) -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
+def jobs_per_gpu(env: Mapping[str, str] | None = None) -> int:
+    """How many GPU jobs may share one device: ``ADVFEATURES_JOBS_PER_GPU`` (default 1)."""
+    env = os.environ if env is None else env
+    value = env.get(PER_GPU_ENV, "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{PER_GPU_ENV}={value!r}: expected a whole number of jobs per GPU (1, 2, ...)")
+    return int(value)
+
+
+def gpu_slots(env: Mapping[str, str] | None = None) -> int:
+    """The ``gpu`` resource of a local run: devices x jobs per device."""
+    return count_local_gpus(env) * jobs_per_gpu(env)
+
+
 def device_ids(env: Mapping[str, str] | None = None) -> list[str]:
     """The device ids GPU jobs may use: the entries of ``CUDA_VISIBLE_DEVICES`` (up to the first
     invalid one), else ``0 .. n-1`` for the :func:`count_local_gpus` devices."""
@@ -83,7 +100,9 @@ def lock_dir(env: Mapping[str, str] | None = None) -> Path:
 
 def claim_gpu(env: MutableMapping[str, str] | None = None, timeout: float = 600.0,
               poll: float = 0.5) -> str | None:
-    """Take the first free device of :func:`device_ids` for this process and expose only it.
+    """Take the first free device of :func:`device_ids` for this process and expose only it
+    (one of its :func:`jobs_per_gpu` slots; the slots of every device are tried in turn, so jobs
+    spread over the devices before they share one).
 
     Returns its id (None without GPUs).  Waits up to ``timeout`` seconds when every device is
     taken (another run on the same machine), then raises ``RuntimeError``.
@@ -96,10 +115,11 @@ def claim_gpu(env: MutableMapping[str, str] | None = None, timeout: float = 600.
         return None
     folder = lock_dir(env)
     folder.mkdir(parents=True, exist_ok=True)
+    slots = [(dev, k) for k in range(jobs_per_gpu(env)) for dev in ids]
     deadline = time.monotonic() + timeout
     while True:
-        for dev in ids:
-            fd = os.open(folder / f"gpu-{dev}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        for dev, k in slots:
+            fd = os.open(folder / f"gpu-{dev}-{k}.lock", os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

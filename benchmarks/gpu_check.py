@@ -43,7 +43,7 @@ TOL = {"logits_rel": 1e-3, "pred_agree": 0.99, "pgd_points": 3.0, "train_points"
 NEEDED = {"snakemake": "snakemake", "pytest": "pytest", "h5py": "h5py", "pandas": "pandas", "scipy": "scipy",
           "statsmodels": "statsmodels", "matplotlib": "matplotlib", "yaml": "pyyaml", "jsonschema": "jsonschema",
           "mlxtend": "mlxtend", "sklearn": "scikit-learn", "tqdm": "tqdm", "pyautoattack": "pyautoattack",
-          "torchattacks": "torchattacks"}
+          "torchattacks": "torchattacks", "pydantic": "pydantic", "tabulate": "tabulate"}
 
 
 def ensure_requirements(wheels: Path = ROOT / "wheels") -> list[str]:
@@ -274,7 +274,20 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     tiny = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
     gpus = args.gpu_jobs if args.device == "cuda" else 0
-    results, failures = {}, []
+    results, failures, notes = {}, [], {"data": ""}
+
+    def write_report():
+        """The report of the steps run so far (rewritten after each one)."""
+        lines = ["# GPU readiness check", "", f"Written by `benchmarks/gpu_check.py` on {time.strftime('%Y-%m-%d %H:%M')}.", "",
+                 "| | |", "|---|---|",
+                 f"| device | {torch.cuda.get_device_name(0) if args.device == 'cuda' else 'cpu'} |",
+                 f"| torch | {torch.__version__} (CUDA {torch.version.cuda}) |",
+                 f"| sizes | {'small (CPU smoke)' if args.small else 'full'}; toy data: {notes['data'] or 'none'} |",
+                 f"| installed from wheels/ | {', '.join(installed) or 'nothing'} |",
+                 f"| checks failed | {', '.join(failures) or 'none'} |", ""]
+        for name, res in results.items():
+            lines += [f"## {name}", "", "```json", json.dumps(res, indent=1, default=str), "```", ""]
+        args.out.write_text("\n".join(lines))
 
     def step(name, fn):
         t0 = time.perf_counter()
@@ -285,6 +298,7 @@ def main(argv=None) -> int:
             failures.append(name)
         print(f"gpu-check: {name}: {'FAILED' if name in failures else 'ok'} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
+        write_report()
 
     def run_tiny():
         wd = work / "tiny"
@@ -296,7 +310,7 @@ def main(argv=None) -> int:
     step("tiny workflow", run_tiny)
     names = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml")) if args.presets == "all" else \
         [p for p in args.presets.split(",") if p and p != "none"]
-    data_note = toy_images(work / "toy_images", args.images, max(args.images // 3, 2)) if names else ""
+    notes["data"] = toy_images(work / "toy_images", args.images, max(args.images // 3, 2)) if names else ""
     # presets side by side: each toy DAG is mostly job start-up, which a many-core GPU box
     # overlaps; each run gets its share of the cores and of the concurrent device jobs
     par = max(1, min(args.parallel, len(names) or 1))
@@ -320,7 +334,7 @@ def main(argv=None) -> int:
     def device_tests():
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_attacks.py",
                                "-k", "device"], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
         if proc.returncode:
             raise RuntimeError(proc.stdout[-3000:])
         return {"pytest": proc.stdout.strip().splitlines()[-1]}
@@ -336,16 +350,7 @@ def main(argv=None) -> int:
         step("CPU vs device", agree)
     step("throughput", lambda: throughput(args.device, args.small))
 
-    lines = ["# GPU readiness check", "", f"Written by `benchmarks/gpu_check.py` on {time.strftime('%Y-%m-%d %H:%M')}.", "",
-             "| | |", "|---|---|",
-             f"| device | {torch.cuda.get_device_name(0) if args.device == 'cuda' else 'cpu'} |",
-             f"| torch | {torch.__version__} (CUDA {torch.version.cuda}) |",
-             f"| sizes | {'small (CPU smoke)' if args.small else 'full'}; toy data: {data_note or 'none'} |",
-             f"| installed from wheels/ | {', '.join(installed) or 'nothing'} |",
-             f"| checks failed | {', '.join(failures) or 'none'} |", ""]
-    for name, res in results.items():
-        lines += [f"## {name}", "", "```json", json.dumps(res, indent=1, default=str), "```", ""]
-    args.out.write_text("\n".join(lines))
+    write_report()
     print(f"gpu-check: wrote {args.out}; work folder {work}")
     return 1 if failures else 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from advfeatures.deps import module_files, script_files
-from advfeatures.localgpus import ASSIGN_ENV, count_local_gpus
+from advfeatures.localgpus import ASSIGN_ENV, gpu_slots
 from advfeatures.paths import RunPaths, data_key
 from advfeatures.plan import Plan, beta_tag
 from advfeatures.registry import STUDIES as STUDIES_ORDER
@@ -166,14 +166,15 @@ def tag(*parts):
 # ----------------------------------------------------------------------------- resources
 
 
-# Local runs: `gpu` is a global resource equal to the machine's GPU count (advfeatures.localgpus;
+# Local runs: `gpu` is a global resource equal to the machine's GPU count times
+# ADVFEATURES_JOBS_PER_GPU (advfeatures.localgpus;
 # 0 without CUDA, where Snakemake scales a job's gpu=1 down to 0 and runs it on the CPU), so
 # `--cores all` never runs more GPU jobs than devices.  `--resources gpu=N` overrides it; on a
 # cluster (--jobs/executor) the scheduler of the cluster places the jobs instead.
 # Each GPU job of a local run claims its own device (advfeatures.localgpus.claim_for_job).
 if workflow.global_resources["_nodes"].value is None:
     if "gpu" not in workflow.global_resources:
-        workflow.register_resource("gpu", count_local_gpus())
+        workflow.register_resource("gpu", gpu_slots())
     os.environ[ASSIGN_ENV] = "1"
 
 

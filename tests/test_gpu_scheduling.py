@@ -80,6 +80,29 @@ def test_a_third_gpu_job_waits_for_a_free_device(tmp_path):
         p.communicate(timeout=60)
 
 
+def test_jobs_per_gpu_lets_k_jobs_share_a_device_and_the_next_one_waits(tmp_path):
+    env = {ENV: "1", localgpus.PER_GPU_ENV: "2"}
+    assert localgpus.gpu_slots(env) == 2
+    first = claimers(tmp_path, 2, 3.0, **env)
+    time.sleep(1.0)
+    start = time.monotonic()
+    third = claimers(tmp_path, 1, 0.0, **env)[0]
+    assert third.communicate(timeout=60)[0].strip() == "0"
+    assert time.monotonic() - start > 1.0  # both slots of device 0 were taken: it waited
+    assert [p.communicate(timeout=60)[0].strip() for p in first] == ["0", "0"]
+
+
+def test_jobs_per_gpu_spreads_jobs_over_the_devices_first(tmp_path):
+    procs = claimers(tmp_path, 2, 1.0, **{ENV: "2", localgpus.PER_GPU_ENV: "3"})
+    assert sorted(p.communicate(timeout=60)[0].strip() for p in procs) == ["0", "1"]
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_jobs_per_gpu_rejects_a_value_that_is_not_a_positive_count(value):
+    with pytest.raises(ValueError, match=f"{localgpus.PER_GPU_ENV}='{value}'"):
+        localgpus.gpu_slots({ENV: "1", localgpus.PER_GPU_ENV: value})
+
+
 def test_claims_map_onto_the_visible_devices(tmp_path):
     procs = claimers(tmp_path, 2, 1.0, CUDA_VISIBLE_DEVICES="2,5")
     assert sorted(p.communicate(timeout=60)[0].strip() for p in procs) == ["2", "5"]
