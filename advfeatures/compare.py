@@ -97,6 +97,28 @@ _PERCENT = re.compile(r"(acc|rate|agree|%|chance|clean|true)", re.IGNORECASE)
 _BOUNDS = ((" lo", " hi"), ("_lo", "_hi"), ("_low", "_high"), (" low", " high"))
 
 
+#: tables whose percent-kind columns are fractions in [0, 1] (the MI tables' accuracy); the
+#: others give percentages in [0, 100]
+FRACTION_TABLES = frozenset({"mutual_info_final", "mutual_info_distortions"})
+
+
+def value_range(table: str, column: str) -> tuple[float, float] | None:
+    """The range a percent-kind column can take ([0, 1] in :data:`FRACTION_TABLES`, else
+    [0, 100]); None for other kinds."""
+    if column_kind(table, column) != "percent":
+        return None
+    return (0.0, 1.0) if table in FRACTION_TABLES else (0.0, 100.0)
+
+
+def tolerance(table: str, column: str) -> Tolerance:
+    """The default tolerance of a column (:data:`TOLERANCES` by kind; a fraction's percent
+    tolerance scaled to its unit)."""
+    tol = TOLERANCES[column_kind(table, column)]
+    if tol.kind == "percent" and table in FRACTION_TABLES:
+        return Tolerance(tol.kind, abs=tol.abs / 100, rel=tol.rel, compared=tol.compared)
+    return tol
+
+
 def column_kind(table: str, column: str) -> str:
     """The tolerance kind of a value column: timing, count, published, percent or value."""
     if _TIMING.search(column):
@@ -281,7 +303,7 @@ def compare_table(cmp: Comparison, name: str, a: pd.DataFrame, b: pd.DataFrame) 
             iv_a = (_num(ra[ivs[c][0]]), _num(ra[ivs[c][1]])) if c in ivs else None
             iv_b = ((_num(rb[ivs[c][0]]), _num(rb[ivs[c][1]]))
                     if c in ivs and ivs[c][0] in b.columns and ivs[c][1] in b.columns else None)
-            cmp.compare_number(where, c, _num(ra[c]), _num(rb[c]), TOLERANCES[column_kind(name, c)], iv_a, iv_b)
+            cmp.compare_number(where, c, _num(ra[c]), _num(rb[c]), tolerance(name, c), iv_a, iv_b)
 
 
 def compare_claims(cmp: Comparison, a: pd.DataFrame, b: pd.DataFrame) -> None:

@@ -22,7 +22,7 @@ no interval, and a note saying that the result is about one trained model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +62,13 @@ class Summary:
                 "sd": self.sd, "p_value": self.p_value, "tau2": self.tau2, "method": self.method}
 
 
-def between_replicates(values: Sequence[float], alpha: float = 0.05) -> Summary:
-    """Mean of the per-replicate estimates with a t interval (k - 1 df) from their spread."""
+def between_replicates(values: Sequence[float], alpha: float = 0.05,
+                       bounds: tuple[float, float] | None = None) -> Summary:
+    """Mean of the per-replicate estimates with a t interval (k - 1 df) from their spread.
+
+    ``bounds``: the range the quantity can take (e.g. 0 and 100 for an accuracy in percent); the
+    interval is cut to it (with 2 or 3 replicates a t interval easily reaches past 100%; the cut
+    keeps its coverage, since the true value lies in the range)."""
     v = _values(values, "between_replicates")
     k = len(v)
     if k == 1:
@@ -74,8 +79,11 @@ def between_replicates(values: Sequence[float], alpha: float = 0.05) -> Summary:
         lo = hi = mean
     else:
         lo, hi = sps.t.interval(1 - alpha, k - 1, loc=mean, scale=sem)
-    return Summary(mean, float(lo), float(hi), k, sd=sd,
-                   method=f"mean of {k} replicates, t interval on {k - 1} df ({100 * (1 - alpha):g}%)")
+    method = f"mean of {k} replicates, t interval on {k - 1} df ({100 * (1 - alpha):g}%)"
+    if bounds is not None:
+        lo, hi = max(float(lo), bounds[0]), min(float(hi), bounds[1])
+        method += f", cut to [{bounds[0]:g}, {bounds[1]:g}]"
+    return Summary(mean, float(lo), float(hi), k, sd=sd, method=method)
 
 
 def se_from_interval(lo: float, hi: float, alpha: float = 0.05) -> float:
@@ -155,13 +163,15 @@ def replicate_effect_test(a: Sequence[float], b: Sequence[float] | None = None, 
 
 def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str], *,
                    replicate: str = "replicate", alpha: float = 0.05, suffixes: tuple[str, str] = (" lo", " hi"),
-                   sd_suffix: str = " sd") -> pd.DataFrame:
+                   sd_suffix: str = " sd", bounds: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """Per-replicate rows -> those rows plus, per key with 2 or more replicates, a row with
     ``replicate = "mean"``: each value column's mean, its between-replicate t interval in the
     ``X lo`` / ``X hi`` columns and its standard deviation in ``X sd``.  Per-replicate rows keep
     their own (within-replicate) intervals; their ``X sd`` is empty.  A key with one replicate
     gets no mean row (its one row is the result, about one trained model); a value missing (NaN)
-    in some replicate has no mean (an empty cell)."""
+    in some replicate has no mean (an empty cell).  ``bounds``: value column -> the range its
+    interval is cut to (:func:`between_replicates`)."""
+    bounds = bounds or {}
     missing = [c for c in [*keys, *values, replicate] if c not in df.columns]
     if missing:
         raise AdvFeaturesError(f"replicate_rows: columns {missing} missing; the table has {list(df.columns)}")
@@ -185,7 +195,7 @@ def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
             if not np.isfinite(vals).all():  # a value some replicate did not measure: no mean
                 row |= dict.fromkeys((v, v + lo_s, v + hi_s, v + sd_suffix), math.nan)
                 continue
-            s = between_replicates(vals, alpha)
+            s = between_replicates(vals, alpha, bounds.get(v))
             row |= {v: s.mean, v + lo_s: s.ci_low, v + hi_s: s.ci_high, v + sd_suffix: s.sd}
         means.append(row)
     if means:

@@ -12,7 +12,15 @@ import pytest
 
 from advfeatures import compare as cmp_mod
 from advfeatures.__main__ import main as cli
-from advfeatures.compare import TOLERANCES, column_kind, compare_runs, interval_columns, table_keys
+from advfeatures.compare import (
+    TOLERANCES,
+    column_kind,
+    compare_runs,
+    interval_columns,
+    table_keys,
+    tolerance,
+    value_range,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,6 +153,17 @@ def test_column_kinds_and_intervals():
     assert table_keys("ib_sweep", SWEEP) == ["model", "beta"]
     assert table_keys("training", TRAINING.assign(replicate=["0", "mean"])) == ["method", "replicate"]
     assert TOLERANCES["percent"].allows(50.0, 52.0) and not TOLERANCES["percent"].allows(50.0, 52.1)
+
+
+def test_fraction_tables_get_a_tolerance_and_range_in_their_unit():
+    # the MI tables give accuracy as a fraction: 2 points there is 0.02, not 2.0 (every value)
+    assert tolerance("mutual_info_final", "accuracy").allows(0.50, 0.52)
+    assert not tolerance("mutual_info_final", "accuracy").allows(0.50, 0.53)
+    assert tolerance("kim_table3", "accuracy").allows(50.0, 52.0)
+    assert not tolerance("kim_table3", "accuracy").allows(50.0, 52.1)
+    assert value_range("mutual_info_distortions", "accuracy") == (0.0, 1.0)
+    assert value_range("kim_table3", "accuracy") == (0.0, 100.0)
+    assert value_range("kim_table3", "median_l2_fooled") is None
 
 
 def test_rows_tables_and_columns_in_one_run_only(tmp_path):

@@ -26,6 +26,26 @@ def test_between_replicates_t_interval():
     assert (same.ci_low, same.ci_high, same.sd) == (7.0, 7.0, 0.0)
 
 
+def test_an_interval_is_cut_to_the_range_of_its_quantity():
+    free = rep.between_replicates([96.0, 99.5])  # t on 1 df: 97.75 +- 22.2
+    assert free.ci_high > 100 and free.ci_low < 96
+    cut = rep.between_replicates([96.0, 99.5], bounds=(0.0, 100.0))
+    assert (cut.mean, cut.sd) == (free.mean, free.sd)
+    assert (cut.ci_low, cut.ci_high) == (free.ci_low, 100.0) and "cut to [0, 100]" in cut.method
+    low = rep.between_replicates([0.0, 2.0], bounds=(0.0, 100.0))
+    assert low.ci_low == 0.0 and low.ci_high < 100
+
+
+def test_combined_accuracy_intervals_stay_in_their_range():
+    frames = [pd.DataFrame({"model": ["standard"], "attack": ["clean"], "n": [500], "accuracy": [v]})
+              for v in (96.0, 99.5)]
+    mean = rr.combine_tables(frames, "kim_table3").query("replicate == 'mean'").iloc[0]
+    assert mean["accuracy hi"] == 100.0 and mean["accuracy lo"] < 96.0
+    mi = [pd.DataFrame({"method": ["standard"], "epoch": [1], "input": ["clean"], "layer": [1],
+                        "estimator": ["binning"], "n": [100], "accuracy": [v]}) for v in (0.96, 0.995)]
+    assert rr.combine_tables(mi, "mutual_info_final").query("replicate == 'mean'").iloc[0]["accuracy hi"] == 1.0
+
+
 def test_one_replicate_says_it_is_about_one_model():
     s = rep.between_replicates([12.0])
     assert s.mean == 12.0 and s.k == 1 and math.isnan(s.ci_low) and math.isnan(s.ci_high)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from advfeatures.compare import column_kind, table_keys, value_columns
+from advfeatures.compare import column_kind, table_keys, value_columns, value_range
 from advfeatures.replicates import ONE_MODEL, random_effects, replicate_effect_test, replicate_rows
 from advfeatures.reporting import Claim, claims_from_frame
 from advfeatures.utils import AdvFeaturesError
@@ -36,7 +36,8 @@ def combine_tables(frames: Sequence[pd.DataFrame], name: str, replicates: Sequen
     """One table of a run from its replicates' tables (``frames[i]``: replicate ``replicates[i]``):
     every per-replicate row with a ``replicate`` column first, and, with 2 or more replicates, a
     ``mean`` row per key (:func:`replicate_rows`; keys: :func:`advfeatures.compare.table_keys`)
-    with each measurement's between-replicate t interval (``X lo`` / ``X hi``) and SD (``X sd``)."""
+    with each measurement's between-replicate t interval (``X lo`` / ``X hi``; an accuracy's cut to
+    its range, :func:`advfeatures.compare.value_range`) and SD (``X sd``)."""
     if not frames:
         raise AdvFeaturesError(f"combine_tables: table {name!r} has no replicate")
     replicates = _names(replicates, len(frames))
@@ -52,7 +53,8 @@ def combine_tables(frames: Sequence[pd.DataFrame], name: str, replicates: Sequen
         return table
     keys = [k for k in table_keys(name, frames[0]) if k != "replicate"]
     values = numeric_values(frames[0], keys)
-    out = replicate_rows(table, keys, values, alpha=alpha)
+    bounds = {v: r for v in values if (r := value_range(name, v)) is not None}
+    out = replicate_rows(table, keys, values, alpha=alpha, bounds=bounds)
     # settings that count (test rows, epochs): the mean row gives their value, no interval
     counts = [c for v in values if column_kind(name, v) == "count" for c in (f"{v} lo", f"{v} hi", f"{v} sd")]
     return out.drop(columns=counts)
