@@ -50,6 +50,18 @@ def test_run_time_spans_only_the_last_run(tmp_path):
     assert tot["jobs_in_span"] == 4 and tot["span_s"] == pytest.approx(150)
 
 
+def test_run_time_leaves_out_replicates_the_run_no_longer_has(tmp_path):
+    # a 2-replicate run of this folder left rep1's files; the 1-replicate rerun counts rep0 only
+    b = tmp_path / "bench"
+    for name, secs in (("rep0_m_standard", 60), ("rep1_m_standard", 70), ("rep12_m_standard", 5)):
+        _bench(b, "train", name, secs, 100)
+    _bench(b, "claims_figures", "x", 10, 110)
+    df, tot = run_time(b, replicates=1)
+    assert tot["jobs"] == 2 and tot["job_s"] == pytest.approx(70)
+    assert run_time(b, replicates=2)[1]["job_s"] == pytest.approx(140)
+    assert run_time(b)[1]["jobs"] == 4  # no replicate count: every file
+
+
 def test_summary_inlines_short_tables_links_long_ones(tmp_path):
     short, long = tmp_path / "short.md", tmp_path / "long.md"
     write_table(pd.DataFrame({"a": [1.5, 2.0]}), tmp_path / "short.csv", short, title="Short")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -53,12 +54,19 @@ def write_training_table(metrics, benchmarks, csv_path, md_path, attack: Mapping
     return df
 
 
-def benchmark_jobs(bench_dir: str | os.PathLike) -> list[dict]:
+_REP = re.compile(r"^rep(\d+)_")
+
+
+def benchmark_jobs(bench_dir: str | os.PathLike, replicates: int | None = None) -> list[dict]:
     """One record per job from Snakemake's benchmark files under ``bench_dir``: the file's last
     row (its columns as text: s, max_rss, ...) plus ``rule`` (the first path part), ``job`` (the
-    rest of the path) and ``end`` (the file's mtime: when the job ended)."""
+    rest of the path) and ``end`` (the file's mtime: when the job ended).  With ``replicates``
+    = k, files of replicates k and above (``rep<r>_...``, left by an earlier run of the same run
+    folder with more replicates) are not this run's and are skipped."""
     out = []
     for tsv in sorted(Path(bench_dir).rglob("*.tsv")):
+        if replicates is not None and (m := _REP.match(tsv.name)) and int(m.group(1)) >= replicates:
+            continue
         with open(tsv) as f:
             recs = list(csv.DictReader(f, delimiter="\t"))
         if recs:
@@ -68,17 +76,19 @@ def benchmark_jobs(bench_dir: str | os.PathLike) -> list[dict]:
     return out
 
 
-def run_time(bench_dir: str | os.PathLike, gap_s: float = 120.0) -> tuple[pd.DataFrame, dict]:
+def run_time(bench_dir: str | os.PathLike, gap_s: float = 120.0,
+             replicates: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Wall time per rule from Snakemake's benchmark files, and the span of the last run.
 
     A benchmark file is written when its job ends, so a job ran from mtime - s to mtime.  The
     last run is the cluster of jobs reached backwards from the last job end without an idle gap
     longer than ``gap_s``; its span (first start to last end) is the run's wall time, without
     Snakemake's own start-up.  ``jobs_in_span`` tells whether that run executed every job (a
-    fresh ``make run``) or only part of the DAG (an incremental rerun).
+    fresh ``make run``) or only part of the DAG (an incremental rerun).  ``replicates``: as
+    :func:`benchmark_jobs`.
     """
     jobs = []
-    for rec in benchmark_jobs(bench_dir):
+    for rec in benchmark_jobs(bench_dir, replicates):
         secs, end = float(rec["s"]), rec["end"]
         jobs.append((end - secs, end, rec["rule"], secs))
     cols = ["rule", "jobs", "job seconds (sum)", "longest job s"]
@@ -158,14 +168,14 @@ def not_testable_markdown(claims: pd.DataFrame) -> str:
 def build_summary(sections: Sequence[tuple[str, Sequence[str | os.PathLike]]],
                   claims_csv: str | os.PathLike, out: str | os.PathLike,
                   figures: Sequence[str] = (), bench_dir: str | os.PathLike | None = None,
-                  max_rows: int = 30, preamble: str = "") -> str:
+                  max_rows: int = 30, preamble: str = "", replicates: int | None = None) -> str:
     """Concatenate Markdown tables per study, then the claims table; write and return it.
 
     Tables longer than ``max_rows`` rows are named with their path instead of inlined.
     """
     parts = [preamble] if preamble else []
     if bench_dir is not None:
-        rt, tot = run_time(bench_dir)
+        rt, tot = run_time(bench_dir, replicates=replicates)
         if tot["jobs"]:
             scope = ("every job of the DAG" if tot["jobs_in_span"] == tot["jobs"]
                      else f"an incremental rerun of {tot['jobs_in_span']} of {tot['jobs']} jobs")

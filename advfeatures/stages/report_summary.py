@@ -40,6 +40,7 @@ def summary(job: Job) -> None:
         job.p.figures,
         bench_dir=job.p.bench_dir,
         preamble=preamble,
+        replicates=k,
     )
 
 
