@@ -8,7 +8,8 @@
 # make gpu-check [DEVICE=cpu GPU_CHECK_ARGS=...]: the GPU readiness check, writes benchmarks/gpu.md
 # make mutation [MUTATION_MODULES='stats pgd']: mutmut over the science modules against their unit
 #   tests (slow, CPU-heavy; not part of make test); writes benchmarks/mutation/*.json and report.md
-# make wheels: download the installed requirements (without torch) into wheels/ for an offline GPU box
+# make wheels [WHEELS_PYTHON=3.12]: the installed requirements (without torch) as wheels in wheels/ for an
+#   offline GPU box whose Python is WHEELS_PYTHON (default: this one's)
 
 PYTHON ?= python3
 VENV := .venv
@@ -59,10 +60,16 @@ GPU_CHECK_ARGS ?=
 gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu_check.py --device $(DEVICE) $(GPU_CHECK_ARGS)
 
+# WHEELS_PYTHON: the GPU box's Python version (binary wheels for it, manylinux x86-64); a package
+# published only as source is built here as a wheel
+WHEELS_PYTHON ?= $(shell $(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 wheels: $(STAMP)
 	mkdir -p wheels
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(torch|torchvision|triton|nvidia-)' > wheels/requirements.txt
-	$(BIN)/pip download --quiet --no-deps --dest wheels -r wheels/requirements.txt
+	for r in $$(cat wheels/requirements.txt); do \
+	  $(BIN)/pip download --quiet --no-deps --only-binary=:all: --python-version $(WHEELS_PYTHON) --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	    --dest wheels "$$r" || $(BIN)/pip wheel --quiet --no-deps --wheel-dir wheels "$$r" || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check advfeatures workflow_scripts tests benchmarks

@@ -116,6 +116,8 @@ def toy_images(dest: Path, n_train: int, n_test: int, source: Path = SUBSET) -> 
 
 def snakemake(workdir: Path, configs: list[Path], cores: int, gpus: int, log: Path) -> float:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    if gpus:  # the toy jobs share the device: each may take one of its `gpus` slots
+        env["ADVFEATURES_JOBS_PER_GPU"] = str(gpus)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--cores", str(cores), "--resources", f"gpu={gpus}", "--configfile", *map(str, configs)]
     t0 = time.perf_counter()
