@@ -90,12 +90,13 @@ def test_claims_outside_the_papers_regime_are_not_testable():
 
 def test_synthetic_sets_that_did_not_reach_their_targets_are_not_evidence():
     evals, ref = frames()
-    st = {"d_rand": {"label_hit": 0.44}, "d_det": {"label_hit": 0.97}}
+    st = {"d_rand": {"label_hit": 0.44, "budget": "targeted L2 eps 0.5, 40 steps of 0.05"}, "d_det": {"label_hit": 0.97}}
     cl = ilyas.claims(evals, ref, num_classes=10, synthetic_stats=st)
     rand = [c for c in cl if c.claim.startswith("D_rand")]
     det = [c for c in cl if c.claim.startswith("D_det")]
     assert len(rand) == 2 and all(c.verdict == "not testable" and "d_rand did not form" in c.reason
-                                  and "44.0%" in c.reason for c in rand)
+                                  and "44.0% of its images at targeted L2 eps 0.5, 40 steps of 0.05" in c.reason
+                                  for c in rand)
     assert all(c.verdict == "holds" for c in det)
 
 

@@ -124,7 +124,8 @@ def claims(evals: pd.DataFrame, reference: pd.DataFrame, num_classes: int,
     - D_rand / D_det: the targeted synthesis reached its target labels (``synthetic_stats[kind]
       ["label_hit"]``, the share of synthetic images the source model assigns their new label) on
       at least ``target_success_min`` %; a set that did not form is mostly clean images with a wrong
-      label and says nothing about non-robust features.
+      label and says nothing about non-robust features (the reason names ``synthetic_stats[kind]
+      ["budget"]``, the targeted budget, when given).
 
     Generalisation claims (D_NR, D_rand, D_det clean accuracy) have no model precondition: a model
     at chance there is the negative result itself, not a reason to stay silent.
@@ -169,8 +170,9 @@ def claims(evals: pd.DataFrame, reference: pd.DataFrame, num_classes: int,
             return ""
         hit = 100 * float(st["label_hit"])
         if hit < cfg.target_success_min:
+            budget = f" at {st['budget']}" if st.get("budget") else ""
             return (f"{kind} did not form: the source model assigns the target label to only {hit:.1f}% of its "
-                    f"images (limit {cfg.target_success_min:g}%); raise synthesis.targeted.eps or steps")
+                    f"images{budget} (limit {cfg.target_success_min:g}%); raise synthesis.targeted.eps or steps")
         return ""
 
     def diff(kind1: str, kind2: str, col: str, key: str, text: str, note: str, extra: str = "") -> Claim:

@@ -42,6 +42,8 @@ def _ilyas_report(job: Job) -> None:
             "label_hit": float((arrays["source_pred"] == arrays["y"]).mean()),
             "rep_distance": float(arrays["rep_distance"].mean()),
         }
+        if t := attrs.get("params", {}).get("targeted"):  # the budget of D_rand / D_det
+            stats[kind]["budget"] = f"targeted L2 eps {t['eps']:g}, {t['steps']} steps of {t['alpha']:g}"
     with_pub = ilyas.published_applies(p.dataset, p.arch, p.eval["attacks"])
     df = ilyas.datasets_table(evals, reference, stats, robust_method=p.robust_method, with_published=with_pub)
     note = (
