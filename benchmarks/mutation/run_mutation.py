@@ -42,7 +42,9 @@ MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 #: module -> (source file, unit-test files that exercise it).  Each mutant runs only the tests
 #: that reach its function (mutmut's stats pass); files that train a model in a module fixture
 #: (tests/test_attacks.py, tests/test_training.py) would retrain it for every mutant, so the
-#: attacks and losses are checked by the oracle tests (tests/test_oracles.py) instead.
+#: attacks and losses are checked by the oracle tests (tests/test_oracles.py) instead.  The fast
+#: oracle file comes first: pytest stops at the first failure, before a slower file's test that a
+#: mutated default (e.g. 1000 inversion steps) makes run into mutmut's timeout.
 MODULES: dict[str, tuple[str, list[str]]] = {
     "stats": ("advfeatures/stats.py", ["tests/test_oracles.py", "tests/test_verdicts.py"]),
     "pgd": ("advfeatures/attacks/pgd.py", ["tests/test_oracles.py", "tests/test_bad_input.py"]),
@@ -53,7 +55,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "data": ("advfeatures/data.py", ["tests/test_oracles.py", "tests/test_oracles_data.py", "tests/test_data.py",
                                      "tests/test_bad_input.py"]),
     "training": ("advfeatures/training.py", ["tests/test_oracles.py", "tests/test_oracles_training.py"]),
-    "synthesis": ("advfeatures/synthesis.py", ["tests/test_synthesis.py"]),
+    "synthesis": ("advfeatures/synthesis.py", ["tests/test_oracles_synthesis.py", "tests/test_synthesis.py"]),
     "nrf": ("advfeatures/attacks/nrf.py", ["tests/test_oracles_nrf.py"]),
 }
 
@@ -68,6 +70,10 @@ DESELECT: dict[str, list[str]] = {
 _CPU = "device argument: on the CPU (where make mutation runs) None is the same device; the CUDA device tests of tests/test_attacks.py tell them apart on a GPU"
 _FALSY = "None for False: the callee only tests its truth value"
 _DEFAULT = "drops an argument equal to the callee's default"
+_CPU_SYN = ("device argument: on the CPU (where make mutation runs) None is the same device; the CUDA test "
+            "of tests/test_oracles_synthesis.py tells them apart on a GPU")
+_CPU_GEN = ("draw device: synthesis always passes a CPU generator, so a draw without a device (or on the "
+            "generator's) is made on the CPU, as draw_device gives, and then moved to the data's device")
 _MEMORY = "block or chunk size: only memory and speed depend on it (tests compare blocked with unblocked results)"
 EQUIVALENT: dict[str, str] = {
     # stats
@@ -196,6 +202,36 @@ EQUIVALENT: dict[str, str] = {
     **{f"advfeatures.data.x_stratified_split__mutmut_{i}": "a float mask of ones with 0.0 at the test rows has the "
        "same nonzero rows as the boolean one" for i in (10, 12)},
     "advfeatures.data.x_stratified_split__mutmut_13": "numpy stores None in a boolean array as False",
+    # synthesis
+    **{f"advfeatures.synthesis.x_{f}__mutmut_{i}": _CPU_SYN for f, ids in (
+        ("choose_targets", (14, 26)), ("random_other_index", (7, 19)), ("start_points", (14, 23)),
+        ("synthesize_chunk", (4, 6, 31))) for i in ids},
+    **{f"advfeatures.synthesis.x_{f}__mutmut_{i}": _CPU_GEN for f, ids in (
+        ("choose_targets", (19, 24, 27)), ("random_other_index", (12, 17, 20)), ("start_points", (18, 22, 24)))
+       for i in ids},
+    "advfeatures.synthesis.x_synthesize_chunk__mutmut_17": "rows_per_pass(device, None): on the CPU the pass "
+    "size is CPU_ROWS_PER_PASS whatever n (on a GPU max(None, 1) fails: the CUDA test of "
+    "tests/test_oracles_synthesis.py)",
+    **{f"advfeatures.synthesis.x__load_chunk__mutmut_{i}": "map_location: the chunks are saved from CPU tensors "
+       "(synthesize_chunk returns them on the CPU), so 'cpu' moves nothing" for i in (3, 6)},
+    **{f"advfeatures.synthesis.x__load_chunk__mutmut_{i}": "weights_only=None or left out is torch's default, "
+       "True since torch 2.6 (pyproject.toml pins >= 2.10)" for i in (4, 7)},
+    **{f"advfeatures.synthesis.x_fingerprint__mutmut_{i}": "relevant() builds its dict in one fixed order, so "
+       "the JSON is as deterministic unsorted: only the hash value changes, and it is compared only with "
+       "hashes of the same code" for i in (4, 6, 7)},
+    "advfeatures.synthesis.x__tensor_digest__mutmut_13": "another constant for empty tensors: their shape, "
+    "hashed before it, already tells them apart; only the hash value changes",
+    "advfeatures.synthesis.x_synthesize__mutmut_57": "a missing chunk file makes torch.load raise, which "
+    "_load_chunk answers with None, as the short cut does",
+    "advfeatures.synthesis.x__tensor_digest__mutmut_8": "an empty tensor's bytes are b'' too: the guard only "
+    "skips viewing an empty tensor",
+    "advfeatures.synthesis.x_synthesize__mutmut_113": _FALSY + " (tqdm's set_postfix refresh)",
+    "advfeatures.synthesis.x_synthesize__mutmut_38": "tqdm reads mininterval=None as 0",
+    **{f"advfeatures.synthesis.x_synthesize__mutmut_{i}": "ascii=None (tqdm's default) picks the bar from the "
+       "file's encoding; _LogStream has none, so tqdm draws the ASCII bar as with ascii=True" for i in (39, 46)},
+    "advfeatures.synthesis.xǁ_LogStreamǁwrite__mutmut_2": "strip() also strips tabs and other whitespace, which "
+    "tqdm's lines neither start nor end with",
+    "advfeatures.synthesis.x_targeted_examples__mutmut_8": _FALSY + " (pgd's random_init)",
     # training
     "advfeatures.training.x_method_loss__mutmut_104": "topk's default dim (-1) is dim 1 of the [N, C] probabilities",
     **{f"advfeatures.training.x_trades_examples__mutmut_{i}": _CPU for i in (10, 13, 17, 19, 20)},
