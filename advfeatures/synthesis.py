@@ -284,9 +284,10 @@ def _load_chunk(path: Path, fp: str) -> dict[str, torch.Tensor] | None:
         st = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a half-written or foreign file is simply redone
         return None
-    if st.get("fingerprint") != fp or set(st.get("arrays", {})) != set(ARRAYS):
+    arrays = st.get("arrays") if isinstance(st, dict) else None  # a bare tensor or list: not a chunk
+    if not isinstance(arrays, dict) or st.get("fingerprint") != fp or set(arrays) != set(ARRAYS):
         return None
-    return st["arrays"]
+    return arrays
 
 
 def synthesize(

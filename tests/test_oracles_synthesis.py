@@ -478,6 +478,9 @@ def test_chunk_file_without_arrays_or_with_foreign_objects_is_not_loaded(tmp_pat
     assert syn._load_chunk(tmp_path / "foreign.pt", "f" * 16) is None  # weights only: no code is unpickled
     torch.save({"fingerprint": "f" * 16, "arrays": arrays}, tmp_path / "good.pt")
     assert syn._load_chunk(tmp_path / "good.pt", "f" * 16).keys() == set(syn.ARRAYS)
+    for i, obj in enumerate((torch.zeros(3), [1, 2], {"fingerprint": "f" * 16, "arrays": torch.zeros(2)})):
+        torch.save(obj, tmp_path / f"not_a_chunk_{i}.pt")  # loadable, but no chunk: redone, no crash
+        assert syn._load_chunk(tmp_path / f"not_a_chunk_{i}.pt", "f" * 16) is None
 
 
 def test_fingerprint_follows_config_weights_and_data():
