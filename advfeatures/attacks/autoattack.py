@@ -63,14 +63,24 @@ def apgd_ce(model, x, y, *, eps: float, n_iter: int = 100, n_restarts: int = 1, 
 
 def fab(model, x, y, *, eps: float, n_iter: int = 100, n_restarts: int = 1, targeted: bool = False,
         n_target_classes: int = 9, norm: str = "linf", seed: int = 0) -> torch.Tensor:
-    """FAB (Croce & Hein 2020), minimal-norm; successes beyond ``eps`` are discarded (returns x there)."""
+    """FAB (Croce & Hein 2020), minimal-norm; successes beyond ``eps`` are discarded (returns x there).
+
+    Targeted, it tries at most the ``num_classes - 1`` other classes (at least one), as
+    :func:`autoattack` does: pyautoattack indexes past the logits when ``n_target_classes`` is not
+    below the number of classes (the default 9 on a model of fewer than 10) and fails with an
+    IndexError as soon as a row survives the classes there are.
+    """
     from pyautoattack.fab_pt import FABAttack_PT
 
-    check_budget("fab", eps=eps, n_iter=n_iter, n_restarts=n_restarts)
+    check_budget("fab", eps=eps, n_iter=n_iter, n_restarts=n_restarts, n_target_classes=n_target_classes)
     x = x.detach()
     if eps == 0:
         return x.clone()
     with frozen(model), _quiet_seeded(x.device):
+        if targeted:
+            with torch.no_grad():
+                num_classes = model(x[:1]).shape[1]
+            n_target_classes = max(1, min(int(n_target_classes), num_classes - 1))
         atk = FABAttack_PT(model, n_restarts=n_restarts, n_iter=n_iter, eps=eps, seed=seed,
                            norm=_norm_name(norm), verbose=False, device=x.device, targeted=targeted,
                            n_target_classes=n_target_classes)

@@ -42,7 +42,7 @@ MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 #: module -> (source file, unit-test files that exercise it).  Each mutant runs only the tests
 #: that reach its function (mutmut's stats pass); files that train a model in a module fixture
 #: (tests/test_attacks.py, tests/test_training.py) would retrain it for every mutant, so the
-#: attacks and losses are checked by the oracle tests (tests/test_oracles.py) instead.  The fast
+#: attacks and losses are checked by the oracle tests (tests/test_oracles*.py) instead.  The fast
 #: oracle file comes first: pytest stops at the first failure, before a slower file's test that a
 #: mutated default (e.g. 1000 inversion steps) makes run into mutmut's timeout.
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -57,6 +57,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "training": ("advfeatures/training.py", ["tests/test_oracles.py", "tests/test_oracles_training.py"]),
     "synthesis": ("advfeatures/synthesis.py", ["tests/test_oracles_synthesis.py", "tests/test_synthesis.py"]),
     "nrf": ("advfeatures/attacks/nrf.py", ["tests/test_oracles_nrf.py"]),
+    "evaluate": ("advfeatures/attacks/evaluate.py", ["tests/test_oracles_attacks.py"]),
+    "autoattack": ("advfeatures/attacks/autoattack.py", ["tests/test_oracles_attacks.py"]),
+    "suite": ("advfeatures/attacks/suite.py", ["tests/test_oracles_attacks.py"]),
 }
 
 #: module -> tests left out of its run.  A test that starts ``python -m advfeatures...`` in another
@@ -180,6 +183,61 @@ EQUIVALENT: dict[str, str] = {
     **{f"advfeatures.attacks.nrf.x_nrf__mutmut_{i}": _CPU for i in (37, 40, 58, 62, 65)},
     "advfeatures.attacks.nrf.x_nrf__mutmut_44": "float('INF') is float('inf'): Python's float() reads it "
     "case-insensitively",
+    # attacks.evaluate
+    **{f"advfeatures.attacks.evaluate.x_{f}__mutmut_{i}": _CPU for f, ids in (
+        ("_subset", (14, 15)), ("evaluate_model", (2, 8)), ("robust_accuracy", (4, 6)),
+        ("transfer_rate", (2, 8, 15, 17))) for i in ids},
+    **{f"advfeatures.attacks.evaluate.x_{f}__mutmut_1": "default batch size of the prediction and PGD loops: "
+       "predictions do not depend on it, and one generator stream across batches draws the same random starts"
+       for f in ("evaluate_model", "robust_accuracy", "transfer_rate")},
+    **{f"advfeatures.attacks.evaluate.x_{f}__mutmut_{i}": "predict's own batch size instead of the one given: "
+       "predictions do not depend on it" for f, ids in (("robust_accuracy", (13, 34)),
+                                                        ("transfer_rate", (46, 53, 61, 69))) for i in ids},
+    "advfeatures.attacks.evaluate.x_transfer_rate__mutmut_83": "float('NAN') is float('nan'): Python's float() "
+    "reads it case-insensitively",
+    # attacks.autoattack
+    **{f"advfeatures.attacks.autoattack.x_{f}__mutmut_{i}": "device None or left out: pyautoattack's APGD and "
+       "FAB take x's device when given none (on any device)" for f, ids in (("apgd_ce", (29, 37)), ("fab", (50, 60)))
+       for i in ids},
+    "advfeatures.attacks.autoattack.x_apgd_ce__mutmut_36": _DEFAULT + " (loss='ce')",
+    **{f"advfeatures.attacks.autoattack.x_{f}__mutmut_{i}": "x[:2] for x[:1]: only the logits' width (the "
+       "number of classes) is read" for f, i in (("autoattack", 26), ("fab", 27))},
+    "advfeatures.attacks.autoattack.x_autoattack__mutmut_66": "pyautoattack's inner batch size (its default 250 "
+    "instead of all rows): rows are attacked independently; only memory and speed depend on it (the suite "
+    "passes at most 250 rows per batch by default)",
+    **{f"advfeatures.attacks.autoattack.x_build_autoattack__mutmut_{i}": _CPU.replace("None", "None or "
+       "AutoAttack's default 'cpu'") for i in (15, 21)},
+    "advfeatures.attacks.autoattack.x_build_autoattack__mutmut_20": _DEFAULT + " (version='standard')",
+    "advfeatures.attacks.autoattack.x_build_autoattack__mutmut_24": _FALSY + " (AutoAttack.verbose)",
+    **{f"advfeatures.attacks.autoattack.x_build_autoattack__mutmut_{i}": _DEFAULT + " (n_restarts=1)"
+       for i in (41, 69, 96, 124)},
+    **{f"advfeatures.attacks.autoattack.x_build_autoattack__mutmut_{i}": _DEFAULT + " (verbose=False)"
+       for i in (43, 71, 101, 126)},
+    **{f"advfeatures.attacks.autoattack.x_build_autoattack__mutmut_{i}": _DEFAULT + " (eot_iter=1)" for i in (46, 74)},
+    **{f"advfeatures.attacks.autoattack.x_build_autoattack__mutmut_{i}": _DEFAULT + " (rho=0.75)" for i in (47, 75)},
+    **{f"advfeatures.attacks.autoattack.x_build_autoattack__mutmut_{i}": "FAB's targeted flag: pyautoattack "
+       "sets it when it runs fab (False) or fab-t (True), so the constructor's value is never used"
+       for i in (93, 103, 107)},
+    "advfeatures.attacks.autoattack.x_build_autoattack__mutmut_118": _FALSY + " (Square's resc_schedule)",
+    "advfeatures.attacks.autoattack.x_build_autoattack__mutmut_120": _DEFAULT + " (p_init=0.8)",
+    "advfeatures.attacks.autoattack.x_fab__mutmut_49": _FALSY + " (FAB's verbose)",
+    "advfeatures.attacks.autoattack.x_fab__mutmut_59": _DEFAULT + " (verbose=False)",
+    # attacks.suite
+    **{f"advfeatures.attacks.suite.x__pgd__mutmut_{i}": "_bim reads neither the name nor the entry" for i in (2, 3)},
+    **{f"advfeatures.attacks.suite.x_evaluate_attack__mutmut_{i}": _CPU for i in (3, 7, 9, 20, 22, 30, 31)},
+    **{name: "default batch size of the attack loop: only memory, speed and which per-batch seed "
+       "pyautoattack gets depend on it (the tests give it)" for name in (
+        "advfeatures.attacks.suite.x_evaluate_attack__mutmut_1",
+        "advfeatures.attacks.suite.x_robust_accuracy_vs_eps__mutmut_1",
+        "advfeatures.attacks.suite.x_robust_accuracy_vs_eps__mutmut_38")},
+    **{f"advfeatures.attacks.suite.x_evaluate_attack__mutmut_{i}": "no rows: the [0, d] delta reduces over "
+       "its d columns to the same empty [0] float tensor" for i in (133, 139)},
+    "advfeatures.attacks.suite.x_evaluate_attack__mutmut_32": "mask '' for None: only attacks that need a mask "
+    "read it, and for them it is always set",
+    **{f"advfeatures.attacks.suite.x_make_attack__mutmut_{i}": "get's default is never used: that branch runs "
+       "only when p holds a non-None eps" for i in (28, 30)},
+    "advfeatures.attacks.suite.xǁAttackǁwith_eps__mutmut_23": "eps_default is never used: the entry passed "
+    "holds the eps",
     # data
     "advfeatures.data.x_imagefolder__mutmut_125": "width for height in the array shape: the images are square "
     "there (non-square ones are refused before loading)",
