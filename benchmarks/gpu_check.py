@@ -335,7 +335,7 @@ def main(argv=None) -> int:
 
     def device_tests():
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_attacks.py",
-                               "-k", "device"], cwd=ROOT, capture_output=True, text=True,
+                               "tests/test_oracles_synthesis.py", "-k", "device or cuda"], cwd=ROOT, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
         if proc.returncode:
             raise RuntimeError(proc.stdout[-3000:])

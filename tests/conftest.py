@@ -79,7 +79,7 @@ def pytest_collection_modifyitems(config, items):
 #: CI sets this (.ci/run): a test skipped because a fixture it needs is missing (the shared CIFAR-10
 #: subset, the slurm packages, pyautoattack's example model) then FAILS instead of passing silently
 REQUIRE_ALL = "ADVFEATURES_REQUIRE_ALL"
-#: the reason a deliberate skip starts with (a skip that is right even in CI); none at present
+#: the reason a deliberate skip starts with (a skip that is right even in CI): the CUDA-only tests
 DELIBERATE = "deliberate:"
 
 

@@ -544,7 +544,8 @@ def test_synthetic_dataset_takes_the_train_split_and_keeps_the_rest():
         syn.synthetic_dataset(base, torch.zeros(2, 1, 4, 4), y[:2], "d_rand")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="deliberate: needs a CUDA device (CI has none; it runs on a GPU machine, e.g. make gpu-check)")
 def test_cuda_data_with_the_cpu_generator_gives_the_cpu_draws_and_rows():
     """Synthesis draws from a CPU generator whatever the device: on CUDA data the draws are made
     on the CPU and moved, so the rows are the CPU run's (floats up to rounding)."""
