@@ -44,6 +44,12 @@ def _values(values: Sequence[float], what: str) -> np.ndarray:
     return v
 
 
+def _proper(lo: float, hi: float) -> bool:
+    """An interval with finite ends and a positive width."""
+    lo, hi = float(lo), float(hi)
+    return math.isfinite(lo) and math.isfinite(hi) and hi > lo
+
+
 @dataclass(frozen=True)
 class Summary:
     """A combined estimate over k replicates, its interval and how it was made."""
@@ -63,23 +69,35 @@ class Summary:
 
 
 def between_replicates(values: Sequence[float], alpha: float = 0.05,
-                       bounds: tuple[float, float] | None = None) -> Summary:
+                       bounds: tuple[float, float] | None = None,
+                       within: Sequence[tuple[float, float]] | None = None) -> Summary:
     """Mean of the per-replicate estimates with a t interval (k - 1 df) from their spread.
 
     ``bounds``: the range the quantity can take (e.g. 0 and 100 for an accuracy in percent); the
     interval is cut to it (with 2 or 3 replicates a t interval easily reaches past 100%; the cut
-    keeps its coverage, since the true value lies in the range)."""
+    keeps its coverage, since the true value lies in the range).
+
+    ``within``: each replicate's own (1 - alpha) interval, e.g. over its test rows.  When every
+    replicate gave the same value (an accuracy of 0 / 500 rows three times) the t interval is a
+    single point, which says the value is known exactly; the interval then combines the
+    within-replicate intervals instead (:func:`random_effects`; with no spread it is the fixed
+    effect).  Without ``within`` such a point interval stays, and the method says so."""
     v = _values(values, "between_replicates")
     k = len(v)
     if k == 1:
         return Summary(float(v[0]), math.nan, math.nan, 1, method=ONE_MODEL)
-    mean, sd = float(v.mean()), float(v.std(ddof=1))
-    sem = sd / math.sqrt(k)
-    if sem == 0:  # every replicate gave the same value: the t interval is that point
-        lo = hi = mean
-    else:
-        lo, hi = sps.t.interval(1 - alpha, k - 1, loc=mean, scale=sem)
+    same = bool((v == v[0]).all())  # exactly (the mean of three 0.4s is not 0.4 in floating point)
+    mean, sd = (float(v[0]), 0.0) if same else (float(v.mean()), float(v.std(ddof=1)))
     method = f"mean of {k} replicates, t interval on {k - 1} df ({100 * (1 - alpha):g}%)"
+    if not same:
+        lo, hi = sps.t.interval(1 - alpha, k - 1, loc=mean, scale=sd / math.sqrt(k))
+    elif within is not None and len(within) == k and all(_proper(lo, hi) for lo, hi in within):
+        s = random_effects(v, intervals=within, alpha=alpha)
+        lo, hi = s.ci_low, s.ci_high
+        method = f"{k} replicates gave the same value: their within-replicate intervals combined ({s.method})"
+    else:  # no spread and nothing else to go on: the point itself
+        lo = hi = mean
+        method = f"{k} replicates gave the same value and have no within-replicate interval: no interval"
     if bounds is not None:
         lo, hi = max(float(lo), bounds[0]), min(float(hi), bounds[1])
         method += f", cut to [{bounds[0]:g}, {bounds[1]:g}]"
@@ -120,7 +138,9 @@ def random_effects(estimates: Sequence[float], std_errors: Sequence[float] | Non
         z = sps.norm.ppf(1 - alpha / 2)
         return Summary(float(est[0]), float(est[0] - z * se[0]), float(est[0] + z * se[0]), 1,
                        method=f"{ONE_MODEL}; its within-replicate interval")
-    res = combine_effects(est, se**2, method_re=method, use_t=True, alpha=alpha)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a negative tau^2 estimate: statsmodels divides by
+        # var + tau^2 (0 for identical estimates) and takes its sqrt; the fixed effect is used then
+        res = combine_effects(est, se**2, method_re=method, use_t=True, alpha=alpha)
     tau2 = float(res.tau2)
     if tau2 > 0:  # random effects, scale 1
         mean, sd_mean = float(res.mean_effect_re), float(res.sd_eff_w_re)
@@ -170,7 +190,8 @@ def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
     their own (within-replicate) intervals; their ``X sd`` is empty.  A key with one replicate
     gets no mean row (its one row is the result, about one trained model); a value missing (NaN)
     in some replicate has no mean (an empty cell).  ``bounds``: value column -> the range its
-    interval is cut to (:func:`between_replicates`)."""
+    interval is cut to; where the replicates agree exactly, their own ``X lo`` / ``X hi`` give
+    the interval (both: :func:`between_replicates`)."""
     bounds = bounds or {}
     missing = [c for c in [*keys, *values, replicate] if c not in df.columns]
     if missing:
@@ -195,7 +216,9 @@ def replicate_rows(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str],
             if not np.isfinite(vals).all():  # a value some replicate did not measure: no mean
                 row |= dict.fromkeys((v, v + lo_s, v + hi_s, v + sd_suffix), math.nan)
                 continue
-            s = between_replicates(vals, alpha, bounds.get(v))
+            within = (list(zip(group[v + lo_s].to_numpy(float), group[v + hi_s].to_numpy(float)))
+                      if v + lo_s in group.columns and v + hi_s in group.columns else None)
+            s = between_replicates(vals, alpha, bounds.get(v), within=within)
             row |= {v: s.mean, v + lo_s: s.ci_low, v + hi_s: s.ci_high, v + sd_suffix: s.sd}
         means.append(row)
     if means:

@@ -23,7 +23,24 @@ def test_between_replicates_t_interval():
     narrow = rep.between_replicates([1.0, 2.0, 3.0, 4.0], alpha=0.5)
     assert s.ci_low < narrow.ci_low < narrow.ci_high < s.ci_high
     same = rep.between_replicates([7.0, 7.0])
-    assert (same.ci_low, same.ci_high, same.sd) == (7.0, 7.0, 0.0)
+    assert (same.ci_low, same.ci_high, same.sd) == (7.0, 7.0, 0.0) and "no interval" in same.method
+
+
+def test_replicates_that_agree_exactly_get_their_within_intervals_combined():
+    # 2 of 500 test rows three times: the t interval is the point 0.4, as if known exactly
+    within = [(0.1, 1.4)] * 3
+    s = rep.between_replicates([0.4, 0.4, 0.4], within=within, bounds=(0.0, 100.0))
+    se = rep.se_from_interval(0.1, 1.4) / math.sqrt(3)  # fixed effect of three equal standard errors
+    q = sps.t.ppf(0.975, 2)
+    assert (s.mean, s.sd) == (0.4, 0.0)
+    assert (s.ci_low, s.ci_high) == pytest.approx((0.0, 0.4 + q * se))  # the low end cut to the range
+    assert "gave the same value" in s.method and "cut to [0, 100]" in s.method
+    # with spread the within intervals are not used: the t interval of the values
+    t = rep.between_replicates([0.2, 0.4, 0.6], within=within)
+    assert (t.ci_low, t.ci_high) == pytest.approx(sps.t.interval(0.95, 2, loc=0.4, scale=0.2 / math.sqrt(3)))
+    # a within interval of zero width or missing: nothing to combine, the point stays
+    for bad in ([(0.4, 0.4)] * 3, [(math.nan, 1.0)] * 3, [(0.1, 1.4)] * 2):
+        assert (lambda p: (p.ci_low, p.ci_high))(rep.between_replicates([0.4] * 3, within=bad)) == (0.4, 0.4)
 
 
 def test_an_interval_is_cut_to_the_range_of_its_quantity():
@@ -184,6 +201,12 @@ def test_combine_tables_three_replicates_mean_rows_per_key():
     assert means.loc["a", "accuracy sd"] == pytest.approx(2.0)
     assert "published sd" not in out.columns  # published numbers are not averaged as measurements
     assert means.loc["a", "n"] == 100 and "n lo" not in out.columns  # a count: its value, no interval
+    runs = [pd.DataFrame({"method": ["standard"], "epochs": [15], "test clean acc %": [c],
+                          "test clean acc % lo": [c - 4], "test clean acc % hi": [c + 4], "train job wall s": [w]})
+            for c, w in ((46.0, 90.0), (46.0, 840.0), (46.0, 200.0))]
+    tr = rr.combine_tables(runs, "training", ["0", "1", "2"]).query("replicate == 'mean'").iloc[0]
+    assert "train job wall s lo" not in tr and tr["train job wall s sd"] > 0  # a timing: mean and SD only
+    assert tr["test clean acc % lo"] < 46.0 < tr["test clean acc % hi"]  # equal values: their own intervals
     assert out["model"].tolist() == ["a"] * 4 + ["b"] * 4  # each key's replicates, then its mean
     with pytest.raises(AdvFeaturesError, match="already has a replicate column"):
         rr.combine_tables([out], "kim_table3", ["0"])

@@ -37,7 +37,8 @@ def combine_tables(frames: Sequence[pd.DataFrame], name: str, replicates: Sequen
     every per-replicate row with a ``replicate`` column first, and, with 2 or more replicates, a
     ``mean`` row per key (:func:`replicate_rows`; keys: :func:`advfeatures.compare.table_keys`)
     with each measurement's between-replicate t interval (``X lo`` / ``X hi``; an accuracy's cut to
-    its range, :func:`advfeatures.compare.value_range`) and SD (``X sd``)."""
+    its range, :func:`advfeatures.compare.value_range`; replicates that agree exactly: their own
+    intervals combined) and SD (``X sd``).  Counts get their value only, timings their mean and SD."""
     if not frames:
         raise AdvFeaturesError(f"combine_tables: table {name!r} has no replicate")
     replicates = _names(replicates, len(frames))
@@ -55,9 +56,13 @@ def combine_tables(frames: Sequence[pd.DataFrame], name: str, replicates: Sequen
     values = numeric_values(frames[0], keys)
     bounds = {v: r for v in values if (r := value_range(name, v)) is not None}
     out = replicate_rows(table, keys, values, alpha=alpha, bounds=bounds)
-    # settings that count (test rows, epochs): the mean row gives their value, no interval
-    counts = [c for v in values if column_kind(name, v) == "count" for c in (f"{v} lo", f"{v} hi", f"{v} sd")]
-    return out.drop(columns=counts)
+    # settings that count (test rows, epochs): the mean row gives their value, no interval; costs
+    # (job seconds, which depend on the machine's load): their mean and SD, no interval (a t
+    # interval of 3 wall times reached below 0 s)
+    kind = {v: column_kind(name, v) for v in values}
+    drop = [c for v in values if kind[v] == "count" for c in (f"{v} lo", f"{v} hi", f"{v} sd")]
+    drop += [c for v in values if kind[v] == "timing" for c in (f"{v} lo", f"{v} hi")]
+    return out.drop(columns=drop)
 
 
 def headline_rows(df: pd.DataFrame) -> pd.DataFrame:

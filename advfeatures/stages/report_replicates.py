@@ -52,7 +52,8 @@ def combine_table(job: Job) -> None:
         shown = [*keys, *values][: reporting.MAX_MD_COLUMNS]
         hidden = [c for c in [*keys, *values] if c not in shown]
         note = (f"Mean over {len(reps)} replicates with its between-replicate {100 * (1 - alpha):g}% t interval "
-                f"({len(reps) - 1} df). Each replicate's rows and the standard deviations (`X sd`): the CSV; "
+                f"({len(reps) - 1} df), cut to the range of an accuracy; where every replicate gave the same value, "
+                f"their own intervals combined; timings without interval. Each replicate's rows and the standard deviations (`X sd`): the CSV; "
                 f"each replicate's own view: `rep<r>/tables/{name}.md`.")
         if hidden:
             note += f" Columns left to the CSV: {', '.join(map(str, hidden))}."
