@@ -239,6 +239,12 @@ def test_combine_claims_random_effects_against_the_threshold():
         f["threshold"] = 6.0
     (c6,) = rr.combine_claims(shifted, ["0", "1", "2"])
     assert c6.p_value == pytest.approx(1.0) and c6.verdict != "holds"
+    # replicates that agree exactly keep their value (their combined 0 - 10, + 10, came back as -1.8e-15)
+    zeros = [_claims(0.0, -0.4, 0.8) for _ in range(3)]
+    for f in zeros:
+        f["threshold"], f["comparison"] = 10.0, "<="
+    (c0,) = rr.combine_claims(zeros, ["0", "1", "2"])
+    assert c0.measured == 0.0 and c0.ci_low < 0.0 < c0.ci_high
 
 
 def test_combine_claims_between_replicate_spread_widens_the_interval():

@@ -138,7 +138,10 @@ def combine_claims(frames: Sequence[pd.DataFrame], replicates: Sequence[str] | N
             # centred on the threshold, so that the p-value tests measured == threshold
             s = random_effects(est - t, intervals=[(float(lo) - t, float(hi) - t) for lo, hi in intervals],
                                method=method, alpha=alpha)
-            fields = {"measured": s.mean + t, "ci_low": s.ci_low + t, "ci_high": s.ci_high + t,
+            # replicates that agree exactly: their value, not its round trip through the threshold
+            # (0 - 10 + 10 came back as -1.8e-15)
+            measured = float(est[0]) if (est == est[0]).all() else s.mean + t
+            fields = {"measured": measured, "ci_low": s.ci_low + t, "ci_high": s.ci_high + t,
                       "p_value": s.p_value, "n": s.k,
                       "test": f"{s.method} (tau^2 {s.tau2:.3g}) of the per-replicate effects; "
                               f"per replicate: {first.test}"}
