@@ -695,7 +695,7 @@ def test_mart_with_saturated_adversarial_probabilities(monkeypatch):
         p_adv = model(x_adv).softmax(1)
         expected = mart_reference(model(x).double(), model(x_adv).double(), y, 6.0)
     assert float(p_adv.min()) < 1e-10
-    assert float(loss) == pytest.approx(float(expected), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_mart_in_float64_keeps_the_official_constants(monkeypatch):
@@ -711,7 +711,7 @@ def test_mart_in_float64_keeps_the_official_constants(monkeypatch):
     with torch.no_grad():
         expected = mart_reference(model(x), model(x_adv), y, 6.0)
     assert loss.dtype == torch.float64
-    assert float(loss) == pytest.approx(float(expected), rel=1e-12)
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-12)
 
 
 def test_the_losses_and_the_trades_attack_raise_no_warnings(monkeypatch):
