@@ -368,16 +368,24 @@ def assert_in_box_and_ball(x_adv, x, eps, norm="linf"):
     assert float(d.max()) <= eps + 1e-5
 
 
-@pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_apgd_ce_respects_its_budget_and_fools_rows(norm):
+def attacked_in_budget(attack, norm):
+    """``attack`` on 6 rows at eps 0.3 (Linf) or 0.6 (L2): its output stays in the box and the
+    ball, fools some row, and an L2 ball is not a Linf one of the same radius (there L2 reaches
+    3 eps).  Returns model, x, y, x_adv."""
     model, x, y = labelled(6)
     eps = 0.3 if norm == "linf" else 0.6
-    x_adv = aa.apgd_ce(model, x, y, eps=eps, n_iter=10, norm=norm, seed=1)
+    x_adv = attack(model, x, y, eps=eps, n_iter=10, norm=norm, seed=1)
     assert_in_box_and_ball(x_adv, x, eps, norm)
-    assert not x_adv.requires_grad
     assert acc(model, x_adv, y) < 1.0
-    if norm == "l2":  # an L2 ball, not a Linf one of the same radius (there L2 reaches 3 eps)
+    if norm == "l2":
         assert float(linf(x_adv, x).max()) < eps
+    return model, x, y, x_adv
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_apgd_ce_respects_its_budget_and_fools_rows(norm):
+    _, _, _, x_adv = attacked_in_budget(aa.apgd_ce, norm)
+    assert not x_adv.requires_grad
 
 
 def test_apgd_ce_is_seeded_and_leaves_the_caller_state_alone():
@@ -456,14 +464,8 @@ def test_bad_budgets_are_refused_by_name(fn, name, keys):
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_fab_respects_its_budget(norm):
-    model, x, y = labelled(6)
-    eps = 0.3 if norm == "linf" else 0.6
-    x_adv = aa.fab(model, x, y, eps=eps, n_iter=10, norm=norm, seed=1)
-    assert_in_box_and_ball(x_adv, x, eps, norm)
-    assert acc(model, x_adv, y) < 1.0
+    model, x, y, x_adv = attacked_in_budget(aa.fab, norm)
     moved = linf(x_adv, x) > 0
-    if norm == "l2":
-        assert float(linf(x_adv, x).max()) < eps
     # FAB is minimal-norm: a row it moved is one it fools (an unfooled row is returned as x)
     with torch.no_grad():
         assert bool((model(x_adv[moved]).argmax(1) != y[moved]).all())
