@@ -44,9 +44,12 @@ def _values(values: Sequence[float], what: str) -> np.ndarray:
     return v
 
 
-def _proper(lo: float, hi: float) -> bool:
-    """An interval with finite ends and a positive width."""
-    lo, hi = float(lo), float(hi)
+def proper_interval(lo, hi) -> bool:
+    """An interval with finite ends and a positive width (a missing end, None or text: no)."""
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        return False
     return math.isfinite(lo) and math.isfinite(hi) and hi > lo
 
 
@@ -91,7 +94,7 @@ def between_replicates(values: Sequence[float], alpha: float = 0.05,
     method = f"mean of {k} replicates, t interval on {k - 1} df ({100 * (1 - alpha):g}%)"
     if not same:
         lo, hi = sps.t.interval(1 - alpha, k - 1, loc=mean, scale=sd / math.sqrt(k))
-    elif within is not None and len(within) == k and all(_proper(lo, hi) for lo, hi in within):
+    elif within is not None and len(within) == k and all(proper_interval(lo, hi) for lo, hi in within):
         s = random_effects(v, intervals=within, alpha=alpha)
         lo, hi = s.ci_low, s.ci_high
         method = f"{k} replicates gave the same value: their within-replicate intervals combined ({s.method})"

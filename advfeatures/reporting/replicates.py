@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 
 from advfeatures.compare import column_kind, table_keys, value_columns, value_range
-from advfeatures.replicates import ONE_MODEL, random_effects, replicate_effect_test, replicate_rows
+from advfeatures.replicates import (
+    ONE_MODEL,
+    proper_interval,
+    random_effects,
+    replicate_effect_test,
+    replicate_rows,
+)
 from advfeatures.reporting import Claim, claims_from_frame
 from advfeatures.utils import AdvFeaturesError
 
@@ -133,8 +139,7 @@ def combine_claims(frames: Sequence[pd.DataFrame], replicates: Sequence[str] | N
         t = float(first.threshold)
         per = ", ".join(f"r{rep} {float(c.measured):.3g}" for rep, c in rows)
         intervals = [(c.ci_low, c.ci_high) for _, c in rows]
-        usable = all(_finite(lo) and _finite(hi) and float(hi) > float(lo) for lo, hi in intervals)
-        if usable:
+        if all(proper_interval(lo, hi) for lo, hi in intervals):
             # centred on the threshold, so that the p-value tests measured == threshold
             s = random_effects(est - t, intervals=[(float(lo) - t, float(hi) - t) for lo, hi in intervals],
                                method=method, alpha=alpha)
